@@ -1,0 +1,69 @@
+/** Where a setting's value came from: `flag`, `env`, `env ALIAS`, `file PATH`, `default`. */
+export type Source = string;
+
+export interface Config {
+  server: {
+    host: string;
+    port: number;
+    /** Origin only; issuer, resource and redirect URLs derive from it. */
+    publicUrl: URL;
+    /** Normalised origins (scheme://host[:port]). */
+    allowedOrigins: string[];
+    trustedProxies: string[];
+    shutdownTimeoutMs: number;
+  };
+  target: {
+    /** Origin plus an optional path prefix. */
+    url: URL;
+    /** Extra CA certificates (PEM) for an https target. */
+    ca: string | undefined;
+    connectTimeoutMs: number;
+    headersTimeoutMs: number;
+    idleTimeoutMs: number;
+    retries: number;
+    breakerThreshold: number;
+    breakerResetMs: number;
+    sseKeepaliveMs: number;
+  };
+  mcpPath: string;
+  security: {
+    headersOnProxied: boolean;
+    contentSecurityPolicy: string;
+  };
+  auth: {
+    mode: 'oidc' | 'bypass';
+    oidc: {
+      discoveryUrl: URL | undefined;
+      clientId: string | undefined;
+      clientSecret: string | undefined;
+    };
+  };
+  metrics: { enabled: boolean; path: string };
+  log: { level: 'debug' | 'info' | 'warn' | 'error' };
+  /** Where each setting came from, for the startup log and `check-config`. */
+  sources: Record<string, Source>;
+}
+
+export interface ConfigProblem {
+  /** Environment name of the setting (or the YAML key / flag when that is what is wrong). */
+  key: string;
+  value: string;
+  source: Source;
+  message: string;
+}
+
+/** Thrown by `loadConfig` with every problem found; the CLI prints them all and exits 2. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  constructor(readonly problems: ConfigProblem[]) {
+    super(
+      `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems
+        .map(
+          (p) =>
+            `  - ${p.key}${p.value ? `=${JSON.stringify(p.value)}` : ''} (from ${p.source}): ${p.message}`,
+        )
+        .join('\n')}`,
+    );
+    this.name = 'ConfigError';
+  }
+}

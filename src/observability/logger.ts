@@ -1,0 +1,62 @@
+import { type Logger, pino } from 'pino';
+
+export type { Logger };
+
+/**
+ * Paths pino removes before a line is written. Access-log lines never carry headers or
+ * bodies, but any object that reaches a log call by mistake loses its secrets here too.
+ */
+const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["proxy-authorization"]',
+  'res.headers["set-cookie"]',
+  'headers.authorization',
+  'headers.cookie',
+  '*.authorization',
+  '*.cookie',
+  '*.password',
+  '*.client_secret',
+  '*.clientSecret',
+  '*.access_token',
+  '*.refresh_token',
+  '*.id_token',
+  '*.code',
+  '*.token',
+  '*.secret',
+];
+
+const SENSITIVE_QUERY =
+  /^(code|state|token|access_token|refresh_token|id_token|client_secret|code_verifier|password|session_state)$/i;
+
+/** A URL's path with the values of sensitive query parameters replaced, for logs. */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const params = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const name = eq < 0 ? pair : pair.slice(0, eq);
+      let decoded = name;
+      try {
+        decoded = decodeURIComponent(name);
+      } catch {}
+      return eq >= 0 && SENSITIVE_QUERY.test(decoded) ? `${name}=[REDACTED]` : pair;
+    });
+  return `${url.slice(0, q)}?${params.join('&')}`;
+}
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'mcp-oidc-proxy' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}

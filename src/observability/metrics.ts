@@ -1,0 +1,70 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Buckets from sub-millisecond to 30 s: proxy overhead and long tool calls both show. */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+export const BREAKER_STATE_VALUE = { closed: 0, open: 1, half_open: 2 } as const;
+
+export interface Metrics {
+  registry: Registry;
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  httpDuration: Histogram<'method' | 'route'>;
+  proxyRequests: Counter<'method' | 'outcome' | 'status'>;
+  authRequests: Counter<'mode' | 'result'>;
+  sessionsActive: Gauge;
+  breakerState: Gauge;
+  activeStreams: Gauge<'kind'>;
+}
+
+/**
+ * The seed's six metric names, kept exactly, plus process metrics. Labels carry a route
+ * class (`mcp`, `health`, `proxied`, ...), never a raw path, so cardinality stays bounded.
+ */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'mcp_oidc_proxy_' });
+  return {
+    registry,
+    httpRequests: new Counter({
+      name: 'mcp_oidc_proxy_http_requests_total',
+      help: 'HTTP requests received, by method, route class and status.',
+      labelNames: ['method', 'route', 'status'],
+      registers: [registry],
+    }),
+    httpDuration: new Histogram({
+      name: 'mcp_oidc_proxy_http_request_duration_seconds',
+      help: 'Time from request to response end, by method and route class.',
+      labelNames: ['method', 'route'],
+      buckets: DURATION_BUCKETS,
+      registers: [registry],
+    }),
+    proxyRequests: new Counter({
+      name: 'mcp_oidc_proxy_proxy_requests_total',
+      help: 'Requests forwarded to the backend, by outcome (ok, error, timeout, refused, breaker_open, aborted) and status.',
+      labelNames: ['method', 'outcome', 'status'],
+      registers: [registry],
+    }),
+    authRequests: new Counter({
+      name: 'mcp_oidc_proxy_auth_requests_total',
+      help: 'Authentication decisions, by auth mode and result.',
+      labelNames: ['mode', 'result'],
+      registers: [registry],
+    }),
+    sessionsActive: new Gauge({
+      name: 'mcp_oidc_proxy_sessions_active',
+      help: 'Sessions currently held by the session store.',
+      registers: [registry],
+    }),
+    breakerState: new Gauge({
+      name: 'mcp_oidc_proxy_circuit_breaker_state',
+      help: 'Upstream circuit breaker: 0 closed, 1 open, 2 half-open.',
+      registers: [registry],
+    }),
+    activeStreams: new Gauge({
+      name: 'mcp_oidc_proxy_active_streams',
+      help: 'Long-lived streams open through the proxy, by kind (sse, websocket).',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+  };
+}

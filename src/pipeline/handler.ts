@@ -1,0 +1,308 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Authenticator, Identity } from '../auth/authenticator.js';
+import type { Config } from '../config/types.js';
+import type { HealthChecker } from '../observability/health.js';
+import { type Logger, redactUrl } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Forwarder } from '../proxy/forward.js';
+import { upstreamRequestHeaders } from '../proxy/headers.js';
+import type { Upstream } from '../proxy/upstream.js';
+import { rawResponseHead, type TunnelRegistry, tunnelWebSocket } from '../proxy/websocket.js';
+import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
+import type { OriginGuard } from './origin-guard.js';
+import { checkRequestTarget } from './request-target.js';
+import { applySecurityHeaders } from './security-headers.js';
+
+export type RouteClass = 'mcp' | 'health' | 'metrics' | 'proxied' | 'invalid' | 'forbidden' | 'websocket';
+
+/** What one request accumulated on its way through the stages, for the access log and metrics. */
+interface RequestScope {
+  id: string;
+  start: bigint;
+  route: RouteClass;
+  client?: ClientAddress;
+  upstreamStatus?: number;
+  outcome?: string;
+  auth?: string;
+}
+
+export interface PipelineDeps {
+  config: Config;
+  logger: Logger;
+  metrics: Metrics;
+  health: HealthChecker;
+  guard: OriginGuard;
+  trusted: TrustedProxies;
+  authenticator: Authenticator;
+  forwarder: Forwarder;
+  upstream: Upstream;
+  tunnels: TunnelRegistry;
+  securityHeaders: ReadonlyArray<readonly [string, string]>;
+  /** True once shutdown began: responses then ask clients to close their connection. */
+  draining: () => boolean;
+  onResponseDone: () => void;
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function requestIdFrom(req: IncomingMessage): string {
+  const given = req.headers['x-request-id'];
+  return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** Writes a JSON error the proxy answers itself, OAuth-style (`error`, `error_description`). */
+export function sendJsonError(
+  res: ServerResponse,
+  status: number,
+  error: string,
+  description: string,
+  requestId: string,
+): void {
+  const body = JSON.stringify({ error, error_description: description, request_id: requestId });
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+  });
+  res.end(body);
+}
+
+/**
+ * The ordered stages every request passes: request id -> target check -> proxy-owned
+ * endpoints -> Origin/Host guard -> authentication -> identity headers -> forward.
+ * Proxy-owned endpoints are answered here and never forwarded; everything else is
+ * forwarded only after the authentication stage allowed it.
+ */
+export class Pipeline {
+  constructor(private readonly deps: PipelineDeps) {}
+
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const scope: RequestScope = { id: requestIdFrom(req), start: process.hrtime.bigint(), route: 'invalid' };
+    res.setHeader('X-Request-Id', scope.id);
+    if (this.deps.draining()) res.setHeader('Connection', 'close');
+    res.once('close', () => this.finish(req, res, scope));
+    this.run(req, res, scope).catch((err: Error) => {
+      this.deps.logger.error(
+        { req_id: scope.id, err: { message: err.message, code: (err as { code?: string }).code } },
+        'request failed',
+      );
+      if (!res.headersSent)
+        sendJsonError(res, 500, 'server_error', 'The proxy failed to handle the request.', scope.id);
+      else res.destroy();
+    });
+  };
+
+  private async run(req: IncomingMessage, res: ServerResponse, scope: RequestScope): Promise<void> {
+    const { config, securityHeaders } = this.deps;
+    const checked = checkRequestTarget(req.url);
+    if (!checked.ok) {
+      applySecurityHeaders(res, securityHeaders);
+      return sendJsonError(res, 400, 'invalid_request', checked.reason, scope.id);
+    }
+    const { path, search } = checked.target;
+
+    if (path === '/health') {
+      scope.route = 'health';
+      applySecurityHeaders(res, securityHeaders);
+      return this.serveHealth(req, res, scope);
+    }
+    if (config.metrics.enabled && path === config.metrics.path) {
+      scope.route = 'metrics';
+      applySecurityHeaders(res, securityHeaders);
+      return this.serveMetrics(req, res, scope);
+    }
+
+    const refusal = this.deps.guard.check(req);
+    if (refusal) {
+      scope.route = 'forbidden';
+      applySecurityHeaders(res, securityHeaders);
+      return sendJsonError(res, 403, 'forbidden', refusal, scope.id);
+    }
+    scope.route = path === config.mcpPath || path.startsWith(`${config.mcpPath}/`) ? 'mcp' : 'proxied';
+    scope.client = resolveClientAddress(req, this.deps.trusted);
+
+    const decision = await this.deps.authenticator.authenticate(req, res);
+    this.deps.metrics.authRequests.inc({
+      mode: this.deps.authenticator.mode,
+      result: decision.kind === 'allow' ? 'allowed' : decision.result,
+    });
+    if (decision.kind === 'responded') {
+      scope.auth = decision.result;
+      return;
+    }
+    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+      dropAuthorization: decision.credentialsConsumed,
+      add: forwardingHeaders(scope.client, scope.id, decision.identity),
+    });
+    const result = await this.deps.forwarder.forward(req, res, path + search, headers, scope.id);
+    scope.upstreamStatus = result.upstreamStatus;
+    scope.outcome = result.outcome;
+    this.deps.metrics.proxyRequests.inc({
+      method: req.method ?? 'GET',
+      outcome: result.outcome,
+      status: result.upstreamStatus ?? 0,
+    });
+    if (result.failure) {
+      this.deps.logger.warn(
+        {
+          req_id: scope.id,
+          target: this.deps.upstream.origin,
+          code: result.failure.code,
+          attempts: result.attempts,
+        },
+        result.failure.description,
+      );
+    }
+  }
+
+  /** WebSocket upgrades pass the same stages, then are tunnelled. */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const id = requestIdFrom(req);
+    const start = process.hrtime.bigint();
+    const refuse = (status: number, reason: string, error: string, description: string): void => {
+      const body = JSON.stringify({ error, error_description: description, request_id: id });
+      socket.end(
+        rawResponseHead(status, reason, [
+          ['content-type', 'application/json'],
+          ['content-length', String(Buffer.byteLength(body))],
+          ['x-request-id', id],
+          ['connection', 'close'],
+          ...this.deps.securityHeaders,
+        ]) + body,
+      );
+      this.logAccess({ id, start, route: 'websocket', outcome: error }, req, status);
+    };
+    socket.on('error', () => socket.destroy());
+    const checked = checkRequestTarget(req.url);
+    if (!checked.ok) return refuse(400, 'Bad Request', 'invalid_request', checked.reason);
+    if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+      return refuse(400, 'Bad Request', 'invalid_request', 'only WebSocket upgrades are supported');
+    }
+    const refusal = this.deps.guard.check(req);
+    if (refusal) return refuse(403, 'Forbidden', 'forbidden', refusal);
+    if (this.deps.draining())
+      return refuse(503, 'Service Unavailable', 'shutting_down', 'The proxy is shutting down.');
+    // Authentication for upgrades arrives with the login stages; in bypass mode every upgrade passes.
+    if (this.deps.authenticator.mode !== 'bypass') {
+      return refuse(401, 'Unauthorized', 'invalid_token', 'Authentication is required.');
+    }
+    const client = resolveClientAddress(req, this.deps.trusted);
+    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+      dropAuthorization: false,
+      add: forwardingHeaders(client, id),
+    });
+    const { path, search } = checked.target;
+    const extra = [['x-request-id', id] as const, ...this.deps.securityHeaders];
+    tunnelWebSocket(
+      this.deps.upstream,
+      req,
+      socket,
+      head,
+      path + search,
+      headers,
+      this.deps.tunnels,
+      extra,
+    ).then((result) => {
+      this.deps.metrics.proxyRequests.inc({
+        method: 'GET',
+        outcome: result.outcome,
+        status: result.upstreamStatus ?? 0,
+      });
+      this.logAccess(
+        {
+          id,
+          start,
+          route: 'websocket',
+          client,
+          upstreamStatus: result.upstreamStatus,
+          outcome: result.outcome,
+        },
+        req,
+        result.upstreamStatus ?? result.failure?.status ?? 0,
+      );
+    });
+  };
+
+  private async serveHealth(req: IncomingMessage, res: ServerResponse, scope: RequestScope): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      return sendJsonError(res, 405, 'method_not_allowed', 'Use GET /health.', scope.id);
+    }
+    const report = await this.deps.health.check();
+    const body = JSON.stringify(report);
+    res.writeHead(report.status === 'healthy' ? 200 : 503, {
+      'Content-Type': 'application/json',
+      'Cache-Control': 'no-store',
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  private async serveMetrics(req: IncomingMessage, res: ServerResponse, scope: RequestScope): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('Allow', 'GET, HEAD');
+      return sendJsonError(
+        res,
+        405,
+        'method_not_allowed',
+        `Use GET ${this.deps.config.metrics.path}.`,
+        scope.id,
+      );
+    }
+    const { registry } = this.deps.metrics;
+    const body = await registry.metrics();
+    res.writeHead(200, { 'Content-Type': registry.contentType, 'Cache-Control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  private finish(req: IncomingMessage, res: ServerResponse, scope: RequestScope): void {
+    const status = res.writableFinished ? res.statusCode : 499;
+    const seconds = Number(process.hrtime.bigint() - scope.start) / 1e9;
+    const method = req.method ?? 'GET';
+    this.deps.metrics.httpRequests.inc({ method, route: scope.route, status });
+    this.deps.metrics.httpDuration.observe({ method, route: scope.route }, seconds);
+    this.logAccess(scope, req, status);
+    this.deps.onResponseDone();
+  }
+
+  private logAccess(scope: RequestScope, req: IncomingMessage, status: number): void {
+    const { logger } = this.deps;
+    if (!logger.isLevelEnabled('info')) return;
+    logger.info(
+      {
+        req_id: scope.id,
+        method: req.method,
+        path: redactUrl(req.url ?? ''),
+        status,
+        upstream_status: scope.upstreamStatus,
+        outcome: scope.outcome,
+        auth: scope.auth,
+        route: scope.route,
+        client_ip: scope.client?.ip ?? req.socket.remoteAddress,
+        duration_ms: Math.round(Number(process.hrtime.bigint() - scope.start) / 1e4) / 100,
+      },
+      'request',
+    );
+  }
+}
+
+function forwardingHeaders(
+  client: ClientAddress,
+  requestId: string,
+  identity?: Identity,
+): Array<[string, string]> {
+  const add: Array<[string, string]> = [
+    ['x-forwarded-for', client.forwardedFor],
+    ['x-forwarded-proto', client.forwardedProto],
+    ['x-forwarded-host', client.forwardedHost],
+    ['x-request-id', requestId],
+  ];
+  if (identity) {
+    add.push(['x-forwarded-user', identity.user]);
+    if (identity.email) add.push(['x-forwarded-email', identity.email]);
+    if (identity.groups?.length) add.push(['x-forwarded-groups', identity.groups.join(',')]);
+  }
+  return add;
+}

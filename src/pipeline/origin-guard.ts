@@ -1,0 +1,38 @@
+import type { IncomingMessage } from 'node:http';
+
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/**
+ * DNS-rebinding protection done by the proxy (it rewrites Host for the backend, which
+ * would defeat the backend's own check): the Host must be the public host, an allowed
+ * origin's host or a loopback name, and an Origin, when sent, must be the public origin
+ * or an allowed one.
+ */
+export class OriginGuard {
+  private readonly origins: Set<string>;
+  private readonly hosts: Set<string>;
+
+  constructor(publicUrl: URL, allowedOrigins: readonly string[]) {
+    this.origins = new Set([publicUrl.origin, ...allowedOrigins]);
+    this.hosts = new Set([...this.origins].map((o) => new URL(o).host));
+  }
+
+  /** A reason to refuse the request, or undefined when it may pass. */
+  check(req: IncomingMessage): string | undefined {
+    const host = (req.headers.host ?? '').toLowerCase();
+    if (!this.hostAllowed(host)) {
+      return `Host "${host}" is not this proxy's public host; set PUBLIC_URL to the URL clients use`;
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.origins.has(origin.toLowerCase())) {
+      return `Origin "${origin}" is not allowed; add it to ALLOWED_ORIGINS if it is a trusted client`;
+    }
+    return undefined;
+  }
+
+  private hostAllowed(host: string): boolean {
+    if (this.hosts.has(host)) return true;
+    const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0];
+    return name !== undefined && LOOPBACK_HOSTS.has(name);
+  }
+}

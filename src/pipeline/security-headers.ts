@@ -1,0 +1,30 @@
+import type { ServerResponse } from 'node:http';
+import { setIfAbsent } from '../proxy/headers.js';
+
+/** The seed's security headers; the CSP is configurable (`CONTENT_SECURITY_POLICY`). */
+export function securityHeaders(contentSecurityPolicy: string): ReadonlyArray<readonly [string, string]> {
+  return [
+    ['X-Frame-Options', 'DENY'],
+    ['X-Content-Type-Options', 'nosniff'],
+    ['X-XSS-Protection', '0'],
+    ['Content-Security-Policy', contentSecurityPolicy],
+    ['Referrer-Policy', 'no-referrer'],
+    ['Permissions-Policy', 'camera=(), microphone=(), geolocation=(), payment=(), usb=()'],
+  ];
+}
+
+/** On responses the proxy writes itself: always set. */
+export function applySecurityHeaders(
+  res: ServerResponse,
+  headers: ReadonlyArray<readonly [string, string]>,
+): void {
+  for (const [name, value] of headers) res.setHeader(name, value);
+}
+
+/** On proxied responses: added only where the backend did not set the header. */
+export function addMissingSecurityHeaders(
+  flat: string[],
+  headers: ReadonlyArray<readonly [string, string]>,
+): void {
+  for (const [name, value] of headers) setIfAbsent(flat, name, value);
+}

@@ -1,0 +1,81 @@
+/** How an upstream failure is reported: HTTP status, a stable code and a sentence for humans. */
+export interface UpstreamFailure {
+  status: 502 | 503 | 504;
+  code:
+    | 'upstream_unavailable'
+    | 'upstream_timeout'
+    | 'upstream_reset'
+    | 'upstream_error'
+    | 'upstream_circuit_open';
+  /** Metric outcome label. */
+  outcome: 'refused' | 'timeout' | 'reset' | 'error' | 'breaker_open';
+  description: string;
+  /** The connection was never established, so no request byte reached the backend. */
+  beforeConnect: boolean;
+}
+
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+export function classifyUpstreamError(err: unknown): UpstreamFailure {
+  const code = (err as { code?: string }).code ?? '';
+  if (CONNECT_FAILURES.has(code)) {
+    return {
+      status: 502,
+      code: 'upstream_unavailable',
+      outcome: 'refused',
+      description: `The MCP server could not be reached (${code}).`,
+      beforeConnect: true,
+    };
+  }
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return {
+      status: 504,
+      code: 'upstream_timeout',
+      outcome: 'timeout',
+      description: 'Connecting to the MCP server timed out.',
+      beforeConnect: true,
+    };
+  }
+  if (
+    code === 'UND_ERR_HEADERS_TIMEOUT' ||
+    code === 'UND_ERR_BODY_TIMEOUT' ||
+    code === 'PROXY_IDLE_TIMEOUT'
+  ) {
+    return {
+      status: 504,
+      code: 'upstream_timeout',
+      outcome: 'timeout',
+      description:
+        code === 'UND_ERR_HEADERS_TIMEOUT'
+          ? 'The MCP server did not answer in time (PROXY_HEADERS_TIMEOUT).'
+          : 'The MCP server stopped sending the response (PROXY_IDLE_TIMEOUT).',
+      beforeConnect: false,
+    };
+  }
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') {
+    return {
+      status: 502,
+      code: 'upstream_reset',
+      outcome: 'reset',
+      description: 'The MCP server closed the connection before answering.',
+      beforeConnect: false,
+    };
+  }
+  return {
+    status: 502,
+    code: 'upstream_error',
+    outcome: 'error',
+    description: `The request to the MCP server failed (${code || 'unknown error'}).`,
+    beforeConnect: false,
+  };
+}
+
+export function circuitOpenFailure(retryAfterMs: number): UpstreamFailure {
+  return {
+    status: 503,
+    code: 'upstream_circuit_open',
+    outcome: 'breaker_open',
+    description: `The MCP server failed repeatedly; requests are paused for ${Math.ceil(retryAfterMs / 1000)} s (circuit breaker open).`,
+    beforeConnect: true,
+  };
+}

@@ -1,0 +1,259 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Dispatcher } from 'undici';
+import type { CircuitBreaker } from './breaker.js';
+import { circuitOpenFailure, classifyUpstreamError, type UpstreamFailure } from './errors.js';
+import { downstreamResponseHeaders, getHeader, replaceHeader, setIfAbsent } from './headers.js';
+import { isEventStream, SseRelay } from './sse.js';
+import { type Upstream, upstreamPath } from './upstream.js';
+
+export interface ForwardOptions {
+  retries: number;
+  idleTimeoutMs: number;
+  sseKeepaliveMs: number;
+  /** Headers added to proxied responses where the backend did not set them. */
+  responseDefaults: ReadonlyArray<readonly [string, string]>;
+}
+
+export interface ForwardResult {
+  /** `ok`, `aborted` (client left), or an upstream failure outcome. */
+  outcome: 'ok' | 'aborted' | UpstreamFailure['outcome'];
+  upstreamStatus?: number;
+  failure?: UpstreamFailure;
+  attempts: number;
+  sse: boolean;
+}
+
+/** A live SSE response that shutdown can end cleanly. */
+export interface LiveStream {
+  end(): void;
+}
+
+/** Lets the server end live SSE responses at shutdown. */
+export interface StreamRegistry {
+  add(stream: LiveStream): void;
+  delete(stream: LiveStream): void;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+class ClientGoneError extends Error {
+  readonly code = 'CLIENT_GONE';
+}
+class IdleTimeoutError extends Error {
+  readonly code = 'PROXY_IDLE_TIMEOUT';
+}
+class ShutdownError extends Error {
+  readonly code = 'PROXY_SHUTDOWN';
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/** Writes the JSON error body the proxy answers with when the backend cannot. */
+export function sendUpstreamFailure(
+  res: ServerResponse,
+  failure: UpstreamFailure,
+  requestId: string,
+  retryAfterMs = 0,
+): void {
+  const body = JSON.stringify({
+    error: failure.code,
+    error_description: failure.description,
+    request_id: requestId,
+  });
+  res.statusCode = failure.status;
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Cache-Control', 'no-store');
+  if (retryAfterMs > 0) res.setHeader('Retry-After', String(Math.ceil(retryAfterMs / 1000)));
+  res.end(body);
+}
+
+/**
+ * Forwards one request through undici's `dispatch` API: the request body streams up as
+ * it arrives, the response streams down chunk by chunk with backpressure in both
+ * directions (the upstream is paused while the client's socket is full), SSE is relayed
+ * event by event with keepalive comments, and a client that goes away aborts the upstream.
+ */
+export class Forwarder {
+  constructor(
+    private readonly upstream: Upstream,
+    private readonly breaker: CircuitBreaker,
+    private readonly options: ForwardOptions,
+    private readonly streams: StreamRegistry,
+  ) {}
+
+  async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pathAndQuery: string,
+    headers: string[],
+    requestId: string,
+  ): Promise<ForwardResult> {
+    const withBody = hasBody(req);
+    const method = req.method ?? 'GET';
+    const state: AttemptState = { responded: false, clientGone: false, sse: false };
+    const onClose = (): void => {
+      if (res.writableFinished) return;
+      state.clientGone = true;
+      state.abort?.(new ClientGoneError('client closed the connection'));
+    };
+    res.on('close', onClose);
+    try {
+      for (let attempt = 1; ; attempt++) {
+        if (!this.breaker.tryAcquire()) {
+          const retryAfterMs = this.breaker.retryAfterMs();
+          const failure = circuitOpenFailure(retryAfterMs);
+          sendUpstreamFailure(res, failure, requestId, Math.max(retryAfterMs, 1000));
+          return { outcome: failure.outcome, failure, attempts: attempt - 1, sse: false };
+        }
+        try {
+          await this.attempt(req, res, method, pathAndQuery, headers, withBody, state);
+          const status = state.status ?? 0;
+          if (status >= 502 && status <= 504) this.breaker.recordFailure();
+          else this.breaker.recordSuccess();
+          return { outcome: 'ok', upstreamStatus: status, attempts: attempt, sse: state.sse };
+        } catch (err) {
+          if (state.closing) {
+            // Shutdown ended the stream: finish the response cleanly so the client reconnects later.
+            this.breaker.release();
+            res.end();
+            return { outcome: 'ok', upstreamStatus: state.status, attempts: attempt, sse: state.sse };
+          }
+          if (state.clientGone) {
+            this.breaker.release();
+            return { outcome: 'aborted', upstreamStatus: state.status, attempts: attempt, sse: state.sse };
+          }
+          const failure = classifyUpstreamError(err);
+          this.breaker.recordFailure();
+          const retryable =
+            !state.responded &&
+            attempt <= this.options.retries &&
+            (failure.beforeConnect ? !withBody || !req.readableDidRead : IDEMPOTENT.has(method) && !withBody);
+          if (retryable) {
+            await delay(25 * attempt);
+            if (!state.clientGone) continue;
+          }
+          if (state.clientGone) return { outcome: 'aborted', attempts: attempt, sse: false };
+          if (state.responded) res.destroy();
+          else sendUpstreamFailure(res, failure, requestId);
+          return {
+            outcome: failure.outcome,
+            upstreamStatus: state.status,
+            failure,
+            attempts: attempt,
+            sse: state.sse,
+          };
+        }
+      }
+    } finally {
+      res.off('close', onClose);
+    }
+  }
+
+  private attempt(
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    pathAndQuery: string,
+    headers: string[],
+    withBody: boolean,
+    state: AttemptState,
+  ): Promise<void> {
+    const { idleTimeoutMs, sseKeepaliveMs, responseDefaults } = this.options;
+    const streams = this.streams;
+    return new Promise<void>((resolve, reject) => {
+      let relay: SseRelay | undefined;
+      let idle: NodeJS.Timeout | undefined;
+      const live: LiveStream = {
+        end: () => {
+          state.closing = true;
+          state.abort?.(new ShutdownError('proxy shutting down'));
+        },
+      };
+      const finish = (): void => {
+        if (idle) clearTimeout(idle);
+        relay?.stop();
+        if (state.sse) streams.delete(live);
+      };
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart(controller) {
+          state.abort = (reason) => controller.abort(reason);
+          if (state.clientGone) controller.abort(new ClientGoneError('client closed the connection'));
+        },
+        onResponseStart(controller, statusCode, upstreamHeaders, statusMessage) {
+          if (statusCode < 200) return;
+          state.responded = true;
+          state.status = statusCode;
+          const flat = downstreamResponseHeaders(upstreamHeaders);
+          // Headers the pipeline set earlier (X-Request-Id, Connection: close while draining) join the
+          // list, so writeHead takes the flat array as is and duplicates such as Set-Cookie survive.
+          for (const name of res.getHeaderNames()) {
+            replaceHeader(flat, name, String(res.getHeader(name)));
+            res.removeHeader(name);
+          }
+          for (const [name, value] of responseDefaults) setIfAbsent(flat, name, value);
+          state.sse = isEventStream(upstreamHeaders['content-type']);
+          if (state.sse) {
+            // Tell nginx-like buffers and CDNs to pass events through untouched.
+            replaceHeader(flat, 'X-Accel-Buffering', 'no');
+            const cc = getHeader(flat, 'cache-control');
+            if (!cc) replaceHeader(flat, 'Cache-Control', 'no-cache, no-transform');
+            else if (!/no-transform/i.test(cc)) replaceHeader(flat, 'Cache-Control', `${cc}, no-transform`);
+          }
+          if (statusMessage) res.writeHead(statusCode, statusMessage, flat);
+          else res.writeHead(statusCode, flat);
+          if (state.sse) {
+            res.flushHeaders();
+            streams.add(live);
+            relay = new SseRelay(res, sseKeepaliveMs);
+          } else if (idleTimeoutMs > 0) {
+            idle = setTimeout(
+              () => controller.abort(new IdleTimeoutError('response body idle')),
+              idleTimeoutMs,
+            );
+          }
+        },
+        onResponseData(controller, chunk) {
+          idle?.refresh();
+          const ok = relay ? relay.write(chunk) : res.write(chunk);
+          if (!ok && !controller.paused) {
+            controller.pause();
+            res.once('drain', () => controller.resume());
+          }
+        },
+        onResponseEnd() {
+          finish();
+          res.end();
+          resolve();
+        },
+        onResponseError(_controller, err) {
+          finish();
+          reject(err);
+        },
+      };
+      this.upstream.pool.dispatch(
+        {
+          path: upstreamPath(this.upstream, pathAndQuery),
+          method: method as Dispatcher.HttpMethod,
+          headers: [...headers, 'host', this.upstream.host],
+          body: withBody ? req : null,
+          bodyTimeout: 0,
+        },
+        handler,
+      );
+    });
+  }
+}
+
+interface AttemptState {
+  responded: boolean;
+  clientGone: boolean;
+  /** Shutdown is ending this (SSE) response on purpose. */
+  closing?: boolean;
+  sse: boolean;
+  status?: number;
+  abort?: (reason: Error) => void;
+}

@@ -1,0 +1,38 @@
+import { rootCertificates } from 'node:tls';
+import { Pool } from 'undici';
+import type { Config } from '../config/types.js';
+
+/** The connection pool to the MCP server and how paths map onto it. */
+export interface Upstream {
+  pool: Pool;
+  /** Origin of the target (scheme://host:port). */
+  origin: string;
+  /** Path prefix from PROXY_TARGET_URL, without a trailing slash ('' for none). */
+  prefix: string;
+  /** `Host` header value the backend gets (its own authority, so its DNS-rebinding check passes). */
+  host: string;
+}
+
+export function createUpstream(target: Config['target']): Upstream {
+  const url = target.url;
+  const pool = new Pool(url.origin, {
+    connections: 256,
+    pipelining: 1,
+    keepAliveTimeout: 4_000,
+    keepAliveMaxTimeout: 60_000,
+    headersTimeout: target.headersTimeoutMs,
+    // Idle body time is enforced by the forwarder, which knows whether a response is SSE.
+    bodyTimeout: 0,
+    connect: {
+      timeout: target.connectTimeoutMs,
+      // A custom CA is added to the system roots, not put in their place.
+      ...(target.ca ? { ca: [...rootCertificates, target.ca] } : {}),
+    },
+  });
+  return { pool, origin: url.origin, prefix: url.pathname.replace(/\/+$/, ''), host: url.host };
+}
+
+/** The path sent upstream: the target's prefix followed by the request path, unchanged. */
+export function upstreamPath(upstream: Upstream, pathAndQuery: string): string {
+  return upstream.prefix + pathAndQuery;
+}
