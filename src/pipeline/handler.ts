@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Authenticator, Identity } from '../auth/authenticator.js';
 import type { Config } from '../config/types.js';
@@ -42,7 +43,7 @@ export interface PipelineDeps {
   securityHeaders: ReadonlyArray<readonly [string, string]>;
   /** True once shutdown began: responses then ask clients to close their connection. */
   draining: () => boolean;
-  onResponseDone: () => void;
+  onResponseDone: (socket: Socket | null) => void;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -82,16 +83,24 @@ export class Pipeline {
     const scope: RequestScope = { id: requestIdFrom(req), start: process.hrtime.bigint(), route: 'invalid' };
     res.setHeader('X-Request-Id', scope.id);
     if (this.deps.draining()) res.setHeader('Connection', 'close');
-    res.once('close', () => this.finish(req, res, scope));
-    this.run(req, res, scope).catch((err: Error) => {
-      this.deps.logger.error(
-        { req_id: scope.id, err: { message: err.message, code: (err as { code?: string }).code } },
-        'request failed',
-      );
-      if (!res.headersSent)
-        sendJsonError(res, 500, 'server_error', 'The proxy failed to handle the request.', scope.id);
-      else res.destroy();
-    });
+    // The access line is written once both the response closed and the stages returned,
+    // so it carries the upstream status and outcome the forwarder learned.
+    let pending = 2;
+    const done = (): void => {
+      if (--pending === 0) this.finish(req, res, scope);
+    };
+    res.once('close', done);
+    this.run(req, res, scope)
+      .catch((err: Error) => {
+        this.deps.logger.error(
+          { req_id: scope.id, err: { message: err.message, code: (err as { code?: string }).code } },
+          'request failed',
+        );
+        if (!res.headersSent)
+          sendJsonError(res, 500, 'server_error', 'The proxy failed to handle the request.', scope.id);
+        else res.destroy();
+      })
+      .finally(done);
   };
 
   private async run(req: IncomingMessage, res: ServerResponse, scope: RequestScope): Promise<void> {
@@ -258,13 +267,14 @@ export class Pipeline {
   }
 
   private finish(req: IncomingMessage, res: ServerResponse, scope: RequestScope): void {
+    // 499: the client went away before the response was complete (nginx's convention).
     const status = res.writableFinished ? res.statusCode : 499;
     const seconds = Number(process.hrtime.bigint() - scope.start) / 1e9;
     const method = req.method ?? 'GET';
     this.deps.metrics.httpRequests.inc({ method, route: scope.route, status });
     this.deps.metrics.httpDuration.observe({ method, route: scope.route }, seconds);
     this.logAccess(scope, req, status);
-    this.deps.onResponseDone();
+    this.deps.onResponseDone(req.socket);
   }
 
   private logAccess(scope: RequestScope, req: IncomingMessage, status: number): void {

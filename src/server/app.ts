@@ -13,6 +13,7 @@ import { CircuitBreaker } from '../proxy/breaker.js';
 import { Forwarder, type LiveStream } from '../proxy/forward.js';
 import { createUpstream } from '../proxy/upstream.js';
 import { goingAwayFrame, rawResponseHead, type Tunnel } from '../proxy/websocket.js';
+import { ConnectionTracker } from './connections.js';
 
 export interface RunningProxy {
   server: Server;
@@ -113,12 +114,24 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     headersTimeout: 30_000,
     keepAliveTimeout: 65_000,
   });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.server.port, config.server.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  // With SERVER_PORT=0 the default public URL names the port actually chosen.
+  const publicUrl =
+    config.sources.PUBLIC_URL === undefined ? new URL(`http://localhost:${port}`) : config.server.publicUrl;
+  const connections = new ConnectionTracker(server);
   const pipeline = new Pipeline({
     config,
     logger,
     metrics,
     health,
-    guard: new OriginGuard(config.server.publicUrl, config.server.allowedOrigins),
+    guard: new OriginGuard(publicUrl, config.server.allowedOrigins),
     trusted: new TrustedProxies(config.server.trustedProxies),
     authenticator,
     forwarder,
@@ -126,9 +139,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     tunnels,
     securityHeaders: headers,
     draining: () => draining,
-    onResponseDone: () => {
-      if (draining) server.closeIdleConnections();
-    },
+    onResponseDone: (socket) => connections.responseDone(socket),
   });
   server.on('request', pipeline.handle);
   server.on('upgrade', pipeline.handleUpgrade);
@@ -149,20 +160,13 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     );
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.server.port, config.server.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`;
   logger.info(
     {
       listen: `${host}:${address.port}`,
-      public_url: config.server.publicUrl.origin,
+      public_url: publicUrl.origin,
       target: targetUrl.href,
       auth_mode: authenticator.mode,
     },
@@ -181,7 +185,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         'shutting down: no new connections; finishing in-flight requests',
       );
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
+      connections.drain();
       for (const stream of [...streams.items]) stream.end();
       for (const tunnel of [...tunnels.items]) {
         tunnel.client.unpipe?.();
@@ -197,7 +201,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       clearTimeout(timer);
       if (outcome === 'timeout') {
         logger.warn('shutdown deadline reached: closing the remaining connections');
-        server.closeAllConnections();
+        connections.destroyAll();
         for (const tunnel of tunnels.items) {
           tunnel.client.destroy();
           tunnel.upstream.destroy();

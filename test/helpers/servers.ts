@@ -1,0 +1,105 @@
+import {
+  createServer,
+  type IncomingMessage,
+  type RequestListener,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import { loadConfig } from '../../src/config/load.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { type RunningProxy, startProxy } from '../../src/server/app.js';
+
+export interface Listening {
+  server: Server;
+  port: number;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Listens on a free loopback port. */
+export async function listen(server: Server): Promise<Listening> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export function startBackend(handler: RequestListener): Promise<Listening> {
+  return listen(createServer(handler));
+}
+
+/** A backend that answers every request with what it received, as JSON. */
+export function startEchoBackend(): Promise<Listening> {
+  return startBackend((req: IncomingMessage, res: ServerResponse) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.stringify({
+        method: req.method,
+        url: req.url,
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        body: Buffer.concat(chunks).toString('utf8'),
+      });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(body);
+    });
+  });
+}
+
+export interface TestProxy {
+  url: string;
+  proxy: RunningProxy;
+  /** Every log line written, parsed. */
+  logs: Array<Record<string, unknown>>;
+  /** Raw log text, for "never contains" assertions. */
+  logText(): string;
+  close(): Promise<void>;
+}
+
+/** Starts the proxy on a free port with env-style settings; bypass mode unless told otherwise. */
+export async function startTestProxy(env: Record<string, string>): Promise<TestProxy> {
+  const config = loadConfig({
+    env: { AUTH_MODE: 'bypass', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'debug', ...env },
+  });
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  const proxy = await startProxy({ config, logger: createLogger(config.log.level, sink) });
+  return {
+    url: proxy.url,
+    proxy,
+    get logs() {
+      return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    logText: () => lines.join('\n'),
+    close: () => proxy.shutdown(),
+  };
+}
+
+/** Resolves when `predicate` holds, checking on every tick up to `timeoutMs`. */
+export async function waitFor(
+  predicate: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+  what = 'condition',
+): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
