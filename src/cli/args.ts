@@ -1,6 +1,6 @@
 import { flagFor, SETTINGS, type SettingSpec } from '../config/settings.js';
 
-export type Command = 'serve' | 'check-config' | 'version' | 'help';
+export type Command = 'serve' | 'demo' | 'check-config' | 'version' | 'help';
 
 export interface ParsedArgs {
   command: Command;
@@ -13,7 +13,7 @@ export class UsageError extends Error {
   readonly code = 'USAGE';
 }
 
-const COMMANDS = new Set<string>(['serve', 'check-config', 'version', 'help']);
+const COMMANDS = new Set<string>(['serve', 'demo', 'check-config', 'version', 'help']);
 
 /** Every flag name -> the setting it sets. */
 function flagTable(): Map<string, SettingSpec> {
@@ -36,7 +36,7 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     if (arg === '--version' || arg === '-v') return { ...out, command: 'version' };
     if (!arg.startsWith('-')) {
       if (sawCommand || !COMMANDS.has(arg)) {
-        throw new UsageError(`unknown command "${arg}"; commands: serve, check-config, version, help`);
+        throw new UsageError(`unknown command "${arg}"; commands: serve, demo, check-config, version, help`);
       }
       out.command = arg as Command;
       sawCommand = true;
@@ -70,6 +70,7 @@ export function helpText(version: string): string {
     '',
     'Usage:',
     '  mcp-oidc-proxy [serve] [flags]      run the proxy (default)',
+    '  mcp-oidc-proxy demo [--port N] [--host H]  sample MCP server with the proxy in front of it',
     '  mcp-oidc-proxy check-config [flags] validate and print the effective config (secrets masked)',
     '  mcp-oidc-proxy --version            print the version',
     '',

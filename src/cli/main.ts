@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { describeConfig, loadConfig } from '../config/load.js';
 import { ConfigError } from '../config/types.js';
+import { runDemo } from '../demo/demo.js';
 import { createLogger } from '../observability/logger.js';
 import { startProxy } from '../server/app.js';
 import { helpText, type ParsedArgs, parseArgs, UsageError } from './args.js';
@@ -22,6 +23,19 @@ async function serve(args: ParsedArgs): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+}
+
+async function demo(args: ParsedArgs): Promise<void> {
+  const stop = await runDemo({
+    host: args.flags.SERVER_HOST ?? '127.0.0.1',
+    port: Number(args.flags.SERVER_PORT ?? 8080),
+    logLevel: args.flags.LOG_LEVEL ?? 'info',
+  });
+  const onSignal = (): void => {
+    stop().then(() => process.exit(0));
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
 }
 
 function checkConfig(args: ParsedArgs): void {
@@ -54,6 +68,8 @@ async function main(argv: string[]): Promise<void> {
       return;
     case 'check-config':
       return checkConfig(args);
+    case 'demo':
+      return demo(args);
     case 'serve':
       return serve(args);
   }

@@ -26,7 +26,7 @@ describe('an MCP client through the proxy (bypass mode)', () => {
     expect(mcp.sessions()).toContain(sessionId);
 
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name).sort()).toEqual(['count', 'echo']);
+    expect(tools.map((t) => t.name).sort()).toEqual(['count', 'echo', 'whoami']);
 
     const progress: Array<{ progress: number; at: number }> = [];
     const started = Date.now();
