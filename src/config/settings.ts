@@ -24,7 +24,10 @@ export interface SettingSpec {
   max?: number;
   /** For `url`: allowed protocols. */
   protocols?: readonly string[];
+  /** Never echoed: masked in `check-config` output and in error messages. */
   secret?: boolean;
+  /** A sample value, shown commented out in `configs/config.example.yaml` and in error hints. */
+  example?: string;
   doc: string;
 }
 
@@ -54,6 +57,7 @@ export const SETTINGS = [
     flags: ['--public-url'],
     kind: 'url',
     protocols: ['http:', 'https:'],
+    example: 'https://mcp.example.com',
     doc: 'URL users and MCP clients reach the proxy at (e.g. the tunnel URL). Default: http://localhost:$SERVER_PORT.',
   },
   {
@@ -61,6 +65,7 @@ export const SETTINGS = [
     yaml: 'server.allowed_origins',
     kind: 'list',
     default: '',
+    example: 'https://claude.ai,https://app.example.com',
     doc: "Extra browser origins allowed besides PUBLIC_URL's (comma list); any other Origin gets 403.",
   },
   {
@@ -68,6 +73,7 @@ export const SETTINGS = [
     yaml: 'server.trusted_proxies',
     kind: 'list',
     default: '',
+    example: '127.0.0.1,::1,10.0.0.0/8',
     doc: 'Addresses/CIDRs whose X-Forwarded-* and CF-Connecting-IP headers are believed (e.g. 127.0.0.1 for cloudflared).',
   },
   {
@@ -104,12 +110,14 @@ export const SETTINGS = [
     flags: ['--target', '--target-url'],
     kind: 'url',
     protocols: ['http:', 'https:'],
+    example: 'http://localhost:3000/api',
     doc: 'Full target URL (http or https, optional path prefix); overrides host/port.',
   },
   {
     env: 'PROXY_CA_FILE',
     yaml: 'proxy.ca_file',
     kind: 'path',
+    example: '/etc/mcp-oidc-proxy/ca.pem',
     doc: 'PEM file with CA certificates to trust for an https target (added to the system roots).',
   },
   {
@@ -212,12 +220,14 @@ export const SETTINGS = [
     yaml: 'oidc.discovery_url',
     kind: 'url',
     protocols: ['http:', 'https:'],
+    example: 'https://your-domain.auth0.com/.well-known/openid-configuration',
     doc: "Upstream provider's discovery document URL. Required for AUTH_MODE=oidc.",
   },
   {
     env: 'OIDC_CLIENT_ID',
     yaml: 'oidc.client_id',
     kind: 'string',
+    example: 'your-client-id',
     doc: "The proxy's client id at the upstream provider. Required for AUTH_MODE=oidc.",
   },
   {
@@ -225,6 +235,7 @@ export const SETTINGS = [
     yaml: 'oidc.client_secret',
     kind: 'string',
     secret: true,
+    example: 'your-client-secret',
     doc: "The proxy's client secret at the upstream provider.",
   },
   // observability

@@ -167,6 +167,8 @@ export class Forwarder {
     return new Promise<void>((resolve, reject) => {
       let relay: SseRelay | undefined;
       let idle: NodeJS.Timeout | undefined;
+      let onIdle: (() => void) | undefined;
+      let finished = false;
       const live: LiveStream = {
         end: () => {
           state.closing = true;
@@ -174,6 +176,7 @@ export class Forwarder {
         },
       };
       const finish = (): void => {
+        finished = true;
         if (idle) clearTimeout(idle);
         relay?.stop();
         if (state.sse) streams.delete(live);
@@ -210,18 +213,22 @@ export class Forwarder {
             streams.add(live);
             relay = new SseRelay(res, sseKeepaliveMs);
           } else if (idleTimeoutMs > 0) {
-            idle = setTimeout(
-              () => controller.abort(new IdleTimeoutError('response body idle')),
-              idleTimeoutMs,
-            );
+            onIdle = () => controller.abort(new IdleTimeoutError('response body idle'));
+            idle = setTimeout(onIdle, idleTimeoutMs);
           }
         },
         onResponseData(controller, chunk) {
           idle?.refresh();
           const ok = relay ? relay.write(chunk) : res.write(chunk);
           if (!ok && !controller.paused) {
+            // A slow client is not a silent backend: the idle clock stops while the proxy itself
+            // holds the upstream back, and starts afresh once the client has drained.
+            if (idle) clearTimeout(idle);
             controller.pause();
-            res.once('drain', () => controller.resume());
+            res.once('drain', () => {
+              if (onIdle && !finished) idle = setTimeout(onIdle, idleTimeoutMs);
+              controller.resume();
+            });
           }
         },
         onResponseEnd() {
