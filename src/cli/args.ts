@@ -1,3 +1,4 @@
+import { editDistance } from '../config/load.js';
 import { flagFor, SETTINGS, type SettingSpec } from '../config/settings.js';
 
 export type Command = 'serve' | 'demo' | 'check-config' | 'version' | 'help';
@@ -25,6 +26,20 @@ function flagTable(): Map<string, SettingSpec> {
   return table;
 }
 
+const BOOL_WORDS = new Set(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']);
+
+/** The flag a mistyped one most likely meant (`--SERVER_PORT`, `--prot`). */
+function suggestFlag(name: string, table: Map<string, SettingSpec>): string | undefined {
+  const normal = `--${name.replace(/^-+/, '').toLowerCase().replaceAll('_', '-')}`;
+  if (table.has(normal) || normal === '--config') return normal;
+  let best: { flag: string; distance: number } | undefined;
+  for (const flag of [...table.keys(), '--config']) {
+    const distance = editDistance(normal, flag);
+    if (distance <= 2 && (!best || distance < best.distance)) best = { flag, distance };
+  }
+  return best?.flag;
+}
+
 /** `mcp-oidc-proxy [command] [--flag value | --flag=value ...]` */
 export function parseArgs(argv: readonly string[]): ParsedArgs {
   const table = flagTable();
@@ -34,9 +49,14 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     const arg = argv[i] as string;
     if (arg === '--help' || arg === '-h') return { ...out, command: 'help' };
     if (arg === '--version' || arg === '-v') return { ...out, command: 'version' };
-    if (!arg.startsWith('-')) {
-      if (sawCommand || !COMMANDS.has(arg)) {
-        throw new UsageError(`unknown command "${arg}"; commands: serve, demo, check-config, version, help`);
+    if (!arg.startsWith('-') || arg === '-') {
+      if (sawCommand) {
+        throw new UsageError(
+          `unexpected argument "${arg}" after the command "${out.command}"; flags start with -- (see --help)`,
+        );
+      }
+      if (!COMMANDS.has(arg)) {
+        throw new UsageError(`unknown command "${arg}"; commands: ${[...COMMANDS].join(', ')}`);
       }
       out.command = arg as Command;
       sawCommand = true;
@@ -46,20 +66,32 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
     const name = eq < 0 ? arg : arg.slice(0, eq);
     let value: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
     if (name !== '--config' && !table.has(name)) {
-      throw new UsageError(`unknown flag "${name}"; see --help for the flags`);
+      const guess = suggestFlag(name, table);
+      throw new UsageError(
+        `unknown flag "${name}"${guess ? `; did you mean ${guess}?` : ''} (see --help for the flags)`,
+      );
     }
+    const spec = table.get(name);
     if (value === undefined) {
-      const spec = table.get(name);
       const next = argv[i + 1];
-      if (spec?.kind === 'bool' && (next === undefined || next.startsWith('-'))) value = 'true';
-      else if (next === undefined) throw new UsageError(`flag ${name} needs a value`);
-      else {
+      if (spec?.kind === 'bool') {
+        // `--metrics-enabled` alone means true; a following true/false is its value.
+        value = 'true';
+        if (next !== undefined && BOOL_WORDS.has(next.toLowerCase())) {
+          value = next;
+          i++;
+        }
+      } else if (next === undefined || next.startsWith('--')) {
+        throw new UsageError(`flag ${name} needs a value: ${name} VALUE or ${name}=VALUE`);
+      } else {
         value = next;
         i++;
       }
     }
-    if (name === '--config') out.configFile = value;
-    else out.flags[(table.get(name) as SettingSpec).env] = value;
+    if (name === '--config') {
+      if (value === '') throw new UsageError('flag --config needs a value: --config FILE');
+      out.configFile = value;
+    } else out.flags[(spec as SettingSpec).env] = value;
   }
   return out;
 }
@@ -69,24 +101,31 @@ export function helpText(version: string): string {
     `mcp-oidc-proxy ${version}: puts OIDC login and MCP OAuth 2.1 authorization in front of an MCP server`,
     '',
     'Usage:',
-    '  mcp-oidc-proxy [serve] [flags]      run the proxy (default)',
+    '  mcp-oidc-proxy [serve] [flags]             run the proxy (default)',
+    '  mcp-oidc-proxy check-config [flags]        validate and print the effective config (secrets masked)',
     '  mcp-oidc-proxy demo [--port N] [--host H]  sample MCP server with the proxy in front of it',
-    '  mcp-oidc-proxy check-config [flags] validate and print the effective config (secrets masked)',
-    '  mcp-oidc-proxy --version            print the version',
+    '  mcp-oidc-proxy --version                   print the version',
+    '  mcp-oidc-proxy --help                      this text',
     '',
     'Precedence: flags > environment > YAML file (--config FILE) > defaults.',
     '',
-    'Flags (each also an environment variable):',
-    '  --config FILE                       YAML config file (see configs/config.example.yaml)',
+    'Flags (each also an environment variable and a YAML key; configs/config.example.yaml shows them all):',
+    '  --config FILE                       YAML config file',
   ];
   for (const spec of SETTINGS as readonly SettingSpec[]) {
-    const names = [...(spec.flags ?? []), flagFor(spec)].join(', ');
+    const names = [...new Set([...(spec.flags ?? []), flagFor(spec)])].join(', ');
     const env = [spec.env, ...(spec.aliases ?? [])].join(' / ');
-    lines.push(
-      `  ${names}`.padEnd(38) +
-        `${env}${spec.default !== undefined ? ` (default: ${spec.default || '""'})` : ''}`,
-    );
+    const shown = spec.default || spec.derivedDefault;
+    const fallback = shown ? ` (default: ${shown})` : '';
+    const head = `  ${names}`;
+    const where = `${env}, ${spec.yaml}${fallback}`;
+    if (head.length < 38) lines.push(head.padEnd(38) + where);
+    else lines.push(head, `${' '.repeat(38)}${where}`);
     lines.push(`${' '.repeat(40)}${spec.doc}`);
   }
+  lines.push(
+    '',
+    'Exit status: 0 ok, 2 invalid configuration, 64 usage error, 1 any other failure (e.g. port in use).',
+  );
   return `${lines.join('\n')}\n`;
 }

@@ -10,7 +10,16 @@ import { packageVersion } from './version.js';
 async function serve(args: ParsedArgs): Promise<void> {
   const config = loadConfig({ flags: args.flags, configFile: args.configFile });
   const logger = createLogger(config.log.level);
-  const proxy = await startProxy({ config, logger });
+  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  try {
+    proxy = await startProxy({ config, logger });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { hostname?: string };
+    // A name SERVER_HOST cannot resolve fails in getaddrinfo, like any other lookup would: only
+    // this one is the listen address's fault.
+    if (e.syscall === 'getaddrinfo' && e.hostname === config.server.host) e.syscall = 'listen';
+    throw err;
+  }
   const stop = (signal: string): void => {
     logger.info({ signal }, 'signal received');
     proxy.shutdown().then(
@@ -47,14 +56,37 @@ function checkConfig(args: ParsedArgs): void {
     problems = err.message;
   }
   const rows = describeConfig({ flags: args.flags, configFile: args.configFile });
-  const width = Math.max(...rows.map((r) => r.key.length));
-  process.stdout.write('# effective configuration (secrets masked)\n');
-  for (const row of rows)
-    process.stdout.write(`${row.key.padEnd(width)} = ${row.value}    # ${row.source}\n`);
+  const keyWidth = Math.max(...rows.map((r) => r.key.length));
+  // Long values (the CSP) push their own source out rather than the whole column.
+  const valueWidth = Math.min(40, Math.max(...rows.map((r) => r.value.length)));
+  const out = [
+    '# effective configuration (secrets masked)',
+    '# precedence: flags > environment > YAML file > defaults',
+    ...(args.configFile ? [`# config file: ${args.configFile}`] : []),
+    '',
+    ...rows.map((r) => `${r.key.padEnd(keyWidth)} = ${r.value.padEnd(valueWidth)}  # ${r.source}`),
+    '',
+  ];
+  process.stdout.write(`${out.join('\n')}\n`);
   if (problems) {
-    process.stderr.write(`\n${problems}\n`);
+    process.stderr.write(`mcp-oidc-proxy: ${problems}\n`);
     process.exitCode = 2;
-  } else process.stdout.write('\nconfiguration OK\n');
+  } else process.stdout.write('configuration OK\n');
+}
+
+/** A message for a listen failure that names the setting to change. */
+function listenFailure(err: NodeJS.ErrnoException & { address?: string; port?: number }): string {
+  const where = err.address === undefined ? '' : ` on ${err.address}${err.port ? `:${err.port}` : ''}`;
+  switch (err.code) {
+    case 'EADDRINUSE':
+      return `cannot listen${where}: the port is already in use (EADDRINUSE); set SERVER_PORT (--port) to a free port or stop the process using it`;
+    case 'EACCES':
+      return `cannot listen${where}: permission denied (EACCES); ports below 1024 need privileges, so set SERVER_PORT (--port) to 1024 or above`;
+    case 'EADDRNOTAVAIL':
+      return `cannot listen${where}: the address is not on this machine (EADDRNOTAVAIL); set SERVER_HOST (--host) to one of its addresses, or 0.0.0.0 for all`;
+    default:
+      return `cannot listen (${err.code}): ${err.message}; check SERVER_HOST (--host) and SERVER_PORT (--port): 0.0.0.0 listens on every address`;
+  }
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -75,17 +107,17 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-main(process.argv.slice(2)).catch((err: Error & { code?: string }) => {
+main(process.argv.slice(2)).catch((err: NodeJS.ErrnoException) => {
   if (err instanceof UsageError) {
     process.stderr.write(`mcp-oidc-proxy: ${err.message}\n`);
     process.exitCode = 64;
   } else if (err instanceof ConfigError) {
-    process.stderr.write(`mcp-oidc-proxy: ${err.message}\n`);
-    process.exitCode = 2;
-  } else if (err.code === 'EADDRINUSE' || err.code === 'EACCES') {
     process.stderr.write(
-      `mcp-oidc-proxy: cannot listen (${err.code}): ${err.message}; choose another SERVER_PORT / --port\n`,
+      `mcp-oidc-proxy: ${err.message}\nFix the settings above; \`mcp-oidc-proxy check-config\` shows the effective configuration.\n`,
     );
+    process.exitCode = 2;
+  } else if (err.syscall === 'listen') {
+    process.stderr.write(`mcp-oidc-proxy: ${listenFailure(err)}\n`);
     process.exitCode = 1;
   } else if (err.code === 'AUTH_MODE_UNAVAILABLE') {
     process.stderr.write(`mcp-oidc-proxy: ${err.message}\n`);

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
@@ -17,6 +18,38 @@ export interface LoadInput {
   configFile?: string;
 }
 
+/** What a secret's value is replaced by wherever it would be shown. */
+export const SECRET_MASK = '********';
+
+/**
+ * Paths the proxy answers itself (DESIGN.md, "Endpoints the proxy owns"); the MCP endpoint and
+ * the metrics endpoint may not sit on or under them, or requests would never reach them.
+ */
+export const RESERVED_PATHS = [
+  '/health',
+  '/login',
+  '/callback',
+  '/logout',
+  '/authorize',
+  '/token',
+  '/register',
+  '/revoke',
+  '/jwks.json',
+  '/.well-known',
+  '/admin',
+] as const;
+
+const SPECS = SETTINGS as readonly SettingSpec[];
+const SECRET_KEYS = new Set(SPECS.filter((s) => s.secret).flatMap((s) => [s.env, s.yaml]));
+const YAML_KEYS = new Set(SPECS.map((s) => s.yaml));
+/** `proxy`, `proxy.circuit_breaker`, ...: mapping keys that only group settings. */
+const YAML_SECTIONS = new Set(
+  SPECS.flatMap((s) => {
+    const parts = s.yaml.split('.');
+    return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('.'));
+  }),
+);
+
 /**
  * Builds the effective configuration: CLI flags > environment > YAML file > defaults.
  * Every problem is collected before failing, so one run shows everything to fix.
@@ -25,16 +58,16 @@ export function loadConfig(input: LoadInput = {}): Config {
   const problems: ConfigProblem[] = [];
   const fileValues = input.configFile
     ? readConfigFile(input.configFile, problems)
-    : new Map<string, unknown>();
+    : new Map<string, string>();
   const env = input.env ?? process.env;
   const raw = new Map<SettingEnv, RawValue>();
 
-  for (const spec of SETTINGS as readonly SettingSpec[]) {
+  for (const spec of SPECS) {
     const picked = pickRaw(spec, input.flags ?? {}, env, fileValues, input.configFile);
     if (picked) raw.set(spec.env as SettingEnv, picked);
   }
   const values = new Map<SettingEnv, unknown>();
-  for (const spec of SETTINGS as readonly SettingSpec[]) {
+  for (const spec of SPECS) {
     const r = raw.get(spec.env as SettingEnv);
     if (!r) continue;
     const parsed = parseValue(spec, r.value);
@@ -43,70 +76,138 @@ export function loadConfig(input: LoadInput = {}): Config {
     else values.set(spec.env as SettingEnv, parsed.value);
   }
   const config = assemble(values, raw, problems);
-  if (problems.length > 0) throw new ConfigError(problems);
+  if (problems.length > 0) throw new ConfigError(problems.map(maskSecret));
   return config;
 }
 
-function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, unknown> {
-  const out = new Map<string, unknown>();
+/** A secret's value never reaches an error message, a log line or the terminal. */
+function maskSecret(problem: ConfigProblem): ConfigProblem {
+  return SECRET_KEYS.has(problem.key) && problem.value ? { ...problem, value: SECRET_MASK } : problem;
+}
+
+/** YAML scalars that mean "not set here" (the key falls through to the default). */
+function isUnsetScalar(v: string): boolean {
+  return v === '' || v === '~' || v.toLowerCase() === 'null';
+}
+
+/** Reads the YAML file into `dotted.key -> text`; every scalar stays text, as in the environment. */
+function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, string> {
+  const out = new Map<string, string>();
+  const fileProblem = (message: string): void => {
+    problems.push({ key: '--config', value: path, source: 'flag', message });
+  };
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    problems.push({
-      key: '--config',
-      value: path,
-      source: 'flag',
-      message: `cannot read the file (${(err as NodeJS.ErrnoException).code ?? 'error'}); check the path`,
-    });
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    fileProblem(
+      code === 'ENOENT'
+        ? 'file not found; check the path (configs/config.example.yaml is a starting point)'
+        : `cannot read the file (${code}); check the path and its permissions`,
+    );
     return out;
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text) ?? {};
+    // The failsafe schema keeps every scalar as the text written (no 0123 -> 123, no 1e3 -> 1000,
+    // no secret turned into a number), so a file value is validated exactly like an env value.
+    doc = parseYaml(text, { schema: 'failsafe' }) ?? {};
   } catch (err) {
-    problems.push({
-      key: '--config',
-      value: path,
-      source: 'flag',
-      message: `is not valid YAML: ${(err as Error).message.split('\n')[0]}`,
-    });
+    // The first line names the line and column; later lines quote the file (maybe a secret).
+    fileProblem(`is not valid YAML: ${(err as Error).message.split('\n')[0]}; fix the syntax there`);
     return out;
   }
+  if (typeof doc === 'string' && isUnsetScalar(doc.trim())) return out;
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
-    problems.push({
-      key: '--config',
-      value: path,
-      source: 'flag',
-      message: 'must be a YAML mapping of keys',
-    });
+    fileProblem('must be a YAML mapping of keys such as "server:" / "  port: 8080"');
     return out;
   }
-  const known = new Set((SETTINGS as readonly SettingSpec[]).map((s) => s.yaml));
+  const source = `file ${path}`;
   const walk = (node: Record<string, unknown>, prefix: string): void => {
     for (const [k, v] of Object.entries(node)) {
       const key = prefix ? `${prefix}.${k}` : k;
-      if (known.has(key)) out.set(key, v);
-      else if (typeof v === 'object' && v !== null && !Array.isArray(v))
-        walk(v as Record<string, unknown>, key);
-      else
+      const isMapping = typeof v === 'object' && v !== null && !Array.isArray(v);
+      if (YAML_KEYS.has(key)) {
+        if (isMapping || (Array.isArray(v) && v.some((e) => typeof e !== 'string'))) {
+          problems.push({
+            key,
+            value: '',
+            source,
+            message: 'must be a single value (or a list of values), not a nested mapping',
+          });
+        } else if (Array.isArray(v)) out.set(key, v.map((e) => String(e).trim()).join(','));
+        else if (!isUnsetScalar(String(v).trim())) out.set(key, String(v));
+      } else if (YAML_SECTIONS.has(key)) {
+        if (isMapping) walk(v as Record<string, unknown>, key);
+        // `oidc:` with every key under it commented out is an empty section, not a mistake.
+        else if (!(typeof v === 'string' && isUnsetScalar(v.trim()))) {
+          const children = [...YAML_KEYS]
+            .filter((y) => y.startsWith(`${key}.`))
+            .map((y) => y.slice(key.length + 1));
+          problems.push({
+            key,
+            value: '',
+            source,
+            message: `is a section, not a value; put its keys under it (${children.join(', ')})`,
+          });
+        }
+      } else {
+        // The value is not echoed: a misspelt key may well hold a secret.
+        const guess = suggestYamlKey(key);
         problems.push({
           key,
-          value: String(v),
-          source: `file ${path}`,
-          message: 'is not a known key; see configs/config.example.yaml for every key',
+          value: '',
+          source,
+          message: `is not a known key${guess ? `; did you mean ${guess}?` : ''} (configs/config.example.yaml lists every key)`,
         });
+      }
     }
   };
   walk(doc as Record<string, unknown>, '');
   return out;
 }
 
+/** The known YAML key a misspelt or env-style key most likely meant. */
+function suggestYamlKey(key: string): string | undefined {
+  const upper = key.toUpperCase();
+  const byEnv = SPECS.find((s) => s.env === upper || s.aliases?.includes(upper));
+  if (byEnv) return byEnv.yaml;
+  const normal = key.toLowerCase().replaceAll('-', '_');
+  if (YAML_KEYS.has(normal)) return normal;
+  let best: { key: string; distance: number } | undefined;
+  for (const known of YAML_KEYS) {
+    const distance = editDistance(normal, known);
+    if (distance <= 3 && (!best || distance < best.distance)) best = { key: known, distance };
+  }
+  if (best) return best.key;
+  const leaf = normal.split('.').at(-1);
+  const byLeaf = [...YAML_KEYS].filter((y) => y.split('.').at(-1) === leaf);
+  return byLeaf.length === 1 ? byLeaf[0] : undefined;
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+export function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(
+        (prev[j] as number) + 1,
+        (row[j - 1] as number) + 1,
+        (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
 function pickRaw(
   spec: SettingSpec,
   flags: Partial<Record<string, string>>,
   env: NodeJS.ProcessEnv,
-  file: Map<string, unknown>,
+  file: Map<string, string>,
   filePath: string | undefined,
 ): RawValue | undefined {
   const flag = flags[spec.env];
@@ -115,34 +216,43 @@ function pickRaw(
     const v = env[name];
     if (v !== undefined && v !== '') return { value: v, source: name === spec.env ? 'env' : `env ${name}` };
   }
-  if (file.has(spec.yaml)) {
-    const v = file.get(spec.yaml);
-    const value = Array.isArray(v) ? v.map(String).join(',') : v === null ? '' : String(v);
-    return { value, source: `file ${filePath}` };
-  }
+  const v = file.get(spec.yaml);
+  if (v !== undefined) return { value: v, source: `file ${filePath}` };
   if (spec.default !== undefined) return { value: spec.default, source: 'default' };
   return undefined;
 }
 
 type Parsed = { value: unknown } | { error: string };
 
+const DECIMAL = /^[+-]?(\d+(\.\d*)?|\.\d+)$/;
+const UNIT_SECONDS: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3600 };
+
 function parseValue(spec: SettingSpec, value: string): Parsed {
   const v = value.trim();
   switch (spec.kind) {
     case 'string':
     case 'path':
+      // A newline in a header value (CSP) or a pasted secret is an accident that would only show
+      // later, as a failed request; say so now.
+      if (hasControlChar(v))
+        return { error: 'contains a control character (newline, tab, ...); set it again without one' };
       return { value: v };
     case 'int':
     case 'number':
     case 'seconds': {
-      const n = Number(v);
       const wantInt = spec.kind === 'int';
       const what = wantInt ? 'an integer' : spec.kind === 'seconds' ? 'a number of seconds' : 'a number';
-      const range = `${what} from ${spec.min} to ${spec.max}`;
-      if (v === '' || !Number.isFinite(n) || (wantInt && !Number.isInteger(n)))
-        return { error: `must be ${range}` };
+      const range = `must be ${what} from ${spec.min} to ${spec.max}`;
+      let n = Number.NaN;
+      // Seconds also take a Go-style unit suffix (500ms, 25s, 5m, 1h), as the seed's users write them.
+      const unit = spec.kind === 'seconds' ? /^(.*?)(ms|s|m|h)$/.exec(v) : null;
+      if (unit && DECIMAL.test(unit[1] as string))
+        n = Number(unit[1]) * (UNIT_SECONDS[unit[2] as string] as number);
+      else if (DECIMAL.test(v)) n = Number(v);
+      if (!Number.isFinite(n) || (wantInt && !Number.isInteger(n)))
+        return { error: `${range}${spec.kind === 'seconds' ? ' (e.g. 30, 1.5 or 500ms)' : ''}` };
       if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max))
-        return { error: `must be ${range}` };
+        return { error: range };
       return { value: n };
     }
     case 'bool': {
@@ -164,24 +274,45 @@ function parseValue(spec: SettingSpec, value: string): Parsed {
       return { error: `must be one of: ${spec.values?.join(', ')}` };
     }
     case 'url': {
+      const protocols = (spec.protocols ?? ['https:']).map((p) => p.replace(':', '')).join(' or ');
+      const example = spec.example ? `, e.g. ${spec.example}` : '';
       let url: URL;
       try {
         url = new URL(v);
       } catch {
-        return { error: `must be an absolute URL such as ${spec.protocols?.[0] ?? 'https:'}//host:port` };
+        return { error: `must be an absolute ${protocols} URL${example}` };
       }
       if (spec.protocols && !spec.protocols.includes(url.protocol))
-        return { error: `must use ${spec.protocols.map((p) => p.replace(':', '')).join(' or ')}` };
-      if (url.username || url.password) return { error: 'must not contain credentials' };
-      if (url.hash) return { error: 'must not contain a #fragment' };
+        return { error: `must be an absolute ${protocols} URL${example}` };
+      if (url.username || url.password)
+        return { error: 'must not contain credentials (user:password@); remove them' };
+      if (url.hash) return { error: 'must not contain a #fragment; remove it' };
       return { value: url };
     }
   }
 }
 
+function hasControlChar(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f) return true;
+  }
+  return false;
+}
+
 function get<T>(values: Map<SettingEnv, unknown>, key: SettingEnv): T {
   return values.get(key) as T;
 }
+
+/** How to set a setting, for "is required" messages. */
+function howToSet(key: SettingEnv): string {
+  const spec = SPECS.find((s) => s.env === key) as SettingSpec;
+  return `set the environment variable ${spec.env}, the YAML key ${spec.yaml} or the flag ${flagFor(spec)}`;
+}
+
+/** A DNS name; `_` is allowed because container service names use it. */
+const HOST_NAME =
+  /^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?$/;
 
 function assemble(
   values: Map<SettingEnv, unknown>,
@@ -198,42 +329,61 @@ function assemble(
   if (publicUrl.search || (publicUrl.pathname !== '/' && publicUrl.pathname !== '')) {
     problem(
       'PUBLIC_URL',
-      'must be an origin only (scheme://host[:port]) without a path or query; it is the issuer',
+      `must be an origin only (scheme://host[:port]) without a path or query: it is the OAuth issuer; use ${publicUrl.origin} (MCP_PATH sets the MCP endpoint's path)`,
     );
   }
   publicUrl = new URL(publicUrl.origin);
 
   const allowedOrigins: string[] = [];
   for (const o of get<string[]>(values, 'ALLOWED_ORIGINS') ?? []) {
+    let origin: string | undefined;
     try {
       const u = new URL(o);
-      if (u.origin === 'null' || (u.pathname !== '/' && u.pathname !== '') || u.search) throw new Error();
-      allowedOrigins.push(u.origin);
-    } catch {
-      problem('ALLOWED_ORIGINS', `"${o}" is not an origin; write entries as scheme://host[:port]`);
+      const pathOk = u.pathname === '/' || u.pathname === '';
+      if (['http:', 'https:'].includes(u.protocol) && pathOk && !u.search && !u.hash && !u.username)
+        origin = u.origin;
+    } catch {}
+    if (origin) {
+      if (!allowedOrigins.includes(origin)) allowedOrigins.push(origin);
+    } else {
+      problem(
+        'ALLOWED_ORIGINS',
+        `"${o}" is not an origin; write each entry as scheme://host[:port], e.g. https://app.example.com`,
+      );
     }
   }
 
   const trustedProxies = get<string[]>(values, 'TRUSTED_PROXIES') ?? [];
   for (const entry of trustedProxies) {
     if (!isAddressOrCidr(entry))
-      problem('TRUSTED_PROXIES', `"${entry}" is not an IP address or CIDR such as 127.0.0.1 or 10.0.0.0/8`);
+      problem(
+        'TRUSTED_PROXIES',
+        `"${entry}" is not an IP address or CIDR; write entries such as 127.0.0.1, ::1, 10.0.0.0/8 or fd00::/8`,
+      );
   }
 
   let target = get<URL | undefined>(values, 'PROXY_TARGET_URL');
   if (!target) {
     const host = get<string>(values, 'PROXY_TARGET_HOST') ?? 'localhost';
     const targetPort = get<number>(values, 'PROXY_TARGET_PORT') ?? 3000;
-    try {
-      target = new URL(
-        `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${targetPort}`,
+    const bare = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+    let hostPart = 'localhost';
+    if (host.includes('://')) {
+      problem(
+        'PROXY_TARGET_HOST',
+        'is a URL, not a host name; give only the host (e.g. localhost) or set PROXY_TARGET_URL to the full URL',
       );
-    } catch {
-      problem('PROXY_TARGET_HOST', 'is not a valid host name or address');
-      target = new URL('http://localhost:3000');
+    } else if (isIP(bare) === 6) hostPart = `[${bare}]`;
+    else if (isIP(bare) === 4 || HOST_NAME.test(bare)) hostPart = bare;
+    else {
+      problem(
+        'PROXY_TARGET_HOST',
+        'is not a host name or IP address; give e.g. localhost, mcp.internal or 10.0.0.5 (the port goes in PROXY_TARGET_PORT)',
+      );
     }
+    target = new URL(`http://${hostPart}:${targetPort}`);
   } else if (target.search) {
-    problem('PROXY_TARGET_URL', 'must not contain a query string');
+    problem('PROXY_TARGET_URL', 'must not contain a query string; remove the ?... part');
   }
 
   let ca: string | undefined;
@@ -241,26 +391,59 @@ function assemble(
   if (caFile) {
     try {
       ca = readFileSync(caFile, 'utf8');
-      if (!ca.includes('-----BEGIN CERTIFICATE-----')) {
-        problem('PROXY_CA_FILE', 'does not contain a PEM certificate (-----BEGIN CERTIFICATE-----)');
+      const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(ca);
+      if (!first) {
+        problem(
+          'PROXY_CA_FILE',
+          'contains no PEM certificate (-----BEGIN CERTIFICATE-----); give a PEM file of CA certificates',
+        );
+      } else {
+        try {
+          new X509Certificate(first[0]);
+        } catch {
+          problem(
+            'PROXY_CA_FILE',
+            'holds a PEM block that is not a valid certificate; give a PEM file of CA certificates',
+          );
+        }
       }
     } catch (err) {
       problem(
         'PROXY_CA_FILE',
-        `cannot be read (${(err as NodeJS.ErrnoException).code}); give a readable PEM file`,
+        `cannot be read (${(err as NodeJS.ErrnoException).code}); give the path of a readable PEM file`,
       );
     }
   }
 
   const mcpPath = get<string>(values, 'MCP_PATH');
-  if (!isCleanPath(mcpPath) || (mcpPath.length > 1 && mcpPath.endsWith('/'))) {
-    problem(
-      'MCP_PATH',
-      'must be a path such as /mcp: starting with /, no trailing /, no query, dot segments or %',
-    );
-  }
   const metricsPath = get<string>(values, 'METRICS_PATH');
-  if (!isCleanPath(metricsPath)) problem('METRICS_PATH', 'must be a path starting with / such as /metrics');
+  const metricsEnabled = get<boolean>(values, 'METRICS_ENABLED');
+  if (values.has('MCP_PATH')) {
+    if (!isCleanPath(mcpPath) || (mcpPath.length > 1 && mcpPath.endsWith('/'))) {
+      problem(
+        'MCP_PATH',
+        'must be a path such as /mcp: starting with /, no trailing /, no query, dot segments, spaces or %',
+      );
+    } else {
+      const clash = reservedClash(mcpPath);
+      if (clash)
+        problem('MCP_PATH', `clashes with ${clash}, which the proxy answers itself; choose e.g. /mcp`);
+      else if (metricsEnabled && values.has('METRICS_PATH') && overlaps(mcpPath, metricsPath))
+        problem('MCP_PATH', `overlaps METRICS_PATH (${metricsPath}); give them different paths`);
+    }
+  }
+  if (values.has('METRICS_PATH')) {
+    if (!isCleanPath(metricsPath) || metricsPath === '/') {
+      problem('METRICS_PATH', 'must be a path starting with / such as /metrics: no query, dot segments or %');
+    } else {
+      const clash = reservedClash(metricsPath);
+      if (clash)
+        problem(
+          'METRICS_PATH',
+          `clashes with ${clash}, which the proxy answers itself; choose e.g. /metrics`,
+        );
+    }
+  }
 
   const authMode = get<'oidc' | 'bypass'>(values, 'AUTH_MODE');
   if (authMode === 'oidc') {
@@ -269,8 +452,8 @@ function assemble(
         problems.push({
           key,
           value: '',
-          source: 'default',
-          message: `is required when AUTH_MODE=oidc; set it (or AUTH_MODE=bypass for local development without login)`,
+          source: 'unset',
+          message: `is required when AUTH_MODE=oidc; ${howToSet(key)} (or use AUTH_MODE=bypass for local development without login)`,
         });
     }
   }
@@ -309,13 +492,13 @@ function assemble(
         clientSecret: get<string | undefined>(values, 'OIDC_CLIENT_SECRET'),
       },
     },
-    metrics: { enabled: get<boolean>(values, 'METRICS_ENABLED'), path: metricsPath },
+    metrics: { enabled: metricsEnabled, path: metricsPath },
     log: { level: get<Config['log']['level']>(values, 'LOG_LEVEL') },
     sources: Object.fromEntries([...raw].map(([k, r]) => [k, r.source])),
   };
 }
 
-function isCleanPath(p: string | undefined): boolean {
+function isCleanPath(p: string | undefined): p is string {
   return (
     typeof p === 'string' &&
     p.startsWith('/') &&
@@ -323,6 +506,17 @@ function isCleanPath(p: string | undefined): boolean {
     !p.includes('//') &&
     !p.split('/').some((s) => s === '.' || s === '..')
   );
+}
+
+/** `a` equals `b` or one is under the other (`/mcp` and `/mcp/x`). */
+function overlaps(a: string, b: string): boolean {
+  // The MCP route is `path === MCP_PATH || path under MCP_PATH/`; `/` only ever matches itself.
+  const under = (x: string, y: string): boolean => x === y || (y !== '/' && x.startsWith(`${y}/`));
+  return under(a, b) || under(b, a);
+}
+
+function reservedClash(path: string): string | undefined {
+  return RESERVED_PATHS.find((r) => overlaps(path, r));
 }
 
 function isAddressOrCidr(entry: string): boolean {
@@ -335,14 +529,49 @@ function isAddressOrCidr(entry: string): boolean {
   return /^\d+$/.test(bits) && n >= 0 && n <= (family === 4 ? 32 : 128);
 }
 
+export interface DescribedSetting {
+  /** Environment name. */
+  key: string;
+  /** The value as given (secrets masked), or the derived value when unset. */
+  value: string;
+  /** `flag`, `env`, `env ALIAS`, `file PATH`, `default`, `derived ...`, `unset`, or `ignored ...`. */
+  source: Source;
+}
+
 /** Every setting's current value as text, secrets masked: what `check-config` prints. */
-export function describeConfig(input: LoadInput): Array<{ key: string; value: string; source: Source }> {
-  const fileValues = input.configFile ? readConfigFile(input.configFile, []) : new Map<string, unknown>();
+export function describeConfig(input: LoadInput): DescribedSetting[] {
+  const fileValues = input.configFile ? readConfigFile(input.configFile, []) : new Map<string, string>();
   const env = input.env ?? process.env;
-  return (SETTINGS as readonly SettingSpec[]).map((spec) => {
-    const r = pickRaw(spec, input.flags ?? {}, env, fileValues, input.configFile);
-    const value = r === undefined ? '' : spec.secret && r.value ? '********' : r.value;
-    return { key: spec.env, value, source: r?.source ?? 'unset' };
+  const picked = new Map(
+    SPECS.map((spec) => [spec.env, pickRaw(spec, input.flags ?? {}, env, fileValues, input.configFile)]),
+  );
+  const targetUrlSet = picked.get('PROXY_TARGET_URL') !== undefined;
+  return SPECS.map((spec) => {
+    const r = picked.get(spec.env);
+    if (r === undefined) {
+      if (spec.env === 'PUBLIC_URL')
+        return {
+          key: spec.env,
+          value: `http://localhost:${picked.get('SERVER_PORT')?.value.trim() ?? '8080'}`,
+          source: 'derived from SERVER_PORT',
+        };
+      if (spec.env === 'PROXY_TARGET_URL') {
+        const host = picked.get('PROXY_TARGET_HOST')?.value.trim() ?? 'localhost';
+        const port = picked.get('PROXY_TARGET_PORT')?.value.trim() ?? '3000';
+        return {
+          key: spec.env,
+          value: `http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`,
+          source: 'derived from PROXY_TARGET_HOST/PORT',
+        };
+      }
+      return { key: spec.env, value: '', source: 'unset' };
+    }
+    const value = spec.secret && r.value ? SECRET_MASK : r.value;
+    const ignored =
+      targetUrlSet && (spec.env === 'PROXY_TARGET_HOST' || spec.env === 'PROXY_TARGET_PORT')
+        ? ', ignored: PROXY_TARGET_URL is set'
+        : '';
+    return { key: spec.env, value, source: `${r.source}${ignored}` };
   });
 }
 

@@ -17,6 +17,8 @@ export interface SettingSpec {
   flags?: readonly string[];
   kind: SettingKind;
   default?: string;
+  /** For a setting without a fixed default: what it is computed from, as shown in docs. */
+  derivedDefault?: string;
   /** For `enum`. */
   values?: readonly string[];
   /** For `int`/`seconds`/`number`: inclusive bounds. */
@@ -57,8 +59,9 @@ export const SETTINGS = [
     flags: ['--public-url'],
     kind: 'url',
     protocols: ['http:', 'https:'],
+    derivedDefault: 'http://localhost:$SERVER_PORT',
     example: 'https://mcp.example.com',
-    doc: 'URL users and MCP clients reach the proxy at (e.g. the tunnel URL). Default: http://localhost:$SERVER_PORT.',
+    doc: 'URL users and MCP clients reach the proxy at (e.g. the tunnel URL); the issuer, resource and redirect URLs derive from it. Origin only, no path.',
   },
   {
     env: 'ALLOWED_ORIGINS',
@@ -110,6 +113,7 @@ export const SETTINGS = [
     flags: ['--target', '--target-url'],
     kind: 'url',
     protocols: ['http:', 'https:'],
+    derivedDefault: 'http://$PROXY_TARGET_HOST:$PROXY_TARGET_PORT',
     example: 'http://localhost:3000/api',
     doc: 'Full target URL (http or https, optional path prefix); overrides host/port.',
   },
@@ -236,7 +240,7 @@ export const SETTINGS = [
     kind: 'string',
     secret: true,
     example: 'your-client-secret',
-    doc: "The proxy's client secret at the upstream provider.",
+    doc: "The proxy's client secret at the upstream provider (prefer the environment or the file: command lines are visible to other local users).",
   },
   // observability
   {

@@ -52,16 +52,20 @@ export interface ConfigProblem {
   message: string;
 }
 
+/** `KEY="value" (from env): what is wrong and how to fix it` */
+export function formatProblem(p: ConfigProblem): string {
+  const value = p.value ? `=${JSON.stringify(p.value)}` : '';
+  const from = p.source === 'unset' ? '' : p.source === 'default' ? ' (default)' : ` (from ${p.source})`;
+  return `${p.key}${value}${from}: ${p.message}`;
+}
+
 /** Thrown by `loadConfig` with every problem found; the CLI prints them all and exits 2. */
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
   constructor(readonly problems: ConfigProblem[]) {
     super(
       `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${problems
-        .map(
-          (p) =>
-            `  - ${p.key}${p.value ? `=${JSON.stringify(p.value)}` : ''} (from ${p.source}): ${p.message}`,
-        )
+        .map((p) => `  - ${formatProblem(p)}`)
         .join('\n')}`,
     );
     this.name = 'ConfigError';

@@ -96,9 +96,10 @@ export class Pipeline {
           { req_id: scope.id, err: { message: err.message, code: (err as { code?: string }).code } },
           'request failed',
         );
-        if (!res.headersSent)
+        if (!res.headersSent) {
+          applySecurityHeaders(res, this.deps.securityHeaders);
           sendJsonError(res, 500, 'server_error', 'The proxy failed to handle the request.', scope.id);
-        else res.destroy();
+        } else res.destroy();
       })
       .finally(done);
   };

@@ -1,6 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+/** `name[:port]` or `[v6]:port`, nothing else: no userinfo, path or stray characters after the name. */
+const HOST_HEADER = /^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::\d{1,5})?$/;
 
 /**
  * DNS-rebinding protection done by the proxy (it rewrites Host for the backend, which
@@ -31,8 +33,10 @@ export class OriginGuard {
   }
 
   private hostAllowed(host: string): boolean {
-    if (this.hosts.has(host)) return true;
-    const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0];
-    return name !== undefined && LOOPBACK_HOSTS.has(name);
+    // Parsed strictly: a lenient split let `localhost:1@evil.example` pass as "localhost",
+    // and that value reaches the backend as X-Forwarded-Host.
+    const parsed = HOST_HEADER.exec(host);
+    if (!parsed) return false;
+    return this.hosts.has(host) || LOOPBACK_HOSTS.has(parsed[1] as string);
   }
 }

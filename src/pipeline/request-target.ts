@@ -3,7 +3,8 @@
  * authentication and the backend all see one unambiguous path. Anything a server could
  * read two ways is refused with 400 rather than normalised:
  * - only origin-form (`/path?query`); absolute-form and `*` are refused;
- * - no dot segments (`/a/../b`, `/./`), no empty segments (`//`);
+ * - no dot segments (`/a/../b`, `/./`, also `/..;x/` which servlet containers read as `..`),
+ *   no empty segments (`//`);
  * - no encoded slash, backslash, dot or NUL (`%2F`, `%5C`, `%2E`, `%00`), no raw backslash;
  * - every `%` must start a valid escape; no control characters or spaces.
  * The path is forwarded byte for byte as received.
@@ -41,8 +42,10 @@ export function checkRequestTarget(url: string | undefined): TargetCheck {
   }
   if (path.includes('//')) return { ok: false, reason: 'the path contains an empty segment (//)' };
   for (const segment of path.split('/')) {
-    if (segment === '.' || segment === '..')
-      return { ok: false, reason: 'the path contains a dot segment (. or ..)' };
+    // Servlet containers drop `;params` before resolving dots, so `..;/` climbs like `../`.
+    const name = segment.split(';', 1)[0];
+    if (name === '.' || name === '..')
+      return { ok: false, reason: 'the path contains a dot segment (. or .., also with ;parameters)' };
   }
   return { ok: true, target: { path, search } };
 }

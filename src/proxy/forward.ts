@@ -13,6 +13,8 @@ export interface ForwardOptions {
   sseKeepaliveMs: number;
   /** Headers added to proxied responses where the backend did not set them. */
   responseDefaults: ReadonlyArray<readonly [string, string]>;
+  /** Headers on the errors the proxy writes itself (502/503/504): the security headers. */
+  errorHeaders: ReadonlyArray<readonly [string, string]>;
 }
 
 export interface ForwardResult {
@@ -55,6 +57,7 @@ function hasBody(req: IncomingMessage): boolean {
 /** Writes the JSON error body the proxy answers with when the backend cannot. */
 export function sendUpstreamFailure(
   res: ServerResponse,
+  headers: ReadonlyArray<readonly [string, string]>,
   failure: UpstreamFailure,
   requestId: string,
   retryAfterMs = 0,
@@ -65,6 +68,7 @@ export function sendUpstreamFailure(
     request_id: requestId,
   });
   res.statusCode = failure.status;
+  for (const [name, value] of headers) res.setHeader(name, value);
   res.setHeader('Content-Type', 'application/json');
   res.setHeader('Cache-Control', 'no-store');
   if (retryAfterMs > 0) res.setHeader('Retry-After', String(Math.ceil(retryAfterMs / 1000)));
@@ -101,14 +105,18 @@ export class Forwarder {
       state.abort?.(new ClientGoneError('client closed the connection'));
     };
     res.on('close', onClose);
+    // One breaker slot per request: retries inside it are one outcome for the breaker, so a
+    // brief backend restart does not count three times.
+    if (!this.breaker.tryAcquire()) {
+      // Half-open (a probe in flight) has no time left to wait; clients are still told 1 s.
+      const retryAfterMs = Math.max(this.breaker.retryAfterMs(), 1000);
+      const failure = circuitOpenFailure(retryAfterMs);
+      sendUpstreamFailure(res, this.options.errorHeaders, failure, requestId, retryAfterMs);
+      res.off('close', onClose);
+      return { outcome: failure.outcome, failure, attempts: 0, sse: false };
+    }
     try {
       for (let attempt = 1; ; attempt++) {
-        if (!this.breaker.tryAcquire()) {
-          const retryAfterMs = this.breaker.retryAfterMs();
-          const failure = circuitOpenFailure(retryAfterMs);
-          sendUpstreamFailure(res, failure, requestId, Math.max(retryAfterMs, 1000));
-          return { outcome: failure.outcome, failure, attempts: attempt - 1, sse: false };
-        }
         try {
           await this.attempt(req, res, method, pathAndQuery, headers, withBody, state);
           const status = state.status ?? 0;
@@ -127,18 +135,26 @@ export class Forwarder {
             return { outcome: 'aborted', upstreamStatus: state.status, attempts: attempt, sse: state.sse };
           }
           const failure = classifyUpstreamError(err);
-          this.breaker.recordFailure();
+          // Safe to send again: nothing reached the backend (connect failed before the body was
+          // read), or an idempotent, bodiless request lost its connection (a stale keep-alive
+          // socket). A timeout is never retried: the backend may still be working on it.
           const retryable =
             !state.responded &&
             attempt <= this.options.retries &&
-            (failure.beforeConnect ? !withBody || !req.readableDidRead : IDEMPOTENT.has(method) && !withBody);
+            (failure.beforeConnect
+              ? !withBody || !req.readableDidRead
+              : failure.outcome === 'reset' && IDEMPOTENT.has(method) && !withBody);
           if (retryable) {
             await delay(25 * attempt);
             if (!state.clientGone) continue;
           }
-          if (state.clientGone) return { outcome: 'aborted', attempts: attempt, sse: false };
+          if (state.clientGone) {
+            this.breaker.release();
+            return { outcome: 'aborted', attempts: attempt, sse: false };
+          }
+          this.breaker.recordFailure();
           if (state.responded) res.destroy();
-          else sendUpstreamFailure(res, failure, requestId);
+          else sendUpstreamFailure(res, this.options.errorHeaders, failure, requestId);
           return {
             outcome: failure.outcome,
             upstreamStatus: state.status,
@@ -190,13 +206,8 @@ export class Forwarder {
           if (statusCode < 200) return;
           state.responded = true;
           state.status = statusCode;
-          const flat = downstreamResponseHeaders(upstreamHeaders);
-          // Headers the pipeline set earlier (X-Request-Id, Connection: close while draining) join the
-          // list, so writeHead takes the flat array as is and duplicates such as Set-Cookie survive.
-          for (const name of res.getHeaderNames()) {
-            replaceHeader(flat, name, String(res.getHeader(name)));
-            res.removeHeader(name);
-          }
+          // Headers the pipeline already set on `res` (X-Request-Id, Connection: close while draining) win.
+          const flat = downstreamResponseHeaders(upstreamHeaders, res.getHeaderNames());
           for (const [name, value] of responseDefaults) setIfAbsent(flat, name, value);
           state.sse = isEventStream(upstreamHeaders['content-type']);
           if (state.sse) {
@@ -206,12 +217,17 @@ export class Forwarder {
             if (!cc) replaceHeader(flat, 'Cache-Control', 'no-cache, no-transform');
             else if (!/no-transform/i.test(cc)) replaceHeader(flat, 'Cache-Control', `${cc}, no-transform`);
           }
-          if (statusMessage) res.writeHead(statusCode, statusMessage, flat);
-          else res.writeHead(statusCode, flat);
+          // appendHeader keeps repeated fields (Set-Cookie, Link, Vary) apart: Node 20's
+          // writeHead(status, array) overwrites repeats once any header was set on `res`.
+          for (let i = 0; i < flat.length; i += 2) res.appendHeader(flat[i] as string, flat[i + 1] as string);
+          if (statusMessage) res.statusMessage = statusMessage;
+          res.writeHead(statusCode);
           if (state.sse) {
             res.flushHeaders();
             streams.add(live);
-            relay = new SseRelay(res, sseKeepaliveMs);
+            // Plain comment bytes spliced into a compressed body would corrupt the whole stream.
+            const encoded = (getHeader(flat, 'content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
+            relay = new SseRelay(res, encoded ? 0 : sseKeepaliveMs);
           } else if (idleTimeoutMs > 0) {
             onIdle = () => controller.abort(new IdleTimeoutError('response body idle'));
             idle = setTimeout(onIdle, idleTimeoutMs);

@@ -89,14 +89,15 @@ export function upstreamRequestHeaders(
 }
 
 /**
- * Response headers from the backend as the flat array `res.writeHead` takes, without
- * hop-by-hop fields. Node sets its own framing (Content-Length or chunked) from them.
+ * Response headers from the backend as a flat array, without hop-by-hop fields and
+ * without the (lower-case) names in `skip`. Node sets its own framing (Content-Length or
+ * chunked) from them.
  */
-export function downstreamResponseHeaders(headers: IncomingHttpHeaders): string[] {
+export function downstreamResponseHeaders(headers: IncomingHttpHeaders, skip: readonly string[] = []): string[] {
   const listed = connectionListed(headers.connection);
   const out: string[] = [];
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || skip.includes(name)) continue;
     if (Array.isArray(value)) for (const v of value) out.push(name, v);
     else out.push(name, value);
   }
