@@ -20,13 +20,19 @@ async function serve(args: ParsedArgs): Promise<void> {
     if (e.syscall === 'getaddrinfo' && e.hostname === config.server.host) e.syscall = 'listen';
     throw err;
   }
+  const exit = (code: number): void => {
+    process.exitCode = code;
+    // Flush the log, but never wait on a stdout nobody reads any more.
+    setTimeout(() => process.exit(code), 1000).unref();
+    logger.flush(() => process.exit(code));
+  };
   const stop = (signal: string): void => {
     logger.info({ signal }, 'signal received');
     proxy.shutdown().then(
-      () => logger.flush(() => process.exit(0)),
+      () => exit(0),
       (err: Error) => {
         logger.error({ err: err.message }, 'shutdown failed');
-        logger.flush(() => process.exit(1));
+        exit(1);
       },
     );
   };
@@ -35,11 +41,7 @@ async function serve(args: ParsedArgs): Promise<void> {
 }
 
 async function demo(args: ParsedArgs): Promise<void> {
-  const stop = await runDemo({
-    host: args.flags.SERVER_HOST ?? '127.0.0.1',
-    port: Number(args.flags.SERVER_PORT ?? 8080),
-    logLevel: args.flags.LOG_LEVEL ?? 'info',
-  });
+  const stop = await runDemo({ flags: args.flags });
   const onSignal = (): void => {
     stop().then(() => process.exit(0));
   };

@@ -5,9 +5,8 @@ import { startProxy } from '../server/app.js';
 import { createSampleMcpServer } from './sample-mcp-server.js';
 
 export interface DemoOptions {
-  host: string;
-  port: number;
-  logLevel: string;
+  /** CLI flags (`--port`, `--host`, `--log-level`, ...), validated like `serve`'s. */
+  flags: Record<string, string>;
 }
 
 /**
@@ -18,18 +17,25 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
   const sample = createSampleMcpServer();
   await new Promise<void>((resolve) => sample.server.listen(0, '127.0.0.1', resolve));
   const samplePort = (sample.server.address() as AddressInfo).port;
-  const config = loadConfig({
-    env: {
-      AUTH_MODE: 'bypass',
-      SERVER_HOST: options.host,
-      SERVER_PORT: String(options.port),
-      PROXY_TARGET_URL: `http://127.0.0.1:${samplePort}`,
-      LOG_LEVEL: options.logLevel,
-      // MCP Inspector's web UI, which may call the server straight from the browser.
-      ALLOWED_ORIGINS: 'http://localhost:6274,http://127.0.0.1:6274',
-    },
-  });
-  const proxy = await startProxy({ config, logger: createLogger(config.log.level) });
+  let config: ReturnType<typeof loadConfig>;
+  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  try {
+    config = loadConfig({
+      flags: options.flags,
+      env: {
+        AUTH_MODE: 'bypass',
+        SERVER_HOST: '127.0.0.1',
+        SERVER_PORT: '8080',
+        PROXY_TARGET_URL: `http://127.0.0.1:${samplePort}`,
+        // MCP Inspector's web UI, which may call the server straight from the browser.
+        ALLOWED_ORIGINS: 'http://localhost:6274,http://127.0.0.1:6274',
+      },
+    });
+    proxy = await startProxy({ config, logger: createLogger(config.log.level) });
+  } catch (err) {
+    await sample.close();
+    throw err;
+  }
   const port = new URL(proxy.url).port;
   const mcpUrl = `http://localhost:${port}${config.mcpPath}`;
   process.stderr.write(

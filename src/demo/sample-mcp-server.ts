@@ -17,7 +17,10 @@ function buildMcpServer(req: IncomingMessage): McpServer {
     'count',
     {
       description: 'Counts to n, sending a progress notification per step',
-      inputSchema: { n: z.number().int().min(1).max(100), delayMs: z.number().int().min(0).max(5000).default(200) },
+      inputSchema: {
+        n: z.number().int().min(1).max(100),
+        delayMs: z.number().int().min(0).max(5000).default(200),
+      },
     },
     async ({ n, delayMs }, extra) => {
       const token = extra._meta?.progressToken;

@@ -57,6 +57,18 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream)
       redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    destination ?? stdoutDestination(),
   );
+}
+
+/**
+ * Asynchronous stdout. If the reader of stdout goes away (EPIPE), logging stops instead of
+ * the write error crashing the proxy or its exit-time flush retrying forever.
+ */
+function stdoutDestination(): ReturnType<typeof pino.destination> {
+  const dest = pino.destination({ dest: 1, sync: false });
+  dest.on('error', () => {
+    dest.destroy();
+  });
+  return dest;
 }

@@ -226,7 +226,8 @@ export class Forwarder {
             res.flushHeaders();
             streams.add(live);
             // Plain comment bytes spliced into a compressed body would corrupt the whole stream.
-            const encoded = (getHeader(flat, 'content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
+            const encoded =
+              (getHeader(flat, 'content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
             relay = new SseRelay(res, encoded ? 0 : sseKeepaliveMs);
           } else if (idleTimeoutMs > 0) {
             onIdle = () => controller.abort(new IdleTimeoutError('response body idle'));

@@ -93,7 +93,10 @@ export function upstreamRequestHeaders(
  * without the (lower-case) names in `skip`. Node sets its own framing (Content-Length or
  * chunked) from them.
  */
-export function downstreamResponseHeaders(headers: IncomingHttpHeaders, skip: readonly string[] = []): string[] {
+export function downstreamResponseHeaders(
+  headers: IncomingHttpHeaders,
+  skip: readonly string[] = [],
+): string[] {
   const listed = connectionListed(headers.connection);
   const out: string[] = [];
   for (const [name, value] of Object.entries(headers)) {
