@@ -34,6 +34,15 @@ export async function listen(server: Server): Promise<Listening> {
   };
 }
 
+/** A free loopback port, bound on port 0 and then released (also: a port nobody listens on). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
 export function startBackend(handler: RequestListener): Promise<Listening> {
   return listen(createServer(handler));
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SETTINGS, type SettingSpec } from '../../src/config/settings.js';
-import { type Listening, startEchoBackend } from '../helpers/servers.js';
+import { freePort, type Listening, startEchoBackend } from '../helpers/servers.js';
 
 // The built CLI: `npm test` builds before vitest; run `npm run build` before running this alone.
 const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -66,15 +66,6 @@ function run(args: string[], env: Record<string, string> = {}, timeoutMs = 15_00
       resolve({ code, stdout, stderr });
     });
   });
-}
-
-/** A port nothing listens on: listen on 0, note the port, close. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 /** Lines the child writes to stdout, with a way to wait for one. */

@@ -1,16 +1,13 @@
-import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Listening, startBackend, startTestProxy, type TestProxy, waitFor } from '../helpers/servers.js';
-
-/** A loopback port nobody listens on: bound on port 0, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+import {
+  freePort,
+  type Listening,
+  startBackend,
+  startTestProxy,
+  type TestProxy,
+  waitFor,
+} from '../helpers/servers.js';
 
 interface ErrorBody {
   error: string;
@@ -57,7 +54,7 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
   });
 
   it('answers 502 upstream_unavailable without revealing the target when the backend is down', async () => {
-    const port = await closedPort();
+    const port = await freePort();
     const proxy = await proxyFor({
       PROXY_TARGET_URL: `http://127.0.0.1:${port}/prefix`,
       CIRCUIT_BREAKER_THRESHOLD: '100',
