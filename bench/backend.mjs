@@ -9,7 +9,11 @@ const port = Number(process.env.BACKEND_PORT ?? 0);
 const sseIntervalMs = Number(process.env.SSE_INTERVAL_MS ?? 1000);
 
 const body = Buffer.from(
-  JSON.stringify({ jsonrpc: '2.0', id: 1, result: { ok: true, server: 'bench-backend', pad: 'x'.repeat(21) } }),
+  JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    result: { ok: true, server: 'bench-backend', pad: 'x'.repeat(21) },
+  }),
 );
 const streams = new Set();
 let seq = 0;

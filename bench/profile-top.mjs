@@ -20,7 +20,12 @@ export function summarise(file, top = 20) {
     if (!u) return cf.functionName.startsWith('(') ? cf.functionName : '(native)';
     if (u.startsWith('node:')) return u;
     const nm = u.lastIndexOf('node_modules/');
-    if (nm >= 0) return u.slice(nm + 13).split('/').slice(0, u.slice(nm + 13).startsWith('@') ? 2 : 1).join('/');
+    if (nm >= 0)
+      return u
+        .slice(nm + 13)
+        .split('/')
+        .slice(0, u.slice(nm + 13).startsWith('@') ? 2 : 1)
+        .join('/');
     const d = u.indexOf('/dist/');
     if (d >= 0) return `proxy:${u.slice(d + 1)}`;
     return u;
@@ -57,7 +62,11 @@ export function summarise(file, top = 20) {
     [...m.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, top)
-      .map(([k, us]) => ({ name: k, ms: Math.round(us / 1000), pct: Math.round((us / sampled) * 1000) / 10 }));
+      .map(([k, us]) => ({
+        name: k,
+        ms: Math.round(us / 1000),
+        pct: Math.round((us / sampled) * 1000) / 10,
+      }));
   const idle = (fnSelf.get('(idle) ') ?? 0) / sampled;
   return {
     file,

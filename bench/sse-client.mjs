@@ -158,7 +158,11 @@ emit({
   open_ms: openedMs,
   events_total: conns.reduce((n, c) => n + c.events.length, 0),
   events_in_hold: eventsInHold,
-  events_per_conn_in_hold: { min: perConn[0] ?? 0, median: perConn[perConn.length >> 1] ?? 0, max: perConn.at(-1) ?? 0 },
+  events_per_conn_in_hold: {
+    min: perConn[0] ?? 0,
+    median: perConn[perConn.length >> 1] ?? 0,
+    max: perConn.at(-1) ?? 0,
+  },
   expected_per_conn: Math.floor(holdMs / intervalMs),
   worst_gap_ms: worstGap,
   max_gap_allowed_ms: maxGapAllowedMs,

@@ -1,0 +1,938 @@
+#!/usr/bin/env node
+// Load benchmark: the proxy against a direct and an nginx baseline, all on loopback.
+//
+//   npm run bench                    (BENCH_DURATION=10 by default)
+//
+// One run starts a backend (bench/backend.mjs, own process), nginx with a generated config in a
+// temp dir, and the proxy (dist/cli/main.js, AUTH_MODE=bypass); drives each target with wrk
+// (warm-up, then the measured run, --latency, a Lua `done` hook printing JSON); measures the
+// proxy's idle RSS; holds 1,000 SSE streams through the proxy; prints a table with PASS/FAIL per
+// target and writes .bench/latest.json. Every child and nginx is stopped on exit, error or signal.
+// Exit status: 0 when the harness ran (even if a target is missed), 1 on a harness error,
+// 2 when nginx or wrk is missing.
+//
+// Settings (environment):
+//   BENCH_DURATION=10        seconds of each measured wrk run
+//   BENCH_WARMUP=3           seconds of warm-up per target (not measured)
+//   BENCH_CONNECTIONS=50     wrk connections          BENCH_THREADS=2  wrk threads
+//   BENCH_SSE_CONNECTIONS=1000  BENCH_SSE_HOLD=15    SSE hold test size / seconds (0 connections = skip)
+//   BENCH_ROUNDS=1           repeat direct/nginx/proxy this many times, report the median run (1-10)
+//   BENCH_FLOOR=1            also measure bench/floor-proxy.mjs, a bare node:http+undici proxy (0 = skip)
+//   BENCH_INFO=1             also measure the proxy once with LOG_LEVEL=info (0 = skip)
+//   BENCH_PROFILE=1          extra proxy run under `node --cpu-prof`, summarised (default off)
+//   NGINX_BIN, WRK_BIN       tool paths (default: /usr/sbin/nginx or PATH, wrk from PATH)
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  accessSync,
+  constants,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const benchDir = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(benchDir, '..');
+const outDir = path.join(root, '.bench');
+const logDir = path.join(outDir, 'logs');
+
+const num = (name, def) => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new HarnessError(`${name} must be a non-negative number, got ${v}`);
+  return n;
+};
+class HarnessError extends Error {}
+
+const TARGETS = { throughputVsNginx: 0.5, p99AddedMs: 5, idleRssMb: 60, sseStreams: 1000 };
+
+// ---------------------------------------------------------------- process bookkeeping
+
+/** Every child we started: stopped in reverse order at the end, SIGKILLed on process exit. */
+const children = new Set();
+let cleaningUp = false;
+
+function track(name, child) {
+  const entry = { name, child, exited: false, code: null, signal: null };
+  let resolveExit;
+  entry.exit = new Promise((resolve) => {
+    resolveExit = resolve;
+    child.once('exit', (code, signal) => {
+      entry.exited = true;
+      entry.code = code;
+      entry.signal = signal;
+      children.delete(entry);
+      resolve();
+    });
+  });
+  child.once('error', (err) => {
+    entry.error = err;
+    // A child that could not be spawned never emits 'exit'.
+    if (child.pid === undefined) {
+      entry.exited = true;
+      children.delete(entry);
+      resolveExit();
+    }
+  });
+  children.add(entry);
+  return entry;
+}
+
+async function stop(entry, timeoutMs = 4000) {
+  if (!entry || entry.exited) return;
+  try {
+    entry.child.kill('SIGTERM');
+  } catch {}
+  const timer = setTimeout(() => {
+    try {
+      entry.child.kill('SIGKILL');
+    } catch {}
+  }, timeoutMs);
+  await entry.exit;
+  clearTimeout(timer);
+}
+
+async function cleanup() {
+  if (cleaningUp) return;
+  cleaningUp = true;
+  // Bounded: whatever is still alive after this is SIGKILLed by the 'exit' handler.
+  const all = Promise.all([...children].reverse().map((entry) => stop(entry)));
+  await Promise.race([all, sleep(12_000)]);
+  if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
+}
+
+process.on('exit', () => {
+  for (const entry of children)
+    try {
+      entry.child.kill('SIGKILL');
+    } catch {}
+  if (tmpDir)
+    try {
+      rmSync(tmpDir, { recursive: true, force: true });
+    } catch {}
+});
+let interrupted = false;
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.once(sig, () => {
+    interrupted = true;
+    process.stderr.write(`\nbench: ${sig} received, stopping children...\n`);
+    cleanup().finally(() => process.exit(130));
+  });
+}
+
+// ---------------------------------------------------------------- helpers
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const say = (s = '') => process.stdout.write(`${s}\n`);
+
+function findBin(name, envName, preferred) {
+  const candidates = process.env[envName]
+    ? [process.env[envName]]
+    : [preferred, ...(process.env.PATH ?? '').split(':').map((d) => path.join(d, name))];
+  for (const p of candidates) {
+    if (!p) continue;
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {}
+  }
+  return undefined;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function httpGet(url, timeoutMs = 2000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+async function waitFor(what, fn, timeoutMs, entry) {
+  const t0 = Date.now();
+  let last;
+  while (Date.now() - t0 < timeoutMs) {
+    if (entry?.exited)
+      throw new HarnessError(`${what}: process exited (code ${entry.code}, signal ${entry.signal})`);
+    try {
+      if (await fn()) return;
+    } catch (err) {
+      last = err;
+    }
+    await sleep(100);
+  }
+  throw new HarnessError(`${what}: not ready after ${timeoutMs} ms${last ? ` (${last.message})` : ''}`);
+}
+
+function rssKb(pid) {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+const mb = (kb) => (kb === undefined ? undefined : Math.round((kb / 1024) * 10) / 10);
+
+/** utime+stime of a process in seconds (CLK_TCK is 100 on Linux). */
+function cpuSeconds(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Machine-wide busy and total jiffies from /proc/stat (to see load from other processes on the box). */
+function machineJiffies() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = f[3] + (f[4] ?? 0);
+    const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+    // irq + softirq: loopback TCP work is mostly accounted here, not to any process.
+    return { busy: total - idle, total, irq: f[5] + f[6] };
+  } catch {
+    return undefined;
+  }
+}
+
+function nofileLimits() {
+  const m = /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/m.exec(
+    readFileSync('/proc/self/limits', 'utf8'),
+  );
+  const v = (s) => (s === 'unlimited' ? Number.POSITIVE_INFINITY : Number(s));
+  return m ? { soft: v(m[1]), hard: v(m[2]) } : { soft: 1024, hard: 1024 };
+}
+
+/** Spawns cmd; when `nofile` is set, through sh so the child's soft fd limit is raised first (same pid after exec). */
+function spawnChild(name, cmd, args, { env, stdio, nofile } = {}) {
+  const [c, a] = nofile
+    ? ['/bin/sh', ['-c', `ulimit -n ${nofile} && exec "$0" "$@"`, cmd, ...args]]
+    : [cmd, args];
+  const child = spawn(c, a, {
+    cwd: root,
+    env: { ...process.env, ...env },
+    stdio: stdio ?? ['ignore', 'pipe', 'pipe'],
+  });
+  return track(name, child);
+}
+
+function logFile(name) {
+  return createWriteStream(path.join(logDir, `${name}.log`));
+}
+
+/** Waits for a JSON line on a child's stdout matching pred (lines are kept, none is lost between calls). */
+function jsonLine(entry, pred, timeoutMs) {
+  if (!entry.lines) {
+    entry.lines = [];
+    entry.waiters = new Set();
+    let buf = '';
+    entry.child.stdout.setEncoding('utf8');
+    entry.child.stdout.on('data', (chunk) => {
+      buf += chunk;
+      let i = buf.indexOf('\n');
+      while (i >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        i = buf.indexOf('\n');
+        try {
+          entry.lines.push(JSON.parse(line));
+        } catch {
+          continue;
+        }
+        for (const w of entry.waiters) w();
+      }
+    });
+  }
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const found = entry.lines.find(pred);
+      if (!found) return;
+      done();
+      resolve(found);
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new HarnessError(`${entry.name}: no expected output in ${timeoutMs} ms`));
+    }, timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      entry.waiters.delete(check);
+    };
+    entry.waiters.add(check);
+    check();
+    entry.exit.then(() =>
+      setImmediate(() => {
+        check();
+        if (entry.waiters.has(check)) {
+          done();
+          reject(new HarnessError(`${entry.name} exited (code ${entry.code}) before the expected output`));
+        }
+      }),
+    );
+  });
+}
+
+// ---------------------------------------------------------------- components
+
+let tmpDir;
+
+async function startBackend(nofile) {
+  const entry = spawnChild('backend', process.execPath, [path.join(benchDir, 'backend.mjs')], { nofile });
+  entry.child.stderr.pipe(logFile('backend'));
+  const { port } = await jsonLine(entry, (o) => typeof o.port === 'number', 10_000);
+  entry.port = port;
+  return entry;
+}
+
+function nginxConfig(dir, listenPort, backendPort) {
+  const t = (p) => path.join(dir, p);
+  return `# generated by bench/run.mjs
+daemon off;
+master_process off;
+worker_processes 1;
+pid ${t('nginx.pid')};
+error_log ${t('error.log')} warn;
+worker_rlimit_nofile 8192;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path ${t('client_body')};
+    proxy_temp_path ${t('proxy')};
+    fastcgi_temp_path ${t('fastcgi')};
+    uwsgi_temp_path ${t('uwsgi')};
+    scgi_temp_path ${t('scgi')};
+    keepalive_requests 1000000;
+    upstream backend {
+        server 127.0.0.1:${backendPort};
+        keepalive 64;
+    }
+    server {
+        listen 127.0.0.1:${listenPort};
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_buffering off;
+        }
+    }
+}
+`;
+}
+
+async function startNginx(nginxBin, backendPort) {
+  const port = await freePort();
+  const conf = path.join(tmpDir, 'nginx.conf');
+  writeFileSync(conf, nginxConfig(tmpDir, port, backendPort));
+  const test = spawnSync(
+    nginxBin,
+    ['-t', '-q', '-p', tmpDir, '-e', path.join(tmpDir, 'error.log'), '-c', conf],
+    { encoding: 'utf8' },
+  );
+  if (test.status !== 0)
+    throw new HarnessError(`nginx -t failed:\n${test.stderr}${readIf(path.join(tmpDir, 'error.log'))}`);
+  const entry = spawnChild('nginx', nginxBin, [
+    '-p',
+    tmpDir,
+    '-e',
+    path.join(tmpDir, 'error.log'),
+    '-c',
+    conf,
+  ]);
+  entry.child.stdout.pipe(logFile('nginx'));
+  entry.child.stderr.pipe(logFile('nginx-stderr'));
+  entry.port = port;
+  await waitFor(
+    'nginx',
+    async () => (await httpGet(`http://127.0.0.1:${port}/warm`)).status === 200,
+    10_000,
+    entry,
+  );
+  return entry;
+}
+
+function readIf(p) {
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function startProxy(name, backendPort, { logLevel = 'warn', nofile, nodeArgs = [] } = {}) {
+  const port = await freePort();
+  const log = path.join(logDir, `${name}.log`);
+  const out = createWriteStream(log);
+  await new Promise((r) => out.once('open', r));
+  const entry = spawnChild(name, process.execPath, [...nodeArgs, path.join(root, 'dist/cli/main.js')], {
+    nofile,
+    env: {
+      AUTH_MODE: 'bypass',
+      SERVER_HOST: '127.0.0.1',
+      SERVER_PORT: String(port),
+      PROXY_TARGET_URL: `http://127.0.0.1:${backendPort}`,
+      LOG_LEVEL: logLevel,
+    },
+    // The access log goes to a file, as it would to a log collector; the proxy writes it itself.
+    stdio: ['ignore', out, out],
+  });
+  entry.port = port;
+  entry.log = log;
+  await waitFor(
+    `proxy (${name})`,
+    async () => (await httpGet(`http://127.0.0.1:${port}/health`)).status === 200,
+    20_000,
+    entry,
+  );
+  return entry;
+}
+
+// ---------------------------------------------------------------- wrk
+
+async function wrk(wrkBin, url, { seconds, connections, threads, watch = [] }) {
+  const args = [
+    `-t${threads}`,
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--latency',
+    '--timeout',
+    '5s',
+    '-s',
+    path.join(benchDir, 'latency.lua'),
+    url,
+  ];
+  const before = watch.map((e) => cpuSeconds(e.child.pid));
+  const m0 = machineJiffies();
+  const entry = spawnChild('wrk', wrkBin, args);
+  // wrk's own CPU: polled while it runs (the last reading before it exits).
+  let wrkCpu;
+  const poll = setInterval(() => {
+    wrkCpu = cpuSeconds(entry.child.pid) ?? wrkCpu;
+  }, 200);
+  let stdout = '';
+  let stderr = '';
+  entry.child.stdout.setEncoding('utf8').on('data', (c) => {
+    stdout += c;
+  });
+  entry.child.stderr.setEncoding('utf8').on('data', (c) => {
+    stderr += c;
+  });
+  const killer = setTimeout(() => entry.child.kill('SIGKILL'), (seconds + 20) * 1000);
+  await entry.exit;
+  clearTimeout(killer);
+  clearInterval(poll);
+  const m1 = machineJiffies();
+  const cpu = {};
+  let ours = 0;
+  watch.forEach((e, i) => {
+    const a = cpuSeconds(e.child.pid);
+    if (a !== undefined && before[i] !== undefined) {
+      cpu[e.name] = Math.round(((a - before[i]) / seconds) * 100);
+      ours += cpu[e.name];
+    }
+  });
+  if (watch.length && wrkCpu !== undefined) {
+    cpu.wrk = Math.round((wrkCpu / seconds) * 100);
+    ours += cpu.wrk;
+  }
+  if (watch.length && m0 && m1) {
+    // Percent of one CPU, like the per-process figures (200 = both cores of a 2-CPU box).
+    const busyPct = Math.round(((m1.busy - m0.busy) / (m1.total - m0.total)) * os.cpus().length * 100);
+    const irqPct = Math.round(((m1.irq - m0.irq) / (m1.total - m0.total)) * os.cpus().length * 100);
+    cpu.machine = busyPct;
+    cpu.softirq = irqPct;
+    // Everything else on the box (other users' processes, this harness): noise in the figures.
+    cpu.other = Math.max(0, busyPct - ours - irqPct);
+  }
+  if (entry.error) throw new HarnessError(`wrk failed to start: ${entry.error.message}`);
+  const line = stdout.split('\n').find((l) => l.startsWith('BENCH_JSON '));
+  if (entry.code !== 0 || !line)
+    throw new HarnessError(`wrk ${url} failed (code ${entry.code}):\n${stdout}${stderr}`);
+  const r = JSON.parse(line.slice('BENCH_JSON '.length));
+  const errors = Object.values(r.errors).reduce((a, b) => a + b, 0);
+  return {
+    rps: Math.round(r.rps),
+    p50_ms: r.lat_us.p50 / 1000,
+    p75_ms: r.lat_us.p75 / 1000,
+    p90_ms: r.lat_us.p90 / 1000,
+    p99_ms: r.lat_us.p99 / 1000,
+    p999_ms: r.lat_us.p999 / 1000,
+    max_ms: r.lat_us.max / 1000,
+    mean_ms: Math.round(r.lat_us.mean) / 1000,
+    requests: r.requests,
+    errors,
+    error_detail: r.errors,
+    cpu_pct: cpu,
+    wrk_text: stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('BENCH_JSON '))
+      .join('\n')
+      .trim(),
+  };
+}
+
+async function measure(wrkBin, label, url, cfg, watch) {
+  process.stdout.write(`  ${label.padEnd(18)} warm-up ${cfg.warmup}s, measure ${cfg.duration}s ... `);
+  if (cfg.warmup > 0)
+    await wrk(wrkBin, url, { seconds: cfg.warmup, connections: cfg.connections, threads: cfg.threads });
+  const r = await wrk(wrkBin, url, {
+    seconds: cfg.duration,
+    connections: cfg.connections,
+    threads: cfg.threads,
+    watch,
+  });
+  say(`${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms${r.errors ? `, ${r.errors} errors` : ''}`);
+  return r;
+}
+
+/** Several runs of one target: the run with the median throughput (all runs kept in `runs`). */
+function medianRun(runs) {
+  if (runs.length === 1) return runs[0];
+  const sorted = [...runs].sort((a, b) => a.rps - b.rps);
+  return { ...sorted[(sorted.length - 1) >> 1], runs: runs.map((r) => ({ ...r, wrk_text: undefined })) };
+}
+
+// ---------------------------------------------------------------- SSE hold
+
+async function sseHold(proxy, backend, cfg, nofile) {
+  const entry = spawnChild('sse-client', process.execPath, [path.join(benchDir, 'sse-client.mjs')], {
+    nofile,
+    env: {
+      SSE_URL: `http://127.0.0.1:${proxy.port}/sse`,
+      SSE_CONNECTIONS: String(cfg.sseConnections),
+      SSE_HOLD_MS: String(cfg.sseHold * 1000),
+      SSE_OPEN_TIMEOUT_MS: '15000',
+    },
+  });
+  entry.child.stderr.pipe(logFile('sse-client'));
+  const samples = [];
+  const sampler = setInterval(() => {
+    const kb = rssKb(proxy.child.pid);
+    if (kb) samples.push(kb);
+  }, 500);
+  try {
+    const holding = await jsonLine(entry, (o) => o.phase === 'holding', 30_000);
+    say(
+      `  ${holding.status_200}/${cfg.sseConnections} streams answered 200 in ${holding.open_ms} ms; holding ${cfg.sseHold}s ...`,
+    );
+    await sleep(Math.min(5000, (cfg.sseHold * 1000) / 2));
+    let backendStreams;
+    try {
+      backendStreams = JSON.parse((await httpGet(`http://127.0.0.1:${backend.port}/stats`)).body).sse_streams;
+    } catch {}
+    const midRss = rssKb(proxy.child.pid);
+    // Is the proxy still serving ordinary requests while the streams are held?
+    const t0 = Date.now();
+    let probe;
+    try {
+      const r = await httpGet(`http://127.0.0.1:${proxy.port}/mcp`, 3000);
+      probe = { status: r.status, ms: Date.now() - t0 };
+    } catch (err) {
+      probe = { status: 0, ms: Date.now() - t0, error: err.message };
+    }
+    const result = await jsonLine(entry, (o) => o.phase === 'result', cfg.sseHold * 1000 + 30_000);
+    await entry.exit;
+    return {
+      ...result,
+      backend_streams_mid_hold: backendStreams,
+      plain_request_during_hold: probe,
+      proxy_rss_mid_hold_mb: mb(midRss),
+      proxy_rss_max_mb: mb(Math.max(...samples)),
+    };
+  } finally {
+    clearInterval(sampler);
+    await stop(entry);
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+const fmt = (n, d = 2) => (n === undefined || Number.isNaN(n) ? 'n/a' : Number(n).toFixed(d));
+const verdict = (ok) => (ok ? 'PASS' : 'FAIL');
+
+function table(rows) {
+  const head = [
+    'target',
+    'req/s',
+    'p50 ms',
+    'p90 ms',
+    'p99 ms',
+    'max ms',
+    'errors',
+    'CPU % of one core during the run',
+  ];
+  const body = rows.map(([name, r]) => [
+    name,
+    String(r.rps),
+    fmt(r.p50_ms),
+    fmt(r.p90_ms),
+    fmt(r.p99_ms),
+    fmt(r.max_ms, 1),
+    String(r.errors),
+    Object.entries(r.cpu_pct)
+      .filter(([k, v]) => v > 0 || k === 'other' || k === 'softirq')
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', '),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells) =>
+    `  ${cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')}`;
+  say(line(head));
+  say(`  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+  for (const b of body) say(line(b));
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const cfg = {
+    duration: num('BENCH_DURATION', 10),
+    warmup: num('BENCH_WARMUP', 3),
+    connections: num('BENCH_CONNECTIONS', 50),
+    threads: num('BENCH_THREADS', 2),
+    sseConnections: num('BENCH_SSE_CONNECTIONS', 1000),
+    sseHold: num('BENCH_SSE_HOLD', 15),
+    rounds: num('BENCH_ROUNDS', 1),
+    info: process.env.BENCH_INFO !== '0',
+    floor: process.env.BENCH_FLOOR !== '0',
+    profile: process.env.BENCH_PROFILE === '1',
+  };
+  if (cfg.duration < 1 || cfg.duration > 600)
+    throw new HarnessError('BENCH_DURATION must be between 1 and 600 seconds');
+  if (cfg.rounds < 1 || cfg.rounds > 10) throw new HarnessError('BENCH_ROUNDS must be between 1 and 10');
+  if (cfg.sseHold > 300) throw new HarnessError('BENCH_SSE_HOLD must be at most 300 seconds');
+  if (cfg.sseConnections > 20000) throw new HarnessError('BENCH_SSE_CONNECTIONS must be at most 20000');
+
+  const nginxBin = findBin('nginx', 'NGINX_BIN', '/usr/sbin/nginx');
+  const wrkBin = findBin('wrk', 'WRK_BIN', '/usr/bin/wrk');
+  if (!nginxBin || !wrkBin) {
+    process.stderr.write(
+      `bench: missing ${[!nginxBin && 'nginx', !wrkBin && 'wrk'].filter(Boolean).join(' and ')}.\n` +
+        '  Install them (Debian/Ubuntu):  sudo apt-get update && sudo apt-get install -y nginx-light wrk\n' +
+        '  or point NGINX_BIN / WRK_BIN at existing binaries.\n',
+    );
+    process.exitCode = 2;
+    return;
+  }
+
+  rmSync(logDir, { recursive: true, force: true });
+  mkdirSync(logDir, { recursive: true });
+  if (!existsSync(path.join(root, 'dist/cli/main.js'))) {
+    say('dist/cli/main.js missing: running npm run build ...');
+    const b = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+    if (b.status !== 0) throw new HarnessError('npm run build failed');
+  }
+
+  // File descriptors: the proxy holds 2 per SSE stream (client + upstream), backend and client 1 each.
+  const limits = nofileLimits();
+  const need = cfg.sseConnections * 2 + 512;
+  let nofile;
+  let nofileNote = `open-files limit soft ${limits.soft} / hard ${limits.hard}; SSE test needs ~${need} in the proxy`;
+  if (limits.soft >= need) nofileNote += ': OK';
+  else if (limits.hard >= need) {
+    nofile = Math.min(limits.hard, Math.max(need, 8192));
+    nofileNote += `: raising the children's soft limit to ${nofile}`;
+  } else
+    nofileNote += `: TOO LOW (hard limit); raise it (e.g. \`ulimit -n ${need}\` as root, or LimitNOFILE) or the SSE test will drop streams`;
+
+  const nginxVersion = spawnSync(nginxBin, ['-v'], { encoding: 'utf8' }).stderr.trim();
+  const wrkVersion = (spawnSync(wrkBin, ['--version'], { encoding: 'utf8' }).stdout || '')
+    .split('\n')[0]
+    .trim();
+  const git = (args) => spawnSync('git', args, { cwd: root, encoding: 'utf8' }).stdout?.trim() || undefined;
+  const build = {
+    git_head: git(['rev-parse', '--short', 'HEAD']),
+    worktree_dirty: (git(['status', '--porcelain', '--untracked-files=no']) ?? '') !== '',
+    dist_mtime: statSync(path.join(root, 'dist/cli/main.js')).mtime.toISOString(),
+  };
+  const machine = {
+    cpus: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model,
+    mem_gb: Math.round(os.totalmem() / 2 ** 30),
+    kernel: os.release(),
+    node: process.version,
+    nginx: nginxVersion,
+    wrk: wrkVersion,
+    loadavg_start: os.loadavg().map((x) => Math.round(x * 100) / 100),
+    note: 'backend, nginx, proxy, wrk and SSE client all on this one machine, loopback only',
+  };
+  say(`mcp-oidc-proxy bench — ${new Date().toISOString()}`);
+  say(
+    `machine: ${machine.cpus} CPU (${machine.cpu_model}), ${machine.mem_gb} GB, Node ${machine.node}, ${nginxVersion}, ${wrkVersion}`,
+  );
+  say(
+    '         everything (backend, nginx, proxy, wrk, SSE client) on this box, loopback only — they share the CPUs',
+  );
+  say(`         load average at start: ${machine.loadavg_start.join(' ')}`);
+  say(
+    `proxy: dist/ built ${build.dist_mtime}, git ${build.git_head ?? '?'}${build.worktree_dirty ? ' + uncommitted changes' : ''}`,
+  );
+  say(
+    `wrk: ${cfg.connections} connections, ${cfg.threads} threads, ${cfg.warmup}s warm-up + ${cfg.duration}s per target; ${nofileNote}`,
+  );
+  say();
+
+  tmpDir = mkdtempSync(path.join(os.tmpdir(), 'mcp-proxy-bench-'));
+  const backend = await startBackend(nofile);
+  const nginx = await startNginx(nginxBin, backend.port);
+  const proxy = await startProxy('proxy', backend.port, { logLevel: 'warn', nofile });
+
+  // Idle RSS: after start plus one proxied request, before any load.
+  await sleep(300);
+  const startRss = rssKb(proxy.child.pid);
+  const first = await httpGet(`http://127.0.0.1:${proxy.port}/mcp`);
+  if (first.status !== 200)
+    throw new HarnessError(`proxy answered ${first.status} to GET /mcp: ${first.body.slice(0, 300)}`);
+  await sleep(300);
+  const idleRss = rssKb(proxy.child.pid);
+  say(
+    `proxy idle RSS (after start + 1 request): ${mb(idleRss)} MB (after start + /health only: ${mb(startRss)} MB)`,
+  );
+  say('throughput/latency (GET /mcp, ~100-byte JSON answer):');
+
+  let floor;
+  if (cfg.floor) {
+    floor = spawnChild('floor', process.execPath, [path.join(benchDir, 'floor-proxy.mjs')], {
+      env: { FLOOR_TARGET: `http://127.0.0.1:${backend.port}` },
+    });
+    floor.child.stderr.pipe(logFile('floor'));
+    floor.port = (await jsonLine(floor, (o) => typeof o.port === 'number', 10_000)).port;
+  }
+  const watch = [proxy, nginx, backend, ...(floor ? [floor] : [])];
+  const targets = [
+    ['direct', 'direct backend', backend.port],
+    ['nginx', 'nginx', nginx.port],
+    ['proxy', 'proxy (warn)', proxy.port],
+    ...(floor ? [['floor', 'node+undici floor', floor.port]] : []),
+  ];
+  const rounds = Object.fromEntries(targets.map(([key]) => [key, []]));
+  for (let round = 1; round <= cfg.rounds; round++) {
+    if (cfg.rounds > 1) say(` round ${round}/${cfg.rounds}`);
+    for (const [key, label, port] of targets)
+      rounds[key].push(await measure(wrkBin, label, `http://127.0.0.1:${port}/mcp`, cfg, watch));
+  }
+  const results = Object.fromEntries(Object.entries(rounds).map(([k, runs]) => [k, medianRun(runs)]));
+  const afterLoadRss = rssKb(proxy.child.pid);
+  await stop(floor);
+
+  let sse;
+  if (cfg.sseConnections > 0) {
+    say(`SSE hold: ${cfg.sseConnections} concurrent streams through the proxy, one event/s each:`);
+    sse = await sseHold(proxy, backend, cfg, nofile);
+    say(
+      `  held ${sse.held}/${sse.connections}, dropped ${sse.dropped}; events in hold per stream min/median/max ${sse.events_per_conn_in_hold.min}/${sse.events_per_conn_in_hold.median}/${sse.events_per_conn_in_hold.max} (expected ~${sse.expected_per_conn})`,
+    );
+  }
+  await stop(proxy);
+
+  if (cfg.info) {
+    const p = await startProxy('proxy-info', backend.port, { logLevel: 'info', nofile });
+    results.proxy_info = await measure(wrkBin, 'proxy (info log)', `http://127.0.0.1:${p.port}/mcp`, cfg, [
+      p,
+      nginx,
+      backend,
+    ]);
+    await stop(p);
+  }
+
+  let profile;
+  if (cfg.profile) {
+    const profDir = path.join(outDir, 'profile');
+    rmSync(profDir, { recursive: true, force: true });
+    mkdirSync(profDir, { recursive: true });
+    const p = await startProxy('proxy-profile', backend.port, {
+      logLevel: 'warn',
+      nofile,
+      nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
+    });
+    results.proxy_profiled = await measure(
+      wrkBin,
+      'proxy (--cpu-prof)',
+      `http://127.0.0.1:${p.port}/mcp`,
+      { ...cfg, warmup: 0 },
+      [p, nginx, backend],
+    );
+    await stop(p, 10_000);
+    const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
+    if (file) {
+      const { summarise, printSummary } = await import('./profile-top.mjs');
+      profile = summarise(path.join(profDir, file), 15);
+      say();
+      printSummary(profile);
+    } else say('  (no .cpuprofile written: did the proxy exit cleanly?)');
+  }
+
+  // ------------------------------------------------------------ verdicts
+  const d = results.direct;
+  const n = results.nginx;
+  const pr = results.proxy;
+  const ratios = {
+    proxy_vs_nginx_throughput: Math.round((pr.rps / n.rps) * 1000) / 1000,
+    proxy_vs_direct_throughput: Math.round((pr.rps / d.rps) * 1000) / 1000,
+    nginx_vs_direct_throughput: Math.round((n.rps / d.rps) * 1000) / 1000,
+    proxy_p99_added_vs_direct_ms: Math.round((pr.p99_ms - d.p99_ms) * 1000) / 1000,
+    proxy_p99_added_vs_nginx_ms: Math.round((pr.p99_ms - n.p99_ms) * 1000) / 1000,
+    nginx_p99_added_vs_direct_ms: Math.round((n.p99_ms - d.p99_ms) * 1000) / 1000,
+    proxy_p50_added_vs_direct_ms: Math.round((pr.p50_ms - d.p50_ms) * 1000) / 1000,
+  };
+  if (results.floor) {
+    ratios.floor_vs_nginx_throughput = Math.round((results.floor.rps / n.rps) * 1000) / 1000;
+    ratios.proxy_vs_floor_throughput = Math.round((pr.rps / results.floor.rps) * 1000) / 1000;
+  }
+  if (results.proxy_info) {
+    ratios.proxy_info_vs_nginx_throughput = Math.round((results.proxy_info.rps / n.rps) * 1000) / 1000;
+    ratios.proxy_info_p99_added_vs_direct_ms =
+      Math.round((results.proxy_info.p99_ms - d.p99_ms) * 1000) / 1000;
+  }
+  const checks = [
+    {
+      name: `throughput proxy/nginx >= ${TARGETS.throughputVsNginx}x at ${cfg.connections} connections`,
+      value: `${fmt(ratios.proxy_vs_nginx_throughput, 3)}x`,
+      pass: ratios.proxy_vs_nginx_throughput >= TARGETS.throughputVsNginx,
+    },
+    {
+      name: `p99 added by the proxy vs direct <= ${TARGETS.p99AddedMs} ms`,
+      value: `${fmt(ratios.proxy_p99_added_vs_direct_ms)} ms`,
+      pass: ratios.proxy_p99_added_vs_direct_ms <= TARGETS.p99AddedMs,
+    },
+    {
+      name: `idle RSS <= ${TARGETS.idleRssMb} MB`,
+      value: `${fmt(mb(idleRss), 1)} MB`,
+      pass: idleRss !== undefined && mb(idleRss) <= TARGETS.idleRssMb,
+    },
+  ];
+  if (sse)
+    checks.push({
+      name: `${TARGETS.sseStreams} concurrent SSE streams held, none dropped`,
+      value: `${sse.held}/${sse.connections} held, ${sse.dropped} dropped`,
+      pass: sse.connections >= TARGETS.sseStreams && sse.dropped === 0,
+    });
+
+  say();
+  say('=== results ===');
+  const rows = [
+    ['direct backend', d],
+    ['nginx', n],
+    ['proxy (LOG_LEVEL=warn)', pr],
+  ];
+  if (results.proxy_info) rows.push(['proxy (LOG_LEVEL=info)', results.proxy_info]);
+  if (results.floor) rows.push(['node+undici floor (ref.)', results.floor]);
+  if (results.proxy_profiled) rows.push(['proxy (--cpu-prof)', results.proxy_profiled]);
+  table(rows);
+  say();
+  say(
+    `  throughput  proxy/nginx ${fmt(ratios.proxy_vs_nginx_throughput, 3)}x   proxy/direct ${fmt(ratios.proxy_vs_direct_throughput, 3)}x   nginx/direct ${fmt(ratios.nginx_vs_direct_throughput, 3)}x`,
+  );
+  say(
+    `  p99 added   proxy vs direct ${fmt(ratios.proxy_p99_added_vs_direct_ms)} ms   proxy vs nginx ${fmt(ratios.proxy_p99_added_vs_nginx_ms)} ms   nginx vs direct ${fmt(ratios.nginx_p99_added_vs_direct_ms)} ms`,
+  );
+  if (results.floor)
+    say(
+      `  reference   bare node:http+undici proxy (bench/floor-proxy.mjs): floor/nginx ${fmt(ratios.floor_vs_nginx_throughput, 3)}x   proxy/floor ${fmt(ratios.proxy_vs_floor_throughput, 3)}x`,
+    );
+  if (results.proxy_info)
+    say(
+      `  info log    proxy/nginx ${fmt(ratios.proxy_info_vs_nginx_throughput, 3)}x   p99 added vs direct ${fmt(ratios.proxy_info_p99_added_vs_direct_ms)} ms`,
+    );
+  say(
+    `  proxy RSS   idle ${fmt(mb(idleRss), 1)} MB   after load ${fmt(mb(afterLoadRss), 1)} MB${sse ? `   holding ${sse.connections} SSE: ${fmt(sse.proxy_rss_mid_hold_mb, 1)} MB (max ${fmt(sse.proxy_rss_max_mb, 1)} MB)` : ''}`,
+  );
+  if (sse) {
+    const f = Object.entries(sse.failures)
+      .filter(([, v]) => v)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
+    say(
+      `  SSE         ${sse.status_200}/${sse.connections} answered 200, ${sse.held} held ${sse.hold_ms} ms, ${sse.events_in_hold} events received in hold` +
+        ` (per stream min/median/max ${sse.events_per_conn_in_hold.min}/${sse.events_per_conn_in_hold.median}/${sse.events_per_conn_in_hold.max}), worst gap ${sse.worst_gap_ms} ms` +
+        `${sse.backend_streams_mid_hold !== undefined ? `, backend saw ${sse.backend_streams_mid_hold} streams` : ''}${f ? `; failures: ${f}` : ''}`,
+    );
+    const probe = sse.plain_request_during_hold;
+    say(
+      `              plain GET /mcp through the proxy while holding: ${probe.status ? `${probe.status} in ${probe.ms} ms` : `no answer (${probe.error}) after ${probe.ms} ms`}`,
+    );
+  }
+  say();
+  say('=== targets ===');
+  for (const c of checks) say(`  ${verdict(c.pass)}  ${c.name}: ${c.value}`);
+  const missed = checks.filter((c) => !c.pass).length;
+  say(missed ? `  ${missed} target(s) missed (reported, not a harness error)` : '  all targets met');
+
+  const json = {
+    date: new Date().toISOString(),
+    settings: cfg,
+    machine: { ...machine, loadavg_end: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    proxy_build: build,
+    open_files: { ...limits, raised_to: nofile ?? null },
+    results: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { ...v, wrk_text: undefined }])),
+    wrk_text: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.wrk_text])),
+    ratios,
+    proxy_rss_mb: {
+      start: mb(startRss),
+      idle: mb(idleRss),
+      after_load: mb(afterLoadRss),
+      sse_mid_hold: sse?.proxy_rss_mid_hold_mb,
+      sse_max: sse?.proxy_rss_max_mb,
+    },
+    sse,
+    targets: checks,
+    profile,
+  };
+  writeFileSync(path.join(outDir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+  say(
+    `\nwrote ${path.relative(root, path.join(outDir, 'latest.json'))} (child logs in ${path.relative(root, logDir)}/)`,
+  );
+}
+
+try {
+  await main();
+} catch (err) {
+  if (interrupted) await new Promise(() => {}); // the signal handler cleans up and exits
+  process.stderr.write(`\nbench: harness error: ${err instanceof HarnessError ? err.message : err.stack}\n`);
+  for (const f of ['proxy', 'proxy-info', 'backend', 'nginx-stderr']) {
+    const t = readIf(path.join(logDir, `${f}.log`)).trim();
+    const tail = t
+      .split('\n')
+      .slice(-8)
+      .map((l) => l.slice(0, 300))
+      .join('\n');
+    if (t) process.stderr.write(`--- .bench/logs/${f}.log (tail)\n${tail}\n`);
+  }
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}
