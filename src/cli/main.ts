@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 import { describeConfig, loadConfig } from '../config/load.js';
 import { ConfigError } from '../config/types.js';
-import { runDemo } from '../demo/demo.js';
 import { createLogger } from '../observability/logger.js';
 import { startProxy } from '../server/app.js';
 import { helpText, type ParsedArgs, parseArgs, UsageError } from './args.js';
@@ -41,6 +40,8 @@ async function serve(args: ParsedArgs): Promise<void> {
 }
 
 async function demo(args: ParsedArgs): Promise<void> {
+  // Loaded on demand: the sample MCP server (and the SDK) is no weight for `serve`.
+  const { runDemo } = await import('../demo/demo.js');
   const stop = await runDemo({ flags: args.flags });
   const onSignal = (): void => {
     stop().then(() => process.exit(0));

@@ -81,8 +81,6 @@ export class Pipeline {
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const scope: RequestScope = { id: requestIdFrom(req), start: process.hrtime.bigint(), route: 'invalid' };
-    res.setHeader('X-Request-Id', scope.id);
-    if (this.deps.draining()) res.setHeader('Connection', 'close');
     // The access line is written once both the response closed and the stages returned,
     // so it carries the upstream status and outcome the forwarder learned.
     let pending = 2;
@@ -97,7 +95,7 @@ export class Pipeline {
           'request failed',
         );
         if (!res.headersSent) {
-          applySecurityHeaders(res, this.deps.securityHeaders);
+          this.prepareLocal(res, scope);
           sendJsonError(res, 500, 'server_error', 'The proxy failed to handle the request.', scope.id);
         } else res.destroy();
       })
@@ -105,29 +103,29 @@ export class Pipeline {
   };
 
   private async run(req: IncomingMessage, res: ServerResponse, scope: RequestScope): Promise<void> {
-    const { config, securityHeaders } = this.deps;
+    const { config } = this.deps;
     const checked = checkRequestTarget(req.url);
     if (!checked.ok) {
-      applySecurityHeaders(res, securityHeaders);
+      this.prepareLocal(res, scope);
       return sendJsonError(res, 400, 'invalid_request', checked.reason, scope.id);
     }
     const { path, search } = checked.target;
 
     if (path === '/health') {
       scope.route = 'health';
-      applySecurityHeaders(res, securityHeaders);
+      this.prepareLocal(res, scope);
       return this.serveHealth(req, res, scope);
     }
     if (config.metrics.enabled && path === config.metrics.path) {
       scope.route = 'metrics';
-      applySecurityHeaders(res, securityHeaders);
+      this.prepareLocal(res, scope);
       return this.serveMetrics(req, res, scope);
     }
 
     const refusal = this.deps.guard.check(req);
     if (refusal) {
       scope.route = 'forbidden';
-      applySecurityHeaders(res, securityHeaders);
+      this.prepareLocal(res, scope);
       return sendJsonError(res, 403, 'forbidden', refusal, scope.id);
     }
     scope.route = path === config.mcpPath || path.startsWith(`${config.mcpPath}/`) ? 'mcp' : 'proxied';
@@ -159,7 +157,7 @@ export class Pipeline {
         {
           req_id: scope.id,
           target: this.deps.upstream.origin,
-          code: result.failure.code,
+          error: result.failure.code,
           attempts: result.attempts,
         },
         result.failure.description,
@@ -234,6 +232,16 @@ export class Pipeline {
       );
     });
   };
+
+  /**
+   * Headers on a response the proxy writes itself. Forwarded responses get theirs from the
+   * forwarder in one list instead: nothing may be set on `res` before it writes the head.
+   */
+  private prepareLocal(res: ServerResponse, scope: RequestScope): void {
+    res.setHeader('X-Request-Id', scope.id);
+    if (this.deps.draining()) res.setHeader('Connection', 'close');
+    applySecurityHeaders(res, this.deps.securityHeaders);
+  }
 
   private async serveHealth(req: IncomingMessage, res: ServerResponse, scope: RequestScope): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -1,5 +1,4 @@
 import type { ServerResponse } from 'node:http';
-import { setIfAbsent } from '../proxy/headers.js';
 
 /** The seed's security headers; the CSP is configurable (`CONTENT_SECURITY_POLICY`). */
 export function securityHeaders(contentSecurityPolicy: string): ReadonlyArray<readonly [string, string]> {
@@ -19,12 +18,4 @@ export function applySecurityHeaders(
   headers: ReadonlyArray<readonly [string, string]>,
 ): void {
   for (const [name, value] of headers) res.setHeader(name, value);
-}
-
-/** On proxied responses: added only where the backend did not set the header. */
-export function addMissingSecurityHeaders(
-  flat: string[],
-  headers: ReadonlyArray<readonly [string, string]>,
-): void {
-  for (const [name, value] of headers) setIfAbsent(flat, name, value);
 }

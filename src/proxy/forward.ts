@@ -1,9 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
 import type { CircuitBreaker } from './breaker.js';
 import { circuitOpenFailure, classifyUpstreamError, type UpstreamFailure } from './errors.js';
-import { downstreamResponseHeaders, getHeader, replaceHeader, setIfAbsent } from './headers.js';
+import { responseHead } from './headers.js';
 import { isEventStream, SseRelay } from './sse.js';
 import { type Upstream, upstreamPath } from './upstream.js';
 
@@ -15,6 +15,8 @@ export interface ForwardOptions {
   responseDefaults: ReadonlyArray<readonly [string, string]>;
   /** Headers on the errors the proxy writes itself (502/503/504): the security headers. */
   errorHeaders: ReadonlyArray<readonly [string, string]>;
+  /** True once shutdown began: responses then ask the client to close the connection. */
+  draining: () => boolean;
 }
 
 export interface ForwardResult {
@@ -49,6 +51,16 @@ class ShutdownError extends Error {
   readonly code = 'PROXY_SHUTDOWN';
 }
 
+/** SSE must pass nginx-like buffers and CDNs untouched: no buffering, no transformation. */
+function sseOverrides(headers: IncomingHttpHeaders): Array<[string, string]> {
+  const raw = headers['cache-control'];
+  const cc = Array.isArray(raw) ? raw.join(', ') : raw;
+  return [
+    ['x-accel-buffering', 'no'],
+    ['cache-control', !cc ? 'no-cache, no-transform' : /no-transform/i.test(cc) ? cc : `${cc}, no-transform`],
+  ];
+}
+
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
@@ -69,6 +81,7 @@ export function sendUpstreamFailure(
   });
   res.statusCode = failure.status;
   for (const [name, value] of headers) res.setHeader(name, value);
+  res.setHeader('X-Request-Id', requestId);
   res.setHeader('Content-Type', 'application/json');
   res.setHeader('Cache-Control', 'no-store');
   if (retryAfterMs > 0) res.setHeader('Retry-After', String(Math.ceil(retryAfterMs / 1000)));
@@ -118,7 +131,7 @@ export class Forwarder {
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.attempt(req, res, method, pathAndQuery, headers, withBody, state);
+          await this.attempt(req, res, method, pathAndQuery, headers, withBody, requestId, state);
           const status = state.status ?? 0;
           if (status >= 502 && status <= 504) this.breaker.recordFailure();
           else this.breaker.recordSuccess();
@@ -176,9 +189,10 @@ export class Forwarder {
     pathAndQuery: string,
     headers: string[],
     withBody: boolean,
+    requestId: string,
     state: AttemptState,
   ): Promise<void> {
-    const { idleTimeoutMs, sseKeepaliveMs, responseDefaults } = this.options;
+    const { idleTimeoutMs, sseKeepaliveMs, responseDefaults, draining } = this.options;
     const streams = this.streams;
     return new Promise<void>((resolve, reject) => {
       let relay: SseRelay | undefined;
@@ -206,28 +220,23 @@ export class Forwarder {
           if (statusCode < 200) return;
           state.responded = true;
           state.status = statusCode;
-          // Headers the pipeline already set on `res` (X-Request-Id, Connection: close while draining) win.
-          const flat = downstreamResponseHeaders(upstreamHeaders, res.getHeaderNames());
-          for (const [name, value] of responseDefaults) setIfAbsent(flat, name, value);
           state.sse = isEventStream(upstreamHeaders['content-type']);
-          if (state.sse) {
-            // Tell nginx-like buffers and CDNs to pass events through untouched.
-            replaceHeader(flat, 'X-Accel-Buffering', 'no');
-            const cc = getHeader(flat, 'cache-control');
-            if (!cc) replaceHeader(flat, 'Cache-Control', 'no-cache, no-transform');
-            else if (!/no-transform/i.test(cc)) replaceHeader(flat, 'Cache-Control', `${cc}, no-transform`);
-          }
-          // appendHeader keeps repeated fields (Set-Cookie, Link, Vary) apart: Node 20's
-          // writeHead(status, array) overwrites repeats once any header was set on `res`.
-          for (let i = 0; i < flat.length; i += 2) res.appendHeader(flat[i] as string, flat[i + 1] as string);
-          if (statusMessage) res.statusMessage = statusMessage;
-          res.writeHead(statusCode);
+          const first: Array<[string, string]> = [['x-request-id', requestId]];
+          if (draining()) first.push(['connection', 'close']);
+          const head = responseHead(
+            upstreamHeaders,
+            first,
+            state.sse ? sseOverrides(upstreamHeaders) : [],
+            responseDefaults,
+          );
+          if (statusMessage) res.writeHead(statusCode, statusMessage, head);
+          else res.writeHead(statusCode, head);
           if (state.sse) {
             res.flushHeaders();
             streams.add(live);
             // Plain comment bytes spliced into a compressed body would corrupt the whole stream.
-            const encoded =
-              (getHeader(flat, 'content-encoding') ?? 'identity').trim().toLowerCase() !== 'identity';
+            const encoding = String(upstreamHeaders['content-encoding'] ?? 'identity');
+            const encoded = encoding.trim().toLowerCase() !== 'identity';
             relay = new SseRelay(res, encoded ? 0 : sseKeepaliveMs);
           } else if (idleTimeoutMs > 0) {
             onIdle = () => controller.abort(new IdleTimeoutError('response body idle'));

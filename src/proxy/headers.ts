@@ -88,48 +88,37 @@ export function upstreamRequestHeaders(
   return out;
 }
 
+type HeaderPairs = ReadonlyArray<readonly [string, string]>;
+
 /**
- * Response headers from the backend as a flat array, without hop-by-hop fields and
- * without the (lower-case) names in `skip`. Node sets its own framing (Content-Length or
- * chunked) from them.
+ * The head of a proxied response as the flat array `res.writeHead` takes, built in one
+ * pass: `first` (the proxy's own: X-Request-Id, ...) and `overrides` replace any backend
+ * field of the same name, the backend's fields follow without hop-by-hop ones (Node adds
+ * its own framing), repeated fields such as Set-Cookie stay apart, and each of `defaults`
+ * is added only where the backend did not set it.
  */
-export function downstreamResponseHeaders(
-  headers: IncomingHttpHeaders,
-  skip: readonly string[] = [],
+export function responseHead(
+  upstream: IncomingHttpHeaders,
+  first: HeaderPairs,
+  overrides: HeaderPairs,
+  defaults: HeaderPairs,
 ): string[] {
-  const listed = connectionListed(headers.connection);
+  const listed = connectionListed(upstream.connection);
+  const names = new Set<string>();
   const out: string[] = [];
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || skip.includes(name)) continue;
-    if (Array.isArray(value)) for (const v of value) out.push(name, v);
-    else out.push(name, value);
+  for (const [name, value] of first) {
+    out.push(name, value);
+    names.add(name.toLowerCase());
   }
+  for (const [name, _value] of overrides) names.add(name.toLowerCase());
+  for (const name in upstream) {
+    const value = upstream[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || names.has(name)) continue;
+    if (typeof value === 'string') out.push(name, value);
+    else for (const v of value) out.push(name, v);
+  }
+  for (const [name, value] of overrides) out.push(name, value);
+  for (const name in upstream) names.add(name);
+  for (const [name, value] of defaults) if (!names.has(name.toLowerCase())) out.push(name, value);
   return out;
-}
-
-/** Sets `name` unless the flat header list already has it (case-insensitive). */
-export function setIfAbsent(flat: string[], name: string, value: string): void {
-  const lower = name.toLowerCase();
-  for (let i = 0; i < flat.length; i += 2) if ((flat[i] as string).toLowerCase() === lower) return;
-  flat.push(name, value);
-}
-
-/** Reads the first value of `name` from a flat header list. */
-export function getHeader(flat: readonly string[], name: string): string | undefined {
-  const lower = name.toLowerCase();
-  for (let i = 0; i < flat.length; i += 2)
-    if ((flat[i] as string).toLowerCase() === lower) return flat[i + 1];
-  return undefined;
-}
-
-/** Replaces (or adds) `name` in a flat header list. */
-export function replaceHeader(flat: string[], name: string, value: string): void {
-  const lower = name.toLowerCase();
-  for (let i = 0; i < flat.length; i += 2) {
-    if ((flat[i] as string).toLowerCase() === lower) {
-      flat[i + 1] = value;
-      return;
-    }
-  }
-  flat.push(name, value);
 }

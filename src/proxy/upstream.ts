@@ -16,7 +16,9 @@ export interface Upstream {
 export function createUpstream(target: Config['target']): Upstream {
   const url = target.url;
   const pool = new Pool(url.origin, {
-    connections: 256,
+    // No cap: every SSE stream or long tool call holds a connection for its whole life, and a
+    // capped pool would queue the next request behind them with no answer.
+    connections: null,
     pipelining: 1,
     keepAliveTimeout: 4_000,
     keepAliveMaxTimeout: 60_000,

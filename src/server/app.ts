@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Authenticator, BypassAuthenticator } from '../auth/authenticator.js';
 import type { Config } from '../config/types.js';
@@ -97,6 +97,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       sseKeepaliveMs: config.target.sseKeepaliveMs,
       responseDefaults: config.security.headersOnProxied ? headers : [],
       errorHeaders: headers,
+      draining: () => draining,
     },
     streams,
   );
@@ -127,12 +128,6 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const publicUrl =
     config.sources.PUBLIC_URL === undefined ? new URL(`http://localhost:${port}`) : config.server.publicUrl;
   const connections = new ConnectionTracker(server);
-  // Responses in progress, so those whose headers are still to come can say `Connection: close` at shutdown.
-  const responses = new Set<ServerResponse>();
-  server.on('request', (_req: IncomingMessage, res: ServerResponse) => {
-    responses.add(res);
-    res.once('close', () => responses.delete(res));
-  });
   const pipeline = new Pipeline({
     config,
     logger,
@@ -192,8 +187,8 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         'shutting down: no new connections; finishing in-flight requests',
       );
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      // The socket closes once its response is done; tell keep-alive clients so they do not reuse it.
-      for (const res of responses) if (!res.headersSent) res.setHeader('Connection', 'close');
+      // From now on every response head says `Connection: close` (the `draining` flag), and each
+      // socket closes once its response is done, so keep-alive clients do not reuse it.
       connections.drain();
       for (const stream of [...streams.items]) stream.end();
       for (const tunnel of [...tunnels.items]) {

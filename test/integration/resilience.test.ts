@@ -67,7 +67,12 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
     expect(raw).not.toContain(`:${port}`);
     expect(raw).not.toContain('/prefix');
     // Connection refused is safe to retry: with the default PROXY_RETRIES=2 it was tried three times.
-    const warning = proxy.logs.find((l) => l.code === 'upstream_unavailable');
+    await waitFor(
+      () => proxy.logs.some((l) => l.error === 'upstream_unavailable'),
+      2000,
+      'the upstream warning',
+    );
+    const warning = proxy.logs.find((l) => l.error === 'upstream_unavailable');
     expect(warning?.attempts).toBe(3);
   });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { downstreamResponseHeaders, upstreamRequestHeaders } from '../../src/proxy/headers.js';
+import { responseHead, upstreamRequestHeaders } from '../../src/proxy/headers.js';
 
 describe('upstreamRequestHeaders', () => {
   it('drops hop-by-hop fields, fields named in Connection and proxy-owned fields in any spelling', () => {
@@ -68,16 +68,49 @@ describe('upstreamRequestHeaders', () => {
   });
 });
 
-describe('downstreamResponseHeaders', () => {
-  it('keeps duplicates and drops hop-by-hop fields', () => {
-    const out = downstreamResponseHeaders({
-      'set-cookie': ['a=1', 'b=2'],
-      connection: 'keep-alive, x-internal',
-      'x-internal': 'secret',
-      'keep-alive': 'timeout=5',
-      'transfer-encoding': 'chunked',
-      'content-type': 'application/json',
-    });
-    expect(out).toEqual(['set-cookie', 'a=1', 'set-cookie', 'b=2', 'content-type', 'application/json']);
+describe('responseHead', () => {
+  it('keeps repeated fields, drops hop-by-hop ones and adds defaults only where missing', () => {
+    const out = responseHead(
+      {
+        'set-cookie': ['a=1', 'b=2'],
+        connection: 'keep-alive, x-internal',
+        'x-internal': 'secret',
+        'keep-alive': 'timeout=5',
+        'transfer-encoding': 'chunked',
+        'content-type': 'application/json',
+        'x-frame-options': 'SAMEORIGIN',
+        'x-request-id': 'from-backend',
+      },
+      [['x-request-id', 'ours']],
+      [],
+      [
+        ['X-Frame-Options', 'DENY'],
+        ['X-Content-Type-Options', 'nosniff'],
+      ],
+    );
+    expect(out).toEqual([
+      'x-request-id',
+      'ours',
+      'set-cookie',
+      'a=1',
+      'set-cookie',
+      'b=2',
+      'content-type',
+      'application/json',
+      'x-frame-options',
+      'SAMEORIGIN',
+      'X-Content-Type-Options',
+      'nosniff',
+    ]);
+  });
+
+  it('overrides replace the backend value', () => {
+    const out = responseHead(
+      { 'cache-control': 'no-cache' },
+      [],
+      [['cache-control', 'no-cache, no-transform']],
+      [],
+    );
+    expect(out).toEqual(['cache-control', 'no-cache, no-transform']);
   });
 });
