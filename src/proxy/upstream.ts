@@ -1,5 +1,5 @@
 import { rootCertificates } from 'node:tls';
-import { Pool } from 'undici';
+import { Pool } from './undici-pool.js';
 import type { Config } from '../config/types.js';
 
 /** The connection pool to the MCP server and how paths map onto it. */
