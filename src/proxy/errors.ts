@@ -6,6 +6,7 @@ export interface UpstreamFailure {
     | 'upstream_timeout'
     | 'upstream_reset'
     | 'upstream_error'
+    | 'upstream_tls_error'
     | 'upstream_circuit_open';
   /** Metric outcome label. */
   outcome: 'refused' | 'timeout' | 'reset' | 'error' | 'breaker_open';
@@ -16,8 +17,29 @@ export interface UpstreamFailure {
 
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/** Certificate verification failures Node reports for a TLS target. */
+const CERT_FAILURES = /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME_INVALID)/;
+
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
   const code = (err as { code?: string }).code ?? '';
+  if (CERT_FAILURES.test(code)) {
+    return {
+      status: 502,
+      code: 'upstream_tls_error',
+      outcome: 'error',
+      description: `The MCP server's TLS certificate is not trusted (${code}); give its CA in PROXY_CA_FILE.`,
+      beforeConnect: true,
+    };
+  }
+  if (code.startsWith('ERR_SSL_')) {
+    return {
+      status: 502,
+      code: 'upstream_tls_error',
+      outcome: 'error',
+      description: `The TLS handshake with the MCP server failed (${code}); check that the target speaks https.`,
+      beforeConnect: true,
+    };
+  }
   if (CONNECT_FAILURES.has(code)) {
     return {
       status: 502,

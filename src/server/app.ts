@@ -192,10 +192,16 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       connections.drain();
       for (const stream of [...streams.items]) stream.end();
       for (const tunnel of [...tunnels.items]) {
-        tunnel.client.unpipe?.();
-        tunnel.upstream.unpipe?.();
-        tunnel.client.end(goingAwayFrame(false));
-        tunnel.upstream.end(goingAwayFrame(true));
+        // Stop relaying, say 1001 (going away) to both peers, and keep reading (discarding)
+        // so each peer's closing reply and FIN arrive and the sockets can close.
+        for (const [socket, frame] of [
+          [tunnel.client, goingAwayFrame(false)],
+          [tunnel.upstream, goingAwayFrame(true)],
+        ] as const) {
+          socket.unpipe();
+          socket.end(frame);
+          socket.resume();
+        }
       }
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => {
