@@ -18,7 +18,8 @@ export interface UpstreamFailure {
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** Certificate verification failures Node reports for a TLS target. */
-const CERT_FAILURES = /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME_INVALID)/;
+const CERT_FAILURES =
+  /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME_INVALID)/;
 
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
   const code = (err as { code?: string }).code ?? '';

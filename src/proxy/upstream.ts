@@ -1,6 +1,6 @@
 import { rootCertificates } from 'node:tls';
-import { Pool } from './undici-pool.js';
 import type { Config } from '../config/types.js';
+import { Pool } from './undici-pool.js';
 
 /** The connection pool to the MCP server and how paths map onto it. */
 export interface Upstream {
