@@ -17,8 +17,16 @@ export type AuthDecision =
 
 export interface Authenticator {
   readonly mode: string;
-  authenticate(req: IncomingMessage, res: ServerResponse): Promise<AuthDecision>;
+  /**
+   * Sync or async: a stage that decides from the request alone (bypass, a cached session)
+   * returns the decision directly, so the request is forwarded in the same tick; one that
+   * must wait (token introspection, a session store) returns a promise.
+   */
+  authenticate(req: IncomingMessage, res: ServerResponse): AuthDecision | Promise<AuthDecision>;
 }
+
+/** Shared and frozen: an anonymous `allow` carries nothing request-specific. */
+const ALLOW_ANONYMOUS: AuthDecision = Object.freeze({ kind: 'allow', credentialsConsumed: false });
 
 /**
  * AUTH_MODE=bypass: every request passes without login (local development). The client's
@@ -27,7 +35,7 @@ export interface Authenticator {
 export class BypassAuthenticator implements Authenticator {
   readonly mode = 'bypass';
 
-  async authenticate(): Promise<AuthDecision> {
-    return { kind: 'allow', credentialsConsumed: false };
+  authenticate(): AuthDecision {
+    return ALLOW_ANONYMOUS;
   }
 }

@@ -22,10 +22,32 @@ const BAD_PERCENT = /%(?![0-9a-f]{2})/i;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what is refused
 const CONTROL_OR_SPACE = /[\u0000-\u0020\u007f]/;
 
+/**
+ * True when `url` holds only letters, digits, `-`, `_`, `~` and `/`: no `%`, `.`, `;`, `?`,
+ * `#`, backslash, space or control character, so of all the rules below only "no empty
+ * segment" can apply. Most MCP traffic (`/mcp`) takes this path and skips the regexes.
+ */
+function isPlainPath(url: string): boolean {
+  for (let i = 0; i < url.length; i++) {
+    const c = url.charCodeAt(i);
+    const plain =
+      (c >= 0x61 && c <= 0x7a) || // a-z
+      (c >= 0x41 && c <= 0x5a) || // A-Z
+      (c >= 0x30 && c <= 0x39) || // 0-9
+      c === 0x2f || // /
+      c === 0x2d || // -
+      c === 0x5f || // _
+      c === 0x7e; // ~
+    if (!plain) return false;
+  }
+  return true;
+}
+
 export function checkRequestTarget(url: string | undefined): TargetCheck {
   if (url?.[0] !== '/') {
     return { ok: false, reason: 'the request target must be a path starting with / (origin-form)' };
   }
+  if (isPlainPath(url) && !url.includes('//')) return { ok: true, target: { path: url, search: '' } };
   const q = url.indexOf('?');
   const path = q < 0 ? url : url.slice(0, q);
   const search = q < 0 ? '' : url.slice(q);

@@ -102,6 +102,7 @@ export class Forwarder {
     private readonly streams: StreamRegistry,
   ) {}
 
+  /** Takes `headers` over: the upstream `Host` is appended to it, once for every attempt. */
   async forward(
     req: IncomingMessage,
     res: ServerResponse,
@@ -111,11 +112,12 @@ export class Forwarder {
   ): Promise<ForwardResult> {
     const withBody = hasBody(req);
     const method = req.method ?? 'GET';
+    headers.push('host', this.upstream.host);
     const state: AttemptState = { responded: false, clientGone: false, sse: false };
     const onClose = (): void => {
       if (res.writableFinished) return;
       state.clientGone = true;
-      state.abort?.(new ClientGoneError('client closed the connection'));
+      state.exchange?.abort(new ClientGoneError('client closed the connection'));
     };
     res.on('close', onClose);
     // One breaker slot per request: retries inside it are one outcome for the breaker, so a
@@ -192,92 +194,134 @@ export class Forwarder {
     requestId: string,
     state: AttemptState,
   ): Promise<void> {
-    const { idleTimeoutMs, sseKeepaliveMs, responseDefaults, draining } = this.options;
-    const streams = this.streams;
     return new Promise<void>((resolve, reject) => {
-      let relay: SseRelay | undefined;
-      let idle: NodeJS.Timeout | undefined;
-      let onIdle: (() => void) | undefined;
-      let finished = false;
-      const live: LiveStream = {
-        end: () => {
-          state.closing = true;
-          state.abort?.(new ShutdownError('proxy shutting down'));
-        },
-      };
-      const finish = (): void => {
-        finished = true;
-        if (idle) clearTimeout(idle);
-        relay?.stop();
-        if (state.sse) streams.delete(live);
-      };
-      const handler: Dispatcher.DispatchHandler = {
-        onRequestStart(controller) {
-          state.abort = (reason) => controller.abort(reason);
-          if (state.clientGone) controller.abort(new ClientGoneError('client closed the connection'));
-        },
-        onResponseStart(controller, statusCode, upstreamHeaders, statusMessage) {
-          if (statusCode < 200) return;
-          state.responded = true;
-          state.status = statusCode;
-          state.sse = isEventStream(upstreamHeaders['content-type']);
-          const first: Array<[string, string]> = [['x-request-id', requestId]];
-          if (draining()) first.push(['connection', 'close']);
-          const head = responseHead(
-            upstreamHeaders,
-            first,
-            state.sse ? sseOverrides(upstreamHeaders) : [],
-            responseDefaults,
-          );
-          if (statusMessage) res.writeHead(statusCode, statusMessage, head);
-          else res.writeHead(statusCode, head);
-          if (state.sse) {
-            res.flushHeaders();
-            streams.add(live);
-            // Plain comment bytes spliced into a compressed body would corrupt the whole stream.
-            const encoding = String(upstreamHeaders['content-encoding'] ?? 'identity');
-            const encoded = encoding.trim().toLowerCase() !== 'identity';
-            relay = new SseRelay(res, encoded ? 0 : sseKeepaliveMs);
-          } else if (idleTimeoutMs > 0) {
-            onIdle = () => controller.abort(new IdleTimeoutError('response body idle'));
-            idle = setTimeout(onIdle, idleTimeoutMs);
-          }
-        },
-        onResponseData(controller, chunk) {
-          idle?.refresh();
-          const ok = relay ? relay.write(chunk) : res.write(chunk);
-          if (!ok && !controller.paused) {
-            // A slow client is not a silent backend: the idle clock stops while the proxy itself
-            // holds the upstream back, and starts afresh once the client has drained.
-            if (idle) clearTimeout(idle);
-            controller.pause();
-            res.once('drain', () => {
-              if (onIdle && !finished) idle = setTimeout(onIdle, idleTimeoutMs);
-              controller.resume();
-            });
-          }
-        },
-        onResponseEnd() {
-          finish();
-          res.end();
-          resolve();
-        },
-        onResponseError(_controller, err) {
-          finish();
-          reject(err);
-        },
-      };
+      const exchange = new Exchange(res, requestId, state, this.options, this.streams, resolve, reject);
+      state.exchange = exchange;
       this.upstream.pool.dispatch(
         {
           path: upstreamPath(this.upstream, pathAndQuery),
           method: method as Dispatcher.HttpMethod,
-          headers: [...headers, 'host', this.upstream.host],
+          headers,
           body: withBody ? req : null,
           bodyTimeout: 0,
         },
-        handler,
+        exchange,
       );
     });
+  }
+}
+
+/** Timer callback without a per-request closure: the exchange rides along as the argument. */
+function abortIdleExchange(exchange: Exchange): void {
+  exchange.abort(new IdleTimeoutError('response body idle'));
+}
+
+/**
+ * One attempt's undici dispatch handler: streams the backend's response to the client.
+ * A class rather than an object literal of closures, since one is made for every request:
+ * its methods live once on the prototype. It is also the live stream shutdown ends.
+ */
+class Exchange implements Dispatcher.DispatchHandler, LiveStream {
+  private controller: Dispatcher.DispatchController | undefined;
+  private relay: SseRelay | undefined;
+  private idle: NodeJS.Timeout | undefined;
+  /** The idle clock runs for this response (non-SSE, with a timeout configured). */
+  private idleWatched = false;
+  private finished = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly requestId: string,
+    private readonly state: AttemptState,
+    private readonly options: ForwardOptions,
+    private readonly streams: StreamRegistry,
+    private readonly resolve: () => void,
+    private readonly reject: (err: Error) => void,
+  ) {}
+
+  /** Aborts the upstream request (before it started: as soon as it starts). */
+  abort(reason: Error): void {
+    this.controller?.abort(reason);
+  }
+
+  /** Shutdown ends a live SSE stream on purpose. */
+  end(): void {
+    this.state.closing = true;
+    this.abort(new ShutdownError('proxy shutting down'));
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.state.clientGone) controller.abort(new ClientGoneError('client closed the connection'));
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    upstreamHeaders: IncomingHttpHeaders,
+    statusMessage?: string,
+  ): void {
+    if (statusCode < 200) return;
+    const { state, res, options } = this;
+    state.responded = true;
+    state.status = statusCode;
+    state.sse = isEventStream(upstreamHeaders['content-type']);
+    const first: Array<[string, string]> = [['x-request-id', this.requestId]];
+    if (options.draining()) first.push(['connection', 'close']);
+    const head = responseHead(
+      upstreamHeaders,
+      first,
+      state.sse ? sseOverrides(upstreamHeaders) : [],
+      options.responseDefaults,
+    );
+    if (statusMessage) res.writeHead(statusCode, statusMessage, head);
+    else res.writeHead(statusCode, head);
+    if (state.sse) {
+      res.flushHeaders();
+      this.streams.add(this);
+      // Plain comment bytes spliced into a compressed body would corrupt the whole stream.
+      const encoding = String(upstreamHeaders['content-encoding'] ?? 'identity');
+      const encoded = encoding.trim().toLowerCase() !== 'identity';
+      this.relay = new SseRelay(res, encoded ? 0 : options.sseKeepaliveMs);
+    } else if (options.idleTimeoutMs > 0) {
+      this.idleWatched = true;
+      this.idle = setTimeout(abortIdleExchange, options.idleTimeoutMs, this);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.idle?.refresh();
+    const ok = this.relay ? this.relay.write(chunk) : this.res.write(chunk);
+    if (!ok && !controller.paused) {
+      // A slow client is not a silent backend: the idle clock stops while the proxy itself
+      // holds the upstream back, and starts afresh once the client has drained.
+      if (this.idle) clearTimeout(this.idle);
+      controller.pause();
+      this.res.once('drain', () => {
+        if (this.idleWatched && !this.finished) {
+          this.idle = setTimeout(abortIdleExchange, this.options.idleTimeoutMs, this);
+        }
+        controller.resume();
+      });
+    }
+  }
+
+  onResponseEnd(): void {
+    this.finish();
+    this.res.end();
+    this.resolve();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.finish();
+    this.reject(err);
+  }
+
+  private finish(): void {
+    this.finished = true;
+    if (this.idle) clearTimeout(this.idle);
+    this.relay?.stop();
+    if (this.state.sse) this.streams.delete(this);
   }
 }
 
@@ -288,5 +332,6 @@ interface AttemptState {
   closing?: boolean;
   sse: boolean;
   status?: number;
-  abort?: (reason: Error) => void;
+  /** The attempt in flight, which a client that goes away aborts. */
+  exchange?: Exchange;
 }

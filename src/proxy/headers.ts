@@ -40,10 +40,26 @@ const PROXY_OWNED_REQUEST = new Set([
 
 /** Folds a header name the way lenient backends (CGI, WSGI, some frameworks) do. */
 export function canonicalHeaderName(name: string): string {
-  return name.toLowerCase().replaceAll('_', '-');
+  return foldUnderscores(name.toLowerCase());
 }
 
-function connectionListed(value: string | string[] | undefined): Set<string> {
+/** Most names have no `_`: those are returned as they are, without a copy. */
+function foldUnderscores(lowerName: string): string {
+  return lowerName.includes('_') ? lowerName.replaceAll('_', '-') : lowerName;
+}
+
+const NONE_LISTED: ReadonlySet<string> = new Set();
+
+/**
+ * Field names listed in `Connection`, beyond the hop-by-hop ones (which are dropped anyway,
+ * so the usual lone `keep-alive` or `close` needs no set built for every message).
+ */
+function connectionListed(value: string | string[] | undefined): ReadonlySet<string> {
+  if (value === undefined) return NONE_LISTED;
+  if (typeof value === 'string' && !value.includes(',')) {
+    const only = value.trim().toLowerCase();
+    if (!only || HOP_BY_HOP.has(only)) return NONE_LISTED;
+  }
   const listed = new Set<string>();
   for (const v of Array.isArray(value) ? value : value ? [value] : []) {
     for (const token of v.split(',')) {
@@ -79,7 +95,7 @@ export function upstreamRequestHeaders(
     const name = rawHeaders[i] as string;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || listed.has(lower)) continue;
-    const canonical = canonicalHeaderName(name);
+    const canonical = foldUnderscores(lower);
     if (PROXY_OWNED_REQUEST.has(canonical) || options.owned?.has(canonical)) continue;
     if (options.dropAuthorization && canonical === 'authorization') continue;
     out.push(name, rawHeaders[i + 1] as string);
@@ -104,21 +120,32 @@ export function responseHead(
   defaults: HeaderPairs,
 ): string[] {
   const listed = connectionListed(upstream.connection);
-  const names = new Set<string>();
   const out: string[] = [];
-  for (const [name, value] of first) {
-    out.push(name, value);
-    names.add(name.toLowerCase());
-  }
-  for (const [name, _value] of overrides) names.add(name.toLowerCase());
+  for (const [name, value] of first) out.push(name, value);
   for (const name in upstream) {
     const value = upstream[name];
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name) || names.has(name)) continue;
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue;
+    if (namedIn(first, name) || namedIn(overrides, name)) continue;
     if (typeof value === 'string') out.push(name, value);
     else for (const v of value) out.push(name, v);
   }
   for (const [name, value] of overrides) out.push(name, value);
-  for (const name in upstream) names.add(name);
-  for (const [name, value] of defaults) if (!names.has(name.toLowerCase())) out.push(name, value);
+  for (const [name, value] of defaults) {
+    const lower = name.toLowerCase();
+    // Any field the backend sent counts as set, even one dropped above as hop-by-hop.
+    if (Object.hasOwn(upstream, lower) || namedIn(first, lower) || namedIn(overrides, lower)) continue;
+    out.push(name, value);
+  }
   return out;
+}
+
+/**
+ * Whether `pairs` names `lowerName` (any case). The lists are the proxy's own one or two
+ * fields, so a scan is cheaper than building a set for every response.
+ */
+function namedIn(pairs: HeaderPairs, lowerName: string): boolean {
+  for (const [name] of pairs) {
+    if (name.length === lowerName.length && name.toLowerCase() === lowerName) return true;
+  }
+  return false;
 }

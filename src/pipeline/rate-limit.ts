@@ -1,0 +1,107 @@
+import type { ServerResponse } from 'node:http';
+import type { Redis } from 'ioredis';
+import {
+  type RateLimiterAbstract,
+  RateLimiterMemory,
+  RateLimiterRedis,
+  RateLimiterRes,
+  RLWrapperTimeouts,
+} from 'rate-limiter-flexible';
+
+export type RateLimitDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
+
+/** Counts requests per key (user id or client IP) and says whether one more is allowed. */
+export interface RateLimiter {
+  consume(key: string): Promise<RateLimitDecision>;
+  close?(): Promise<void> | void;
+}
+
+export interface RateLimiterOptions {
+  /** Requests allowed per key per minute; `0` turns limiting off. */
+  perMinute: number;
+  /** Namespaces the counters, e.g. `mcp-oidc-proxy:rl:auth`; limiters sharing Redis and a prefix share budgets. */
+  keyPrefix: string;
+  /** Shared counters across proxy instances. The caller owns (connects and quits) the client. */
+  redis?: Redis;
+  /** How long a Redis call may take before the in-memory insurance limiter answers instead. */
+  redisTimeoutMs?: number;
+}
+
+const WINDOW_SECONDS = 60;
+const DEFAULT_REDIS_TIMEOUT_MS = 500;
+
+const ALLOWED: RateLimitDecision = Object.freeze({ allowed: true });
+
+/**
+ * Builds the limiter for one budget (`AUTH_RATE_LIMIT_PER_MINUTE`, `RATE_LIMIT_PER_MINUTE`), or
+ * `undefined` when `perMinute` is 0. Windows are fixed: a key's 60 s window starts at its first
+ * request, so a client can at most make 2 x perMinute requests across a window boundary.
+ *
+ * With Redis, every instance counts in the same keys, so N proxies share one budget. When Redis
+ * fails, limiting neither fails open nor fails the request: the `insuranceLimiter` (in memory,
+ * same budget) answers instead, so each instance still limits on its own (N instances then allow
+ * up to N x perMinute in total) until Redis is back. That covers three failure shapes:
+ * - Redis errors (refused, reset): rate-limiter-flexible falls back to the insurance limiter;
+ * - the client is not connected (reconnecting, or a `lazyConnect` client nobody connected yet):
+ *   `rejectIfRedisNotReady` skips Redis instead of queueing commands until it returns;
+ * - Redis is connected but stops answering: `RLWrapperTimeouts` gives up after `redisTimeoutMs`.
+ */
+export function createRateLimiter(options: RateLimiterOptions): RateLimiter | undefined {
+  const { perMinute, keyPrefix } = options;
+  if (!Number.isInteger(perMinute) || perMinute < 0) {
+    throw new RangeError(`rate limit must be a whole number of requests per minute >= 0, got ${perMinute}`);
+  }
+  if (perMinute === 0) return undefined;
+  const memory = (): RateLimiterMemory =>
+    new RateLimiterMemory({ points: perMinute, duration: WINDOW_SECONDS, keyPrefix });
+  if (!options.redis) return new LibraryRateLimiter(memory());
+  const shared = new RateLimiterRedis({
+    storeClient: options.redis,
+    points: perMinute,
+    duration: WINDOW_SECONDS,
+    keyPrefix,
+    rejectIfRedisNotReady: true,
+  });
+  // The insurance sits on the wrapper only: a Redis failure or a timeout is then counted once
+  // in memory, whichever comes first.
+  const limiter = new RLWrapperTimeouts({
+    limiter: shared,
+    timeoutMs: options.redisTimeoutMs ?? DEFAULT_REDIS_TIMEOUT_MS,
+    insuranceLimiter: memory(),
+  });
+  return new LibraryRateLimiter(limiter);
+}
+
+class LibraryRateLimiter implements RateLimiter {
+  constructor(private readonly limiter: RateLimiterAbstract | RLWrapperTimeouts) {}
+
+  async consume(key: string): Promise<RateLimitDecision> {
+    try {
+      await this.limiter.consume(key);
+      return ALLOWED;
+    } catch (err) {
+      // A RateLimiterRes rejection means "over the limit"; anything else is a real failure
+      // (the insurance limiter already absorbed store errors) and propagates as a 500.
+      if (!(err instanceof RateLimiterRes)) throw err;
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) };
+    }
+  }
+}
+
+/** Answers 429 with `Retry-After` and an OAuth-style JSON error body. */
+export function sendTooManyRequests(res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
+  const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  const body = JSON.stringify({
+    error: 'rate_limited',
+    error_description: `Too many requests; retry after ${seconds} s.`,
+    request_id: requestId,
+  });
+  res.writeHead(429, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    'Retry-After': String(seconds),
+    'X-Request-Id': requestId,
+  });
+  res.end(body);
+}
