@@ -2,8 +2,9 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import { policyConfigProblems } from '../auth/policy/policy.js';
 import { flagFor, SETTINGS, type SettingEnv, type SettingSpec } from './settings.js';
-import { type Config, ConfigError, type ConfigProblem, type Source } from './types.js';
+import { type Config, ConfigError, type ConfigProblem, type ProviderName, type Source } from './types.js';
 
 interface RawValue {
   value: string;
@@ -41,6 +42,7 @@ export const RESERVED_PATHS = [
 
 const SPECS = SETTINGS as readonly SettingSpec[];
 const SECRET_KEYS = new Set(SPECS.filter((s) => s.secret).flatMap((s) => [s.env, s.yaml]));
+const URL_PASSWORD_KEYS = new Set(SPECS.filter((s) => s.maskUrlPassword).flatMap((s) => [s.env, s.yaml]));
 const YAML_KEYS = new Set(SPECS.map((s) => s.yaml));
 /** `proxy`, `proxy.circuit_breaker`, ...: mapping keys that only group settings. */
 const YAML_SECTIONS = new Set(
@@ -82,7 +84,9 @@ export function loadConfig(input: LoadInput = {}): Config {
 
 /** A secret's value never reaches an error message, a log line or the terminal. */
 function maskSecret(problem: ConfigProblem): ConfigProblem {
-  return SECRET_KEYS.has(problem.key) && problem.value ? { ...problem, value: SECRET_MASK } : problem;
+  if (SECRET_KEYS.has(problem.key) && problem.value) return { ...problem, value: SECRET_MASK };
+  if (URL_PASSWORD_KEYS.has(problem.key)) return { ...problem, value: maskUrlPassword(problem.value) };
+  return problem;
 }
 
 /** YAML scalars that mean "not set here" (the key falls through to the default). */
@@ -446,8 +450,14 @@ function assemble(
   }
 
   const authMode = get<'oidc' | 'bypass'>(values, 'AUTH_MODE');
+  const provider = get<ProviderName>(values, 'OIDC_PROVIDER') ?? 'generic';
   if (authMode === 'oidc') {
-    for (const key of ['OIDC_DISCOVERY_URL', 'OIDC_CLIENT_ID'] as const) {
+    // GitHub has no discovery document: its endpoints come from GITHUB_URL.
+    const required =
+      provider === 'github'
+        ? (['OIDC_CLIENT_ID'] as const)
+        : (['OIDC_DISCOVERY_URL', 'OIDC_CLIENT_ID'] as const);
+    for (const key of required) {
       if (!raw.has(key))
         problems.push({
           key,
@@ -456,6 +466,62 @@ function assemble(
           message: `is required when AUTH_MODE=oidc; ${howToSet(key)} (or use AUTH_MODE=bypass for local development without login)`,
         });
     }
+  }
+
+  const sessionSecret = get<string | undefined>(values, 'SESSION_SECRET') || undefined;
+  if (sessionSecret !== undefined && sessionSecret.length < 32) {
+    problem('SESSION_SECRET', 'must be at least 32 characters; generate one with `openssl rand -base64 48`');
+  }
+  const sessionStore = get<'memory' | 'redis'>(values, 'SESSION_STORE');
+  const redisUrl = get<string>(values, 'REDIS_URL');
+  if (!/^(rediss?|redis\+sentinel|redis\+cluster):\/\/[^/\s]/.test(redisUrl ?? '')) {
+    problem(
+      'REDIS_URL',
+      'must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, e.g. redis://localhost:6379',
+    );
+  }
+  let redisCa: string | undefined;
+  const redisCaFile = get<string | undefined>(values, 'REDIS_CA_FILE');
+  if (redisCaFile) {
+    try {
+      redisCa = readFileSync(redisCaFile, 'utf8');
+    } catch (err) {
+      problem(
+        'REDIS_CA_FILE',
+        `cannot be read (${(err as NodeJS.ErrnoException).code}); give a readable PEM file`,
+      );
+    }
+  }
+  const cookieSecure = get<boolean>(values, 'SESSION_COOKIE_SECURE');
+  if (
+    cookieSecure &&
+    publicUrl.protocol !== 'https:' &&
+    !['localhost', '127.0.0.1', '[::1]'].includes(publicUrl.hostname)
+  ) {
+    problem(
+      'SESSION_COOKIE_SECURE',
+      'is true but PUBLIC_URL is not https: browsers would drop the cookie; set PUBLIC_URL to the https URL',
+    );
+  }
+  for (const key of ['IDENTITY_HEADER_USER', 'IDENTITY_HEADER_EMAIL', 'IDENTITY_HEADER_GROUPS'] as const) {
+    const name = get<string>(values, key);
+    if (name !== undefined && !/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)) {
+      problem(key, 'must be an HTTP header name such as X-Forwarded-User');
+    }
+  }
+  const scopes = (get<string[]>(values, 'OIDC_SCOPES') ?? []).flatMap((s) => s.split(/\s+/)).filter(Boolean);
+  if (authMode === 'oidc' && provider !== 'github' && !scopes.includes('openid')) {
+    problem('OIDC_SCOPES', 'must include openid for an OpenID Connect provider, e.g. "openid email profile"');
+  }
+
+  const policy = {
+    emails: get<string[]>(values, 'ALLOWED_EMAILS') ?? [],
+    domains: get<string[]>(values, 'ALLOWED_DOMAINS') ?? [],
+    groups: get<string[]>(values, 'ALLOWED_GROUPS') ?? [],
+  };
+  for (const line of policyConfigProblems(policy)) {
+    const colon = line.indexOf(': ');
+    problem(line.slice(0, colon) as SettingEnv, line.slice(colon + 2));
   }
 
   const ms = (key: SettingEnv): number => Math.round((get<number>(values, key) ?? 0) * 1000);
@@ -487,15 +553,45 @@ function assemble(
     auth: {
       mode: authMode,
       oidc: {
+        provider,
         discoveryUrl: get<URL | undefined>(values, 'OIDC_DISCOVERY_URL'),
         clientId: get<string | undefined>(values, 'OIDC_CLIENT_ID'),
         clientSecret: get<string | undefined>(values, 'OIDC_CLIENT_SECRET'),
+        redirectUrl: get<URL | undefined>(values, 'OIDC_REDIRECT_URL') ?? new URL('/callback', publicUrl),
+        scopes,
+        audience: get<string | undefined>(values, 'OIDC_AUDIENCE') || undefined,
+        groupsClaims: get<string[]>(values, 'OIDC_GROUPS_CLAIM') ?? [],
+        githubUrl: get<URL>(values, 'GITHUB_URL'),
+        githubApiUrl: get<URL>(values, 'GITHUB_API_URL'),
       },
+      policy,
+      identityHeaders: {
+        user: get<string>(values, 'IDENTITY_HEADER_USER'),
+        email: get<string>(values, 'IDENTITY_HEADER_EMAIL'),
+        groups: get<string>(values, 'IDENTITY_HEADER_GROUPS'),
+        forwardAccessToken: get<boolean>(values, 'FORWARD_ACCESS_TOKEN'),
+        forwardIdToken: get<boolean>(values, 'FORWARD_ID_TOKEN'),
+      },
+      authRateLimitPerMinute: get<number>(values, 'AUTH_RATE_LIMIT_PER_MINUTE'),
+    },
+    session: {
+      store: sessionStore,
+      cookieSecure,
+      secret: sessionSecret,
+      idleTimeoutMs: ms('SESSION_IDLE_TIMEOUT'),
+      maxAgeMs: ms('SESSION_MAX_AGE'),
+      redisUrl,
+      redisCa,
     },
     metrics: { enabled: metricsEnabled, path: metricsPath },
     log: { level: get<Config['log']['level']>(values, 'LOG_LEVEL') },
     sources: Object.fromEntries([...raw].map(([k, r]) => [k, r.source])),
   };
+}
+
+/** `redis://user:pass@host` -> `redis://user:********@host`. */
+export function maskUrlPassword(url: string): string {
+  return url.replace(/^([a-z+]+:\/\/[^:@/]*:)[^@/]*@/i, `$1${SECRET_MASK}@`);
 }
 
 function isCleanPath(p: string | undefined): p is string {
@@ -566,7 +662,8 @@ export function describeConfig(input: LoadInput): DescribedSetting[] {
       }
       return { key: spec.env, value: '', source: 'unset' };
     }
-    const value = spec.secret && r.value ? SECRET_MASK : r.value;
+    const value =
+      spec.secret && r.value ? SECRET_MASK : spec.maskUrlPassword ? maskUrlPassword(r.value) : r.value;
     const ignored =
       targetUrlSet && (spec.env === 'PROXY_TARGET_HOST' || spec.env === 'PROXY_TARGET_PORT')
         ? ', ignored: PROXY_TARGET_URL is set'

@@ -1,3 +1,5 @@
+export type ProviderName = 'generic' | 'auth0' | 'google' | 'microsoft' | 'keycloak' | 'github';
+
 /** Where a setting's value came from: `flag`, `env`, `env ALIAS`, `file PATH`, `default`. */
 export type Source = string;
 
@@ -33,10 +35,37 @@ export interface Config {
   auth: {
     mode: 'oidc' | 'bypass';
     oidc: {
+      provider: ProviderName;
       discoveryUrl: URL | undefined;
       clientId: string | undefined;
       clientSecret: string | undefined;
+      redirectUrl: URL;
+      scopes: string[];
+      audience: string | undefined;
+      /** Claim paths of the user's groups; empty = the preset's default. */
+      groupsClaims: string[];
+      githubUrl: URL;
+      githubApiUrl: URL;
     };
+    policy: { emails: string[]; domains: string[]; groups: string[] };
+    identityHeaders: {
+      user: string;
+      email: string;
+      groups: string;
+      forwardAccessToken: boolean;
+      forwardIdToken: boolean;
+    };
+    authRateLimitPerMinute: number;
+  };
+  session: {
+    store: 'memory' | 'redis';
+    cookieSecure: boolean;
+    /** SESSION_SECRET, or undefined for a random per-process key. */
+    secret: string | undefined;
+    idleTimeoutMs: number;
+    maxAgeMs: number;
+    redisUrl: string;
+    redisCa: string | undefined;
   };
   metrics: { enabled: boolean; path: string };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };

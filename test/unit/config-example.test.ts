@@ -123,13 +123,13 @@ describe('configs/config.example.yaml', () => {
     for (const spec of specs.filter((s) => s.default === undefined)) {
       expect(spec.example, `${spec.env} needs an example value`).toBeDefined();
     }
-    // The CA file of the example does not exist here; everything else must be valid.
+    // The example CA files do not exist here; everything else must be valid.
     try {
       loadConfig({ configFile: path, env: {} });
-      expect.unreachable('the example CA file does not exist on this machine');
+      expect.unreachable('the example CA files do not exist on this machine');
     } catch (err) {
       expect(err).toBeInstanceOf(ConfigError);
-      expect((err as ConfigError).problems.map((p) => p.key)).toEqual(['PROXY_CA_FILE']);
+      expect((err as ConfigError).problems.map((p) => p.key)).toEqual(['PROXY_CA_FILE', 'REDIS_CA_FILE']);
     }
     const rows = describeConfig({ configFile: path, env: {} });
     for (const spec of specs.filter((s) => s.default === undefined)) {

@@ -1,0 +1,460 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import * as client from 'openid-client';
+import type { Config } from '../../config/types.js';
+import type { Logger } from '../../observability/logger.js';
+import type { RateLimiter } from '../../pipeline/rate-limit.js';
+import type { SessionLookup, SessionManager, SessionRecord } from '../../session/sessions.js';
+import { StoreUnavailableError } from '../../session/store.js';
+import type { AuditLog } from '../audit.js';
+import type { Identity } from '../authenticator.js';
+import {
+  LoginRejectedError,
+  type Provider,
+  ProviderUnavailableError,
+  type UpstreamIdentity,
+} from '../oidc/provider.js';
+import { evaluatePolicy } from '../policy/policy.js';
+import { page } from './pages.js';
+import { safeReturnTo } from './return-to.js';
+
+/** How a request that may not pass is answered: the pipeline writes it (HTTP or raw socket). */
+export interface Challenge {
+  status: number;
+  headers: Array<[string, string]>;
+  body: string;
+  /** Metric/audit label: unauthenticated, redirect_login, denied, store_unavailable. */
+  result: string;
+}
+
+export type BrowserAuthResult =
+  | { kind: 'allow'; identity: Identity; session: SessionRecord }
+  | { kind: 'challenge'; challenge: Challenge };
+
+export interface BrowserLoginDeps {
+  config: Config;
+  provider: Provider;
+  sessions: SessionManager;
+  audit: AuditLog;
+  logger: Logger;
+  /** Limits /login and /callback per client IP; undefined = off. */
+  rateLimiter: RateLimiter | undefined;
+}
+
+/** Context the pipeline passes to an owned route. */
+export interface RouteContext {
+  clientIp: string;
+  requestId: string;
+  path: string;
+  search: string;
+}
+
+const REFRESH_MARGIN_MS = 60_000;
+
+function wantsHtml(req: IncomingMessage): boolean {
+  const method = req.method ?? 'GET';
+  return (method === 'GET' || method === 'HEAD') && /\btext\/html\b/i.test(req.headers.accept ?? '');
+}
+
+function html(status: number, body: string, result: string, extra: Array<[string, string]> = []): Challenge {
+  return {
+    status,
+    headers: [['content-type', 'text/html; charset=utf-8'], ['cache-control', 'no-store'], ...extra],
+    body,
+    result,
+  };
+}
+
+function json(
+  status: number,
+  error: string,
+  description: string,
+  result: string,
+  extra: Array<[string, string]> = [],
+): Challenge {
+  return {
+    status,
+    headers: [['content-type', 'application/json'], ['cache-control', 'no-store'], ...extra],
+    body: JSON.stringify({ error, error_description: description }),
+    result,
+  };
+}
+
+export function writeChallenge(res: ServerResponse, challenge: Challenge, requestId: string): void {
+  const headers: Array<[string, string]> = [
+    ...challenge.headers,
+    ['content-length', String(Buffer.byteLength(challenge.body))],
+  ];
+  for (const [name, value] of headers) res.appendHeader(name, value);
+  res.setHeader('x-request-id', requestId);
+  res.writeHead(challenge.status);
+  res.end(challenge.body);
+}
+
+/**
+ * Browser login through the upstream provider: `/login`, `/callback`, `/logout`, and the
+ * session check on every other request.
+ */
+export class BrowserLogin {
+  readonly routes: ReadonlyMap<
+    string,
+    (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => Promise<void>
+  >;
+
+  constructor(private readonly deps: BrowserLoginDeps) {
+    this.routes = new Map([
+      ['/login', (req, res, ctx) => this.login(req, res, ctx)],
+      ['/callback', (req, res, ctx) => this.callback(req, res, ctx)],
+      ['/logout', (req, res, ctx) => this.logout(req, res, ctx)],
+    ]);
+  }
+
+  /** The session check: allow with an identity, or the challenge to answer with. */
+  async authenticate(
+    req: IncomingMessage,
+    clientIp: string,
+    pathAndQuery: string,
+  ): Promise<BrowserAuthResult> {
+    const { sessions, audit, config } = this.deps;
+    let lookup: SessionLookup;
+    try {
+      lookup = await sessions.load(req.headers.cookie);
+    } catch (err) {
+      return { kind: 'challenge', challenge: this.storeUnavailable(req, err) };
+    }
+    if (lookup.kind === 'expired' && lookup.reason !== 'gone') {
+      audit.record('session_expired', {
+        reason: lookup.reason,
+        sub: lookup.record?.identity.sub,
+        ip: clientIp,
+      });
+    }
+    if (lookup.kind !== 'valid')
+      return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
+
+    let record = lookup.record;
+    if (
+      record.tokens.refreshToken &&
+      record.tokens.expiresAt &&
+      Date.now() > record.tokens.expiresAt - REFRESH_MARGIN_MS
+    ) {
+      const refreshed = await this.refresh(lookup.id, record, clientIp);
+      if (refreshed === 'ended')
+        return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
+      record = refreshed;
+    }
+    const verdict = evaluatePolicy(record.identity, config.auth.policy);
+    if (!verdict.allowed) {
+      audit.record('access_denied', {
+        sub: record.identity.sub,
+        email: record.identity.email,
+        reason: verdict.reason,
+        ip: clientIp,
+      });
+      return { kind: 'challenge', challenge: this.denied(req, verdict.reason) };
+    }
+    return { kind: 'allow', identity: toIdentity(record.identity), session: record };
+  }
+
+  /**
+   * Refreshes the upstream tokens before they expire, so identity and groups stay current.
+   * A store lock makes one instance do it; the others carry on with the current record.
+   */
+  private async refresh(
+    id: string,
+    record: SessionRecord,
+    clientIp: string,
+  ): Promise<SessionRecord | 'ended'> {
+    const { sessions, provider, audit, logger } = this.deps;
+    if (!(await sessions.lockRefresh(id))) return record;
+    try {
+      const { identity, tokens } = await provider.refresh(record.tokens, record.identity.sub);
+      const updated: SessionRecord = { ...record, identity, tokens };
+      await sessions.save(id, updated);
+      audit.record('session_refreshed', { sub: identity.sub, ip: clientIp });
+      return updated;
+    } catch (err) {
+      if (err instanceof ProviderUnavailableError) {
+        // The provider is down: keep the session as it is rather than log everyone out.
+        logger.warn({ err: err.message }, 'token refresh failed: identity provider unreachable');
+        return record;
+      }
+      await sessions.destroy(id);
+      audit.record('session_expired', {
+        reason: `refresh_failed: ${(err as LoginRejectedError).reason ?? 'error'}`,
+        sub: record.identity.sub,
+        ip: clientIp,
+      });
+      return 'ended';
+    } finally {
+      await sessions.unlockRefresh(id).catch(() => {});
+    }
+  }
+
+  private unauthenticated(req: IncomingMessage, pathAndQuery: string): Challenge {
+    const { publicUrl } = this.deps.config.server;
+    if (wantsHtml(req)) {
+      const location = `/login?rd=${encodeURIComponent(pathAndQuery)}`;
+      return html(
+        302,
+        page('Sign in required', 'Redirecting to sign in…', { href: location, text: 'Sign in' }),
+        'redirect_login',
+        [['location', location]],
+      );
+    }
+    const metadata = `${publicUrl.origin}/.well-known/oauth-protected-resource${this.deps.config.mcpPath}`;
+    return json(401, 'unauthorized', 'Authentication is required.', 'unauthenticated', [
+      ['www-authenticate', `Bearer resource_metadata="${metadata}"`],
+    ]);
+  }
+
+  private denied(req: IncomingMessage, reason: string): Challenge {
+    if (wantsHtml(req)) {
+      return html(
+        403,
+        page('Access denied', `You are signed in, but not allowed to use this server: ${reason}`, {
+          href: '/logout',
+          text: 'Sign out',
+        }),
+        'denied',
+      );
+    }
+    return json(403, 'access_denied', reason, 'denied');
+  }
+
+  private storeUnavailable(req: IncomingMessage, err: unknown): Challenge {
+    this.deps.logger.error({ err: (err as Error).message }, 'session store unavailable');
+    const message =
+      'Sessions cannot be checked right now (the session store is unavailable). Try again shortly.';
+    if (!(err instanceof StoreUnavailableError)) throw err;
+    return wantsHtml(req)
+      ? html(503, page('Temporarily unavailable', message), 'store_unavailable', [['retry-after', '5']])
+      : json(503, 'temporarily_unavailable', message, 'store_unavailable', [['retry-after', '5']]);
+  }
+
+  private async limited(res: ServerResponse, ctx: RouteContext): Promise<boolean> {
+    const limiter = this.deps.rateLimiter;
+    if (!limiter) return false;
+    const verdict = await limiter.consume(ctx.clientIp);
+    if (verdict.allowed) return false;
+    writeChallenge(
+      res,
+      json(
+        429,
+        'rate_limited',
+        `Too many requests; retry after ${verdict.retryAfterSeconds} s.`,
+        'rate_limited',
+        [['retry-after', String(verdict.retryAfterSeconds)]],
+      ),
+      ctx.requestId,
+    );
+    return true;
+  }
+
+  private async login(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.methodNotAllowed(res, ctx, 'GET');
+    if (await this.limited(res, ctx)) return;
+    const { provider, sessions, config } = this.deps;
+    try {
+      await provider.ready();
+    } catch {
+      return writeChallenge(res, this.providerDown(), ctx.requestId);
+    }
+    const returnTo = safeReturnTo(new URLSearchParams(ctx.search).get('rd'), config.server.publicUrl);
+    const codeVerifier = client.randomPKCECodeVerifier();
+    const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
+    const nonce = client.randomNonce();
+    let started: { state: string; setCookie?: string };
+    try {
+      started = await sessions.startLogin(req.headers.cookie, { nonce, codeVerifier, returnTo });
+    } catch (err) {
+      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+    }
+    const location = provider.authorizationUrl({
+      state: started.state,
+      nonce,
+      codeVerifier,
+      codeChallenge,
+    }).href;
+    const extra: Array<[string, string]> = [['location', location]];
+    if (started.setCookie) extra.push(['set-cookie', started.setCookie]);
+    writeChallenge(
+      res,
+      html(
+        302,
+        page('Signing in', 'Redirecting to your identity provider…', { href: location, text: 'Continue' }),
+        'login',
+        extra,
+      ),
+      ctx.requestId,
+    );
+  }
+
+  private async callback(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+    if (req.method !== 'GET') return this.methodNotAllowed(res, ctx, 'GET');
+    if (await this.limited(res, ctx)) return;
+    const { provider, sessions, audit, config } = this.deps;
+    const params = new URLSearchParams(ctx.search);
+    const fail = (status: number, reason: string, message: string): void => {
+      audit.record('login_failure', { reason, ip: ctx.clientIp, provider: provider.name });
+      writeChallenge(
+        res,
+        html(
+          status,
+          page('Sign-in failed', message, { href: '/login', text: 'Sign in again' }),
+          'login_failed',
+        ),
+        ctx.requestId,
+      );
+    };
+    const idpError = params.get('error');
+    if (idpError) {
+      const detail = (params.get('error_description') ?? '').slice(0, 200);
+      return fail(
+        401,
+        `provider_error: ${idpError.slice(0, 64)}`,
+        `The identity provider refused the sign-in (${idpError.slice(0, 64)}${detail ? `: ${detail}` : ''}).`,
+      );
+    }
+    const state = params.get('state');
+    if (!state || !params.get('code'))
+      return fail(400, 'missing_state_or_code', 'The sign-in response is incomplete.');
+    let finished: Awaited<ReturnType<SessionManager['finishLogin']>>;
+    try {
+      finished = await sessions.finishLogin(req.headers.cookie, state);
+    } catch (err) {
+      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+    }
+    if (!finished.ok) {
+      return fail(
+        400,
+        finished.reason,
+        finished.reason === 'browser_mismatch'
+          ? 'This sign-in was started in another browser.'
+          : 'This sign-in link has expired or was already used.',
+      );
+    }
+    const { login } = finished;
+    const callbackUrl = new URL(config.auth.oidc.redirectUrl.href);
+    callbackUrl.search = ctx.search;
+    let result: Awaited<ReturnType<Provider['redeem']>>;
+    try {
+      result = await provider.redeem(callbackUrl, {
+        state,
+        nonce: login.nonce,
+        codeVerifier: login.codeVerifier,
+      });
+    } catch (err) {
+      if (err instanceof ProviderUnavailableError) {
+        audit.record('login_failure', {
+          reason: 'provider_unreachable',
+          ip: ctx.clientIp,
+          provider: provider.name,
+        });
+        return writeChallenge(res, this.providerDown(), ctx.requestId);
+      }
+      const reason = err instanceof LoginRejectedError ? err.reason : 'invalid_response';
+      this.deps.logger.warn({ err: (err as Error).message }, 'login rejected');
+      return fail(401, reason, 'The sign-in response could not be verified.');
+    }
+    const verdict = evaluatePolicy(result.identity, config.auth.policy);
+    if (!verdict.allowed) {
+      audit.record('access_denied', {
+        sub: result.identity.sub,
+        email: result.identity.email,
+        reason: verdict.reason,
+        ip: ctx.clientIp,
+      });
+      return writeChallenge(res, this.denied(req, verdict.reason), ctx.requestId);
+    }
+    let created: { id: string; setCookie: string };
+    try {
+      created = await sessions.create(provider.name, result.identity, result.tokens);
+    } catch (err) {
+      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+    }
+    audit.record('login_success', {
+      sub: result.identity.sub,
+      email: result.identity.email,
+      ip: ctx.clientIp,
+      provider: provider.name,
+    });
+    writeChallenge(
+      res,
+      html(
+        302,
+        page('Signed in', 'Redirecting…', { href: login.returnTo, text: 'Continue' }),
+        'login_success',
+        [
+          ['location', login.returnTo],
+          ['set-cookie', created.setCookie],
+        ],
+      ),
+      ctx.requestId,
+    );
+  }
+
+  private async logout(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'POST') return this.methodNotAllowed(res, ctx, 'GET, POST');
+    const { sessions, audit, provider, config } = this.deps;
+    let lookup: SessionLookup = { kind: 'none' };
+    try {
+      lookup = await sessions.load(req.headers.cookie);
+      if (lookup.kind === 'valid') await sessions.destroy(lookup.id);
+    } catch (err) {
+      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+    }
+    const clear = sessions.clearCookies().map((c): [string, string] => ['set-cookie', c]);
+    if (lookup.kind === 'valid') {
+      audit.record('logout', { sub: lookup.record.identity.sub, ip: ctx.clientIp });
+      // RP-initiated logout ends the provider's session too; it sends the browser back here.
+      const endSession = provider.endSessionUrl(
+        lookup.record.tokens.idToken,
+        `${config.server.publicUrl.origin}/logout`,
+      );
+      if (endSession) {
+        return writeChallenge(
+          res,
+          html(302, page('Signing out', 'Redirecting to your identity provider…'), 'logout', [
+            ['location', endSession.href],
+            ...clear,
+          ]),
+          ctx.requestId,
+        );
+      }
+    }
+    writeChallenge(
+      res,
+      html(
+        200,
+        page('Signed out', 'You are signed out.', { href: '/login', text: 'Sign in again' }),
+        'logout',
+        clear,
+      ),
+      ctx.requestId,
+    );
+  }
+
+  private providerDown(): Challenge {
+    return html(
+      503,
+      page(
+        'Identity provider unavailable',
+        'The identity provider cannot be reached right now, so you cannot sign in. Try again in a minute.',
+      ),
+      'provider_unavailable',
+      [['retry-after', '30']],
+    );
+  }
+
+  private methodNotAllowed(res: ServerResponse, ctx: RouteContext, allow: string): void {
+    writeChallenge(
+      res,
+      json(405, 'method_not_allowed', `Use ${allow}.`, 'method_not_allowed', [['allow', allow]]),
+      ctx.requestId,
+    );
+  }
+}
+
+function toIdentity(identity: UpstreamIdentity): Identity {
+  return { user: identity.sub, email: identity.email, groups: identity.groups };
+}

@@ -1,0 +1,274 @@
+import * as client from 'openid-client';
+import type { Logger } from '../../observability/logger.js';
+import { claimAtPath, groupsFromClaim } from '../policy/policy.js';
+import {
+  type LoginChecks,
+  LoginRejectedError,
+  type Provider,
+  ProviderUnavailableError,
+  type UpstreamIdentity,
+  type UpstreamLogin,
+  type UpstreamTokens,
+} from './provider.js';
+
+/** What a preset changes about the generic OIDC provider. */
+export interface OidcQuirks {
+  /** Extra authorization request parameters (Auth0 `audience`, Google `hd`). */
+  authParams: Record<string, string>;
+  /** Scopes added to OIDC_SCOPES (Entra needs offline_access for a refresh token). */
+  extraScopes: string[];
+  /** Claim paths whose values are the user's groups, merged (Keycloak: groups and realm roles). */
+  groupClaims: string[];
+  /** Extra check on the ID token claims (Google: `hd` must be the asked domain). */
+  checkClaims?: (claims: Record<string, unknown>) => string | undefined;
+}
+
+export interface OidcProviderOptions {
+  name: string;
+  discoveryUrl: URL;
+  clientId: string;
+  clientSecret: string | undefined;
+  redirectUri: string;
+  scopes: string[];
+  quirks: OidcQuirks;
+  logger: Logger;
+  /** Seconds for each call to the provider. */
+  timeoutSeconds?: number;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** Network-level failures: the provider is down, not the login wrong. */
+function isNetworkError(err: unknown): boolean {
+  const e = err as { code?: string; cause?: { code?: string }; name?: string };
+  const code = e.cause?.code ?? e.code ?? '';
+  return (
+    e.name === 'TimeoutError' ||
+    e.name === 'AbortError' ||
+    /^(ECONNREFUSED|ECONNRESET|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|UND_ERR_)/.test(code) ||
+    (err instanceof TypeError && /fetch failed/.test(err.message))
+  );
+}
+
+/**
+ * Any OpenID Connect provider, through openid-client: discovery (retried with backoff
+ * while the provider is unreachable), authorization code with PKCE S256, state and
+ * nonce, ID token validation (issuer, audience, expiry, nonce, signature via JWKS),
+ * userinfo merged, refresh, RP-initiated logout.
+ */
+export class OidcProvider implements Provider {
+  readonly name: string;
+  private config: client.Configuration | undefined;
+  private discovering: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = 1000;
+  private lastError: Error | undefined;
+  private closed = false;
+
+  constructor(private readonly options: OidcProviderOptions) {
+    this.name = options.name;
+  }
+
+  isReady(): boolean {
+    return this.config !== undefined;
+  }
+
+  ready(): Promise<void> {
+    if (this.config) return Promise.resolve();
+    this.discovering ??= this.discover();
+    return this.discovering;
+  }
+
+  private async discover(): Promise<void> {
+    const { discoveryUrl, clientId, clientSecret, timeoutSeconds = 10 } = this.options;
+    // Plain-http issuers are accepted only on loopback (development and tests).
+    const insecure =
+      discoveryUrl.protocol === 'http:' && LOOPBACK.has(discoveryUrl.host.replace(/:\d+$/, ''));
+    try {
+      this.config = await client.discovery(
+        discoveryUrl,
+        clientId,
+        clientSecret,
+        clientSecret ? client.ClientSecretPost(clientSecret) : client.None(),
+        { timeout: timeoutSeconds, ...(insecure ? { execute: [client.allowInsecureRequests] } : {}) },
+      );
+      this.config.timeout = timeoutSeconds;
+      this.retryDelayMs = 1000;
+      this.lastError = undefined;
+      this.options.logger.info(
+        { provider: this.name, issuer: this.config.serverMetadata().issuer },
+        'identity provider discovered',
+      );
+    } catch (err) {
+      this.discovering = undefined;
+      this.lastError = err as Error;
+      const delay = this.retryDelayMs;
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, 30_000);
+      this.options.logger.error(
+        {
+          provider: this.name,
+          discovery_url: discoveryUrl.href,
+          retry_in_ms: delay,
+          err: (err as Error).message,
+        },
+        'identity provider discovery failed (OIDC_DISCOVERY_URL); retrying',
+      );
+      if (!this.closed) {
+        this.retryTimer = setTimeout(() => {
+          this.ready().catch(() => {});
+        }, delay);
+        this.retryTimer.unref();
+      }
+      throw new ProviderUnavailableError(
+        `the identity provider could not be reached at OIDC_DISCOVERY_URL (${(err as Error).message})`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** Why the provider is not ready, for /health. */
+  get unavailableReason(): string | undefined {
+    return this.config ? undefined : (this.lastError?.message ?? 'discovery pending');
+  }
+
+  private requireConfig(): client.Configuration {
+    if (!this.config) throw new ProviderUnavailableError('the identity provider has not been discovered yet');
+    return this.config;
+  }
+
+  authorizationUrl(checks: LoginChecks & { codeChallenge: string }): URL {
+    const { redirectUri, scopes, quirks } = this.options;
+    const scope = [...new Set([...scopes, ...quirks.extraScopes])].join(' ');
+    return client.buildAuthorizationUrl(this.requireConfig(), {
+      redirect_uri: redirectUri,
+      scope,
+      response_type: 'code',
+      state: checks.state,
+      nonce: checks.nonce,
+      code_challenge: checks.codeChallenge,
+      code_challenge_method: 'S256',
+      ...quirks.authParams,
+    });
+  }
+
+  async redeem(callbackUrl: URL, checks: LoginChecks): Promise<UpstreamLogin> {
+    const config = this.requireConfig();
+    let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
+    try {
+      response = await client.authorizationCodeGrant(config, callbackUrl, {
+        pkceCodeVerifier: checks.codeVerifier,
+        expectedState: checks.state,
+        expectedNonce: checks.nonce,
+        idTokenExpected: true,
+      });
+    } catch (err) {
+      throw this.translate(err, 'code exchange');
+    }
+    return this.loginFrom(config, response, undefined);
+  }
+
+  async refresh(tokens: UpstreamTokens, sub: string): Promise<UpstreamLogin> {
+    const config = this.requireConfig();
+    if (!tokens.refreshToken) throw new LoginRejectedError('no refresh token', 'no_refresh_token');
+    let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
+    try {
+      response = await client.refreshTokenGrant(config, tokens.refreshToken);
+    } catch (err) {
+      throw this.translate(err, 'refresh');
+    }
+    return this.loginFrom(config, response, { tokens, sub });
+  }
+
+  endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): URL | undefined {
+    if (!this.config?.serverMetadata().end_session_endpoint) return undefined;
+    const params: Record<string, string> = {
+      post_logout_redirect_uri: postLogoutRedirectUri,
+      client_id: this.options.clientId,
+    };
+    if (idTokenHint) params.id_token_hint = idTokenHint;
+    return client.buildEndSessionUrl(this.config, params);
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+  }
+
+  private async loginFrom(
+    config: client.Configuration,
+    response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers,
+    previous: { tokens: UpstreamTokens; sub: string } | undefined,
+  ): Promise<UpstreamLogin> {
+    const idClaims = response.claims() as Record<string, unknown> | undefined;
+    // A refresh response may carry no new ID token: the subject stays the one of the login.
+    const sub = (idClaims?.sub as string | undefined) ?? previous?.sub;
+    if (previous && idClaims && idClaims.sub !== previous.sub) {
+      throw new LoginRejectedError('the refreshed ID token names another subject', 'subject_changed');
+    }
+    let claims: Record<string, unknown> = { ...(idClaims ?? {}), sub };
+    if (config.serverMetadata().userinfo_endpoint && sub) {
+      try {
+        const info = await client.fetchUserInfo(config, response.access_token, sub);
+        claims = { ...info, ...claims, ...pickGroupClaims(info, this.options.quirks.groupClaims) };
+      } catch (err) {
+        if (isNetworkError(err)) throw this.translate(err, 'userinfo');
+        // A provider whose userinfo refuses the token still gave a valid ID token.
+        this.options.logger.warn(
+          { provider: this.name, err: (err as Error).message },
+          'userinfo failed; using the ID token',
+        );
+      }
+    }
+    if (typeof sub !== 'string' || sub === '') {
+      throw new LoginRejectedError('the provider returned no subject', 'no_subject');
+    }
+    const problem = this.options.quirks.checkClaims?.(claims);
+    if (problem) throw new LoginRejectedError(problem, 'claims_rejected');
+    const expiresIn = response.expiresIn();
+    return {
+      identity: identityFromClaims(claims, this.options.quirks.groupClaims),
+      tokens: {
+        accessToken: response.access_token,
+        refreshToken: response.refresh_token ?? previous?.tokens.refreshToken,
+        idToken: response.id_token ?? previous?.tokens.idToken,
+        expiresAt: expiresIn !== undefined ? Date.now() + expiresIn * 1000 : undefined,
+      },
+    };
+  }
+
+  private translate(err: unknown, step: string): Error {
+    if (isNetworkError(err)) {
+      return new ProviderUnavailableError(`the identity provider could not be reached during ${step}`, {
+        cause: err,
+      });
+    }
+    const e = err as { code?: string; error?: string; message?: string };
+    const reason = e.error ?? e.code ?? 'invalid_response';
+    return new LoginRejectedError(`${step} failed: ${e.message ?? reason}`, reason, { cause: err });
+  }
+}
+
+function pickGroupClaims(claims: Record<string, unknown>, paths: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const path of paths) {
+    const top = path.split('.')[0] as string;
+    if (claims[path] !== undefined) out[path] = claims[path];
+    else if (claims[top] !== undefined) out[top] = claims[top];
+  }
+  return out;
+}
+
+export function identityFromClaims(claims: Record<string, unknown>, groupClaims: string[]): UpstreamIdentity {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+  const groups = new Set<string>();
+  for (const path of groupClaims) for (const g of groupsFromClaim(claimAtPath(claims, path))) groups.add(g);
+  const verified = claims.email_verified;
+  return {
+    sub: String(claims.sub),
+    email: str(claims.email),
+    emailVerified: verified === undefined ? undefined : verified === true || verified === 'true',
+    name: str(claims.name),
+    username: str(claims.preferred_username) ?? str(claims.nickname),
+    groups: [...groups],
+  };
+}

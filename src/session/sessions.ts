@@ -1,0 +1,215 @@
+import type { UpstreamIdentity, UpstreamTokens } from '../auth/oidc/provider.js';
+import { randomId, type SessionKeys } from './keys.js';
+import type { SessionStore } from './store.js';
+
+/** A browser session as stored (encrypted) in the SessionStore. */
+export interface SessionRecord {
+  v: 1;
+  provider: string;
+  identity: UpstreamIdentity;
+  tokens: UpstreamTokens;
+  /** Epoch ms of the login (absolute timeout). */
+  createdAt: number;
+  /** Epoch ms of the last request seen (idle timeout). */
+  lastSeenAt: number;
+}
+
+/** A login under way: what `/callback` needs to finish it, keyed by `state`. */
+export interface LoginRecord {
+  nonce: string;
+  codeVerifier: string;
+  /** Where to land afterwards: a same-origin path. */
+  returnTo: string;
+  /** Ties the login to the browser that started it (the login cookie holds the value). */
+  binding: string;
+  createdAt: number;
+}
+
+export interface CookieOptions {
+  secure: boolean;
+}
+
+export type SessionLookup =
+  | { kind: 'none' }
+  | { kind: 'invalid' }
+  | { kind: 'expired'; reason: 'idle' | 'absolute' | 'gone'; record?: SessionRecord }
+  | { kind: 'valid'; id: string; record: SessionRecord };
+
+const SESSION_PREFIX = 'session:';
+const LOGIN_PREFIX = 'login:';
+const LOGIN_TTL_MS = 10 * 60 * 1000;
+/** The idle clock is written back at most this often, not on every request. */
+const TOUCH_INTERVAL_MS = 60 * 1000;
+/** Cookies larger than this are ignored unread (ours are ~90 bytes). */
+const MAX_COOKIE_VALUE = 512;
+
+/** Reads one cookie from a Cookie header. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+/** The Cookie header without the named cookies (so the backend never sees the proxy's). */
+export function withoutCookies(header: string, names: ReadonlySet<string>): string {
+  return header
+    .split(';')
+    .filter((part) => {
+      const eq = part.indexOf('=');
+      return !names.has((eq < 0 ? part : part.slice(0, eq)).trim());
+    })
+    .map((p) => p.trim())
+    .filter(Boolean)
+    .join('; ');
+}
+
+/**
+ * Sessions and logins in progress on top of a SessionStore. The cookie carries only a
+ * signed random id; the record is encrypted with a key bound to that id. A login always
+ * gets a new id (no fixation); idle and absolute timeouts are enforced on every load.
+ */
+export class SessionManager {
+  readonly cookieName: string;
+  readonly loginCookieName: string;
+
+  constructor(
+    private readonly store: SessionStore,
+    private readonly keys: SessionKeys,
+    private readonly options: { idleTimeoutMs: number; maxAgeMs: number; cookie: CookieOptions },
+  ) {
+    // __Host- makes the browser insist on Secure, Path=/ and no Domain: no subdomain can plant it.
+    const prefix = options.cookie.secure ? '__Host-' : '';
+    this.cookieName = `${prefix}mcp_oidc_proxy`;
+    this.loginCookieName = `${prefix}mcp_oidc_proxy_login`;
+  }
+
+  get cookieNames(): ReadonlySet<string> {
+    return new Set([this.cookieName, this.loginCookieName]);
+  }
+
+  async create(
+    provider: string,
+    identity: UpstreamIdentity,
+    tokens: UpstreamTokens,
+  ): Promise<{ id: string; setCookie: string }> {
+    const id = randomId();
+    const now = Date.now();
+    await this.save(id, { v: 1, provider, identity, tokens, createdAt: now, lastSeenAt: now });
+    return { id, setCookie: this.cookie(this.cookieName, this.keys.sign(id), this.options.maxAgeMs) };
+  }
+
+  /** Looks up the session a request's cookies name. Store failures propagate (callers answer 503). */
+  async load(cookieHeader: string | undefined): Promise<SessionLookup> {
+    const raw = readCookie(cookieHeader, this.cookieName);
+    if (raw === undefined) return { kind: 'none' };
+    if (raw.length > MAX_COOKIE_VALUE) return { kind: 'invalid' };
+    const id = this.keys.unsign(raw);
+    if (!id) return { kind: 'invalid' };
+    const sealed = await this.store.get(SESSION_PREFIX + id);
+    if (sealed === undefined) return { kind: 'expired', reason: 'gone' };
+    const json = this.keys.decrypt(sealed, SESSION_PREFIX + id);
+    if (!json) return { kind: 'invalid' };
+    const record = JSON.parse(json) as SessionRecord;
+    const now = Date.now();
+    if (now - record.createdAt >= this.options.maxAgeMs) {
+      await this.destroy(id);
+      return { kind: 'expired', reason: 'absolute', record };
+    }
+    if (now - record.lastSeenAt >= this.options.idleTimeoutMs) {
+      await this.destroy(id);
+      return { kind: 'expired', reason: 'idle', record };
+    }
+    if (now - record.lastSeenAt >= TOUCH_INTERVAL_MS) {
+      record.lastSeenAt = now;
+      await this.save(id, record);
+    }
+    return { kind: 'valid', id, record };
+  }
+
+  async save(id: string, record: SessionRecord): Promise<void> {
+    const ttl = Math.min(
+      this.options.idleTimeoutMs + TOUCH_INTERVAL_MS,
+      record.createdAt + this.options.maxAgeMs - Date.now(),
+    );
+    if (ttl <= 0) return this.destroy(id);
+    await this.store.set(
+      SESSION_PREFIX + id,
+      this.keys.encrypt(JSON.stringify(record), SESSION_PREFIX + id),
+      ttl,
+    );
+  }
+
+  destroy(id: string): Promise<void> {
+    return this.store.delete(SESSION_PREFIX + id);
+  }
+
+  count(): Promise<number> {
+    return this.store.count(SESSION_PREFIX);
+  }
+
+  /** A lock so only one instance refreshes a session's upstream tokens at a time. */
+  lockRefresh(id: string): Promise<boolean> {
+    return this.store.setIfAbsent(`refresh-lock:${id}`, '1', 15_000);
+  }
+
+  unlockRefresh(id: string): Promise<void> {
+    return this.store.delete(`refresh-lock:${id}`);
+  }
+
+  /** Starts a login; returns the state and, when the browser has no binding yet, its cookie. */
+  async startLogin(
+    cookieHeader: string | undefined,
+    login: Omit<LoginRecord, 'binding' | 'createdAt'>,
+  ): Promise<{ state: string; setCookie?: string }> {
+    const existing = this.keys.unsign(readCookie(cookieHeader, this.loginCookieName) ?? '');
+    const binding = existing ?? randomId();
+    const state = randomId();
+    const record: LoginRecord = { ...login, binding, createdAt: Date.now() };
+    await this.store.set(
+      LOGIN_PREFIX + state,
+      this.keys.encrypt(JSON.stringify(record), LOGIN_PREFIX + state),
+      LOGIN_TTL_MS,
+    );
+    return existing
+      ? { state }
+      : { state, setCookie: this.cookie(this.loginCookieName, this.keys.sign(binding), LOGIN_TTL_MS) };
+  }
+
+  /**
+   * Takes (single use) the login a callback's `state` names, if this browser started it.
+   * A replayed callback finds nothing; another browser's callback fails the binding.
+   */
+  async finishLogin(
+    cookieHeader: string | undefined,
+    state: string,
+  ): Promise<{ ok: true; login: LoginRecord } | { ok: false; reason: 'unknown_state' | 'browser_mismatch' }> {
+    if (state.length > 128) return { ok: false, reason: 'unknown_state' };
+    const sealed = await this.store.take(LOGIN_PREFIX + state);
+    const json = sealed === undefined ? undefined : this.keys.decrypt(sealed, LOGIN_PREFIX + state);
+    if (!json) return { ok: false, reason: 'unknown_state' };
+    const login = JSON.parse(json) as LoginRecord;
+    const binding = this.keys.unsign(readCookie(cookieHeader, this.loginCookieName) ?? '');
+    if (binding !== login.binding) return { ok: false, reason: 'browser_mismatch' };
+    return { ok: true, login };
+  }
+
+  clearCookies(): string[] {
+    return [this.cookie(this.cookieName, '', 0), this.cookie(this.loginCookieName, '', 0)];
+  }
+
+  private cookie(name: string, value: string, maxAgeMs: number): string {
+    const parts = [
+      `${name}=${value}`,
+      'Path=/',
+      'HttpOnly',
+      'SameSite=Lax',
+      `Max-Age=${Math.floor(maxAgeMs / 1000)}`,
+    ];
+    if (this.options.cookie.secure) parts.push('Secure');
+    return parts.join('; ');
+  }
+}

@@ -1,0 +1,36 @@
+/**
+ * The storage contract every piece of login state goes through: browser sessions now,
+ * and later OAuth clients, codes, refresh-token families, signing keys and consents.
+ * Implementations only store strings under keys with a time to live; what the strings
+ * mean (and their encryption) belongs to the layers above. Memory serves one instance,
+ * Redis serves many that share state across restarts. One shared test suite
+ * (test/unit/session-store.suite.ts) pins the contract for every implementation.
+ */
+export interface SessionStore {
+  readonly kind: 'memory' | 'redis';
+  /** Stores `value` under `key`, replacing any value, for `ttlMs` milliseconds. */
+  set(key: string, value: string, ttlMs: number): Promise<void>;
+  /** Stores only when `key` is absent; true when stored (a lock, a single-use marker). */
+  setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
+  /** The value, or undefined when absent or expired. */
+  get(key: string): Promise<string | undefined>;
+  /** Reads and deletes in one step: of two concurrent callers only one gets the value. */
+  take(key: string): Promise<string | undefined>;
+  delete(key: string): Promise<void>;
+  /** Live keys starting with `prefix`, in no particular order. */
+  keys(prefix: string): Promise<string[]>;
+  /** How many live keys start with `prefix`. */
+  count(prefix: string): Promise<number>;
+  /** Resolves when the store answers; rejects with a StoreUnavailableError otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The store cannot be reached (Redis down): callers answer 503, never fail open. */
+export class StoreUnavailableError extends Error {
+  readonly code = 'STORE_UNAVAILABLE';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailableError';
+  }
+}

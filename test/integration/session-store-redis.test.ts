@@ -1,0 +1,650 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { inspect, promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createSessionStore } from '../../src/session/index.js';
+import {
+  buildRedisClientConfig,
+  DEFAULT_KEY_PREFIX,
+  parseRedisUrl,
+  RedisSessionStore,
+  RedisUrlError,
+  redactRedisUrl,
+} from '../../src/session/redis.js';
+import { type SessionStore, StoreUnavailableError } from '../../src/session/store.js';
+import { makeTestPki, type TestPki } from '../helpers/tls.js';
+import { runSessionStoreTests } from '../unit/session-store.suite.js';
+
+const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** Every key this run writes to the shared Redis lives under this prefix, and is deleted after. */
+const RUN_PREFIX = `mcp-oidc-proxy-test:session:${randomUUID()}:`;
+
+/** A free loopback port: bound on port 0, then released. (`redis-server --port 0` disables TCP.) */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+async function until(predicate: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+function accepts(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** Resolves with what the call rejected with, and how long it took; fails if it resolved. */
+async function rejection(call: () => Promise<unknown>): Promise<{ error: unknown; ms: number }> {
+  const start = performance.now();
+  const outcome = await call().then(
+    (value) => ({ resolved: true as const, value }),
+    (error: unknown) => ({ resolved: false as const, error }),
+  );
+  const ms = performance.now() - start;
+  if (outcome.resolved) throw new Error(`expected a rejection, got ${inspect(outcome.value)}`);
+  return { error: outcome.error, ms };
+}
+
+interface RedisProcess {
+  port: number;
+  child: ChildProcess;
+  kill(): Promise<void>;
+}
+
+const running = new Set<RedisProcess>();
+
+/** Starts a throwaway redis-server on `port` (no persistence) and waits until it listens. */
+async function startRedisServer(
+  port: number,
+  extraArgs: string[] = [],
+  probePort = port,
+): Promise<RedisProcess> {
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const proc: RedisProcess = {
+    port,
+    child,
+    kill: async () => {
+      running.delete(proc);
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    },
+  };
+  running.add(proc);
+  try {
+    await until(async () => {
+      if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
+      return accepts(probePort);
+    }, `redis-server on port ${probePort}`);
+  } catch (error) {
+    await proc.kill();
+    throw error;
+  }
+  return proc;
+}
+
+async function stopAllRedisServers(): Promise<void> {
+  for (const proc of [...running]) await proc.kill();
+}
+
+runSessionStoreTests('redis', () => new RedisSessionStore({ url: REDIS_URL, keyPrefix: RUN_PREFIX }));
+
+describe('RedisSessionStore on the shared Redis', () => {
+  let raw: Redis;
+  const stores: SessionStore[] = [];
+  const store = (keyPrefix = RUN_PREFIX): RedisSessionStore => {
+    const s = new RedisSessionStore({ url: REDIS_URL, keyPrefix });
+    stores.push(s);
+    return s;
+  };
+
+  beforeAll(() => {
+    raw = new Redis(REDIS_URL);
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+  });
+  afterAll(async () => {
+    let cursor = '0';
+    do {
+      const [next, leftovers] = await raw.scan(cursor, 'MATCH', `${RUN_PREFIX}*`, 'COUNT', 1000);
+      if (leftovers.length > 0) await raw.del(...leftovers);
+      cursor = next;
+    } while (cursor !== '0');
+    await raw.quit();
+  });
+
+  it('writes under the key prefix with a millisecond TTL (SET PX), and SET NX PX for setIfAbsent', async () => {
+    const s = store();
+    await s.set('ttl-check', 'v', 5_000);
+    expect(await raw.get(`${RUN_PREFIX}ttl-check`)).toBe('v');
+    const pttl = await raw.pttl(`${RUN_PREFIX}ttl-check`);
+    expect(pttl).toBeGreaterThan(4_000);
+    expect(pttl).toBeLessThanOrEqual(5_000);
+    expect(await s.setIfAbsent('nx-check', 'v', 7_000)).toBe(true);
+    expect(await raw.pttl(`${RUN_PREFIX}nx-check`)).toBeGreaterThan(6_000);
+    await s.delete('ttl-check');
+    await s.delete('nx-check');
+    expect(await raw.exists(`${RUN_PREFIX}ttl-check`, `${RUN_PREFIX}nx-check`)).toBe(0);
+  });
+
+  it('keeps deployments with different prefixes apart', async () => {
+    const a = store(`${RUN_PREFIX}deployment-a:`);
+    const b = store(`${RUN_PREFIX}deployment-b:`);
+    await a.set('session:1', 'from-a', 60_000);
+    await b.set('session:1', 'from-b', 60_000);
+    await b.set('session:2', 'from-b', 60_000);
+    expect(await a.get('session:1')).toBe('from-a');
+    expect(await b.get('session:1')).toBe('from-b');
+    expect(await a.keys('session:')).toEqual(['session:1']);
+    expect(await b.count('session:')).toBe(2);
+    expect(await a.take('session:2')).toBeUndefined();
+    await a.delete('session:1');
+    await b.delete('session:1');
+    await b.delete('session:2');
+  });
+
+  it('gives a value to one taker and one lock to one claimant across 5 instances and 50 callers', async () => {
+    const instances = Array.from({ length: 5 }, () => store());
+    await instances[0]!.set('race:code', 'single-use', 60_000);
+    const taken = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => instances[i % 5]!.take('race:code')),
+    );
+    expect(taken.filter((v) => v === 'single-use')).toHaveLength(1);
+    expect(taken.filter((v) => v === undefined)).toHaveLength(49);
+    const claimed = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => instances[i % 5]!.setIfAbsent('race:lock', `${i}`, 60_000)),
+    );
+    expect(claimed.filter(Boolean)).toHaveLength(1);
+    await instances[0]!.delete('race:lock');
+  });
+
+  it('is what createSessionStore gives for kind redis, with the default prefix unless told', async () => {
+    const s = createSessionStore({ kind: 'redis', redisUrl: REDIS_URL });
+    stores.push(s);
+    expect(s).toBeInstanceOf(RedisSessionStore);
+    expect(s.kind).toBe('redis');
+    expect((s as RedisSessionStore).keyPrefix).toBe(DEFAULT_KEY_PREFIX);
+    expect(DEFAULT_KEY_PREFIX).toBe('mcp-oidc-proxy:');
+    const key = `test-${randomUUID()}`;
+    await s.set(key, 'v', 60_000);
+    expect(await raw.get(`${DEFAULT_KEY_PREFIX}${key}`)).toBe('v');
+    await s.delete(key);
+
+    const prefixed = createSessionStore({ kind: 'redis', redisUrl: REDIS_URL, keyPrefix: RUN_PREFIX });
+    stores.push(prefixed);
+    await prefixed.set('via-factory', 'v', 60_000);
+    expect(await raw.get(`${RUN_PREFIX}via-factory`)).toBe('v');
+    await prefixed.delete('via-factory');
+  });
+});
+
+describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
+  const stores: SessionStore[] = [];
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+    await stopAllRedisServers();
+  });
+
+  const operations = (s: SessionStore): Array<[string, () => Promise<unknown>]> => [
+    ['ping', () => s.ping()],
+    ['get', () => s.get('k')],
+    ['set', () => s.set('k', 'v', 60_000)],
+    ['setIfAbsent', () => s.setIfAbsent('k', 'v', 60_000)],
+    ['take', () => s.take('k')],
+    ['delete', () => s.delete('k')],
+    ['keys', () => s.keys('')],
+    ['count', () => s.count('')],
+  ];
+
+  async function expectAllUnavailable(s: SessionStore): Promise<void> {
+    for (const [name, call] of operations(s)) {
+      const { error, ms } = await rejection(call);
+      expect(error, name).toBeInstanceOf(StoreUnavailableError);
+      expect(ms, name).toBeLessThan(1500);
+    }
+  }
+
+  it('rejects every call within 1.5 s while Redis is down, then recovers without a new store', async () => {
+    const port = await freePort();
+    let server = await startRedisServer(port);
+    const errors: Error[] = [];
+    const s = new RedisSessionStore({
+      url: `redis://127.0.0.1:${port}`,
+      onConnectionError: (e) => errors.push(e),
+    });
+    stores.push(s);
+    await s.set('k', 'before', 60_000);
+    expect(await s.get('k')).toBe('before');
+
+    await server.kill();
+    await expectAllUnavailable(s);
+    // Still down a moment later, while ioredis keeps retrying in the background.
+    await expectAllUnavailable(s);
+    // The failed reconnect attempts reach the error reporter (the logger, in the server).
+    await until(
+      async () => errors.some((e) => /ECONNREFUSED/.test(e.message)),
+      'a reported connection error',
+    );
+    const { error } = await rejection(() => s.get('k'));
+    expect((error as Error).message).toMatch(
+      /^Redis session store \(redis:\/\/127\.0\.0\.1:\d+\) unavailable: get failed/,
+    );
+
+    server = await startRedisServer(port);
+    await until(
+      () =>
+        s.ping().then(
+          () => true,
+          () => false,
+        ),
+      'the store to reconnect',
+      5000,
+    );
+    await s.set('k', 'after', 60_000);
+    expect(await s.get('k')).toBe('after');
+    expect(await s.take('k')).toBe('after');
+  });
+
+  it('rejects within 1.5 s when Redis stops answering on an open connection, and recovers', async () => {
+    const port = await freePort();
+    const server = await startRedisServer(port);
+    const s = new RedisSessionStore({ url: `redis://127.0.0.1:${port}` });
+    stores.push(s);
+    await s.set('k', 'v', 60_000);
+
+    server.child.kill('SIGSTOP'); // frozen: TCP stays up, nothing answers
+    try {
+      const { error, ms } = await rejection(() => s.get('k'));
+      expect(error).toBeInstanceOf(StoreUnavailableError);
+      expect(ms).toBeLessThan(1500);
+      const ping = await rejection(() => s.ping());
+      expect(ping.error).toBeInstanceOf(StoreUnavailableError);
+      expect(ping.ms).toBeLessThan(1500);
+    } finally {
+      server.child.kill('SIGCONT');
+    }
+    await until(
+      () =>
+        s.get('k').then(
+          (v) => v === 'v',
+          () => false,
+        ),
+      'answers again',
+      5000,
+    );
+  });
+
+  it('never runs a call later that gave up waiting for the connection', async () => {
+    const port = await freePort();
+    const server = await startRedisServer(port);
+    const raw = new Redis({ port, host: '127.0.0.1' });
+    try {
+      await raw.set(`${DEFAULT_KEY_PREFIX}code`, 'single-use');
+      server.child.kill('SIGSTOP'); // the kernel accepts the connection; the handshake hangs
+      const s = new RedisSessionStore({ url: `redis://127.0.0.1:${port}` });
+      stores.push(s);
+      const { error, ms } = await rejection(() => s.take('code'));
+      expect(error).toBeInstanceOf(StoreUnavailableError);
+      expect(ms).toBeLessThan(1500);
+      server.child.kill('SIGCONT');
+      await until(
+        () =>
+          s.ping().then(
+            () => true,
+            () => false,
+          ),
+        'the store to connect',
+        5000,
+      );
+      // The abandoned take did not consume the value once the connection came up.
+      expect(await raw.get(`${DEFAULT_KEY_PREFIX}code`)).toBe('single-use');
+      expect(await s.take('code')).toBe('single-use');
+    } finally {
+      server.child.kill('SIGCONT');
+      raw.disconnect();
+    }
+  });
+
+  it('starts while Redis is down, answering StoreUnavailableError, and works once Redis is up', async () => {
+    const port = await freePort();
+    const s = new RedisSessionStore({ url: `redis://127.0.0.1:${port}` });
+    stores.push(s);
+    await expectAllUnavailable(s);
+
+    await startRedisServer(port);
+    await until(
+      () =>
+        s.ping().then(
+          () => true,
+          () => false,
+        ),
+      'the store to connect',
+      5000,
+    );
+    await s.set('k', 'v', 60_000);
+    expect(await s.get('k')).toBe('v');
+  });
+
+  it('never reveals the password, in errors, their causes or connection error reports', async () => {
+    const port = await freePort();
+    await startRedisServer(port, ['--requirepass', 'right-pass-123']);
+
+    const good = new RedisSessionStore({ url: `redis://:right-pass-123@127.0.0.1:${port}` });
+    stores.push(good);
+    await good.set('k', 'v', 60_000);
+    expect(await good.get('k')).toBe('v');
+    expect(good.target).toBe(`redis://:***@127.0.0.1:${port}`);
+
+    const reported: Error[] = [];
+    const wrong = new RedisSessionStore({
+      url: `redis://default:wr0ng-secret-456@127.0.0.1:${port}`,
+      onConnectionError: (e) => reported.push(e),
+    });
+    stores.push(wrong);
+    const { error } = await rejection(() => wrong.get('k'));
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    const text = inspect(error, { depth: 10 });
+    expect(text).toContain('redis://default:***@127.0.0.1');
+    expect(text).not.toContain('wr0ng-secret-456');
+    expect(inspect(reported, { depth: 10 })).not.toContain('wr0ng-secret-456');
+
+    const deadPort = await freePort();
+    const down = new RedisSessionStore({ url: `redis://:dead-secret-789@127.0.0.1:${deadPort}` });
+    stores.push(down);
+    const dead = await rejection(() => down.ping());
+    expect(dead.error).toBeInstanceOf(StoreUnavailableError);
+    expect(inspect(dead.error, { depth: 10 })).not.toContain('dead-secret-789');
+  });
+});
+
+describe('RedisSessionStore over TLS (rediss://, own redis-server)', () => {
+  let pki: TestPki;
+  let port: number;
+  const stores: SessionStore[] = [];
+  beforeAll(async () => {
+    pki = makeTestPki();
+    port = await freePort();
+    // `--port 0` here is deliberate: it turns plain TCP off so only TLS answers on `port`.
+    await startRedisServer(
+      0,
+      [
+        '--tls-port',
+        String(port),
+        '--tls-cert-file',
+        join(pki.dir, 'server.pem'),
+        '--tls-key-file',
+        join(pki.dir, 'server.key'),
+        '--tls-ca-cert-file',
+        pki.caFile,
+        '--tls-auth-clients',
+        'no',
+      ],
+      port,
+    );
+  });
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close();
+  });
+  afterAll(async () => {
+    await stopAllRedisServers();
+    pki.cleanup();
+  });
+
+  it('works with the CA given, and refuses a server it cannot verify', async () => {
+    const trusted = createSessionStore({
+      kind: 'redis',
+      redisUrl: `rediss://localhost:${port}`,
+      redisCa: pki.ca,
+    });
+    stores.push(trusted);
+    await trusted.set('k', 'over tls', 60_000);
+    expect(await trusted.take('k')).toBe('over tls');
+
+    const untrusted = createSessionStore({ kind: 'redis', redisUrl: `rediss://localhost:${port}` });
+    stores.push(untrusted);
+    const { error } = await rejection(() => untrusted.ping());
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+
+    const plain = createSessionStore({ kind: 'redis', redisUrl: `redis://localhost:${port}` });
+    stores.push(plain);
+    expect((await rejection(() => plain.ping())).error).toBeInstanceOf(StoreUnavailableError);
+  });
+});
+
+describe('RedisSessionStore on a Redis Cluster (3 own masters)', () => {
+  let dir: string;
+  let ports: number[] = [];
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-cluster-'));
+    const busPorts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      ports.push(await freePort());
+      busPorts.push(await freePort());
+    }
+    await Promise.all(
+      ports.map((p, i) =>
+        startRedisServer(p, [
+          '--cluster-enabled',
+          'yes',
+          '--cluster-port',
+          String(busPorts[i]),
+          '--cluster-config-file',
+          join(dir, `nodes-${p}.conf`),
+          '--dir',
+          dir,
+        ]),
+      ),
+    );
+    await promisify(execFile)('redis-cli', [
+      '--cluster',
+      'create',
+      ...ports.map((p) => `127.0.0.1:${p}`),
+      '--cluster-replicas',
+      '0',
+      '--cluster-yes',
+    ]);
+    const probes = ports.map((p) => new Redis({ port: p, host: '127.0.0.1', lazyConnect: true }));
+    try {
+      await until(async () => {
+        const infos = await Promise.all(probes.map((c) => c.cluster('INFO') as Promise<string>));
+        return infos.every((info) => info.includes('cluster_state:ok'));
+      }, 'the cluster to be ok');
+    } finally {
+      for (const c of probes) c.disconnect();
+    }
+  }, 60_000);
+  afterAll(async () => {
+    await stopAllRedisServers();
+    rmSync(dir, { recursive: true, force: true });
+    ports = [];
+  });
+
+  runSessionStoreTests(
+    'redis cluster',
+    () =>
+      new RedisSessionStore({
+        url: `redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}`,
+        keyPrefix: 'cluster-test:',
+      }),
+  );
+
+  it('spreads keys over the masters and still lists them all', async () => {
+    const s = new RedisSessionStore({
+      url: `redis+cluster://127.0.0.1:${ports[0]}`,
+      keyPrefix: 'cluster-spread:',
+    });
+    try {
+      await Promise.all(Array.from({ length: 300 }, (_, i) => s.set(`k${i}`, 'v', 60_000)));
+      const perNode = await Promise.all(
+        ports.map(async (p) => {
+          const c = new Redis({ port: p, host: '127.0.0.1' });
+          try {
+            return await c.dbsize();
+          } finally {
+            c.disconnect();
+          }
+        }),
+      );
+      expect(perNode.every((n) => n > 0 && n < 300)).toBe(true);
+      expect(await s.count('k')).toBe(300);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('REDIS_URL parsing and ioredis options', () => {
+  it('builds TLS options for rediss://, with the CA when given', () => {
+    const withCa = buildRedisClientConfig('rediss://:pw@redis.example.com:6380/2', { ca: 'PEM-CA' });
+    expect(withCa.mode).toBe('standalone');
+    if (withCa.mode === 'cluster') throw new Error('unexpected');
+    expect(withCa.options).toMatchObject({
+      host: 'redis.example.com',
+      port: 6380,
+      db: 2,
+      password: 'pw',
+      tls: { ca: 'PEM-CA' },
+    });
+    const withoutCa = buildRedisClientConfig('rediss://redis.example.com');
+    if (withoutCa.mode === 'cluster') throw new Error('unexpected');
+    expect(withoutCa.options.tls).toEqual({});
+    expect(withoutCa.options.port).toBe(6379);
+    const plain = buildRedisClientConfig('redis://redis.example.com');
+    if (plain.mode === 'cluster') throw new Error('unexpected');
+    expect(plain.options.tls).toBeUndefined();
+    expect(() => buildRedisClientConfig('redis://:secret-pw@h', { ca: 'PEM' })).toThrow(RedisUrlError);
+  });
+
+  it('builds fail-fast options: no offline queue, no resend, bounded connect and command time', () => {
+    const config = buildRedisClientConfig('redis://127.0.0.1:6379');
+    if (config.mode === 'cluster') throw new Error('unexpected');
+    expect(config.options).toMatchObject({
+      enableOfflineQueue: false,
+      autoResendUnfulfilledCommands: false,
+      maxRetriesPerRequest: 0,
+      connectTimeout: 1000,
+      commandTimeout: 1000,
+    });
+    expect(config.options.retryStrategy?.(50)).toBe(1000);
+  });
+
+  it('parses a sentinel URL into ioredis sentinel options', () => {
+    const config = buildRedisClientConfig(
+      'redis+sentinel://:s3cret@sentinel-a:26380,sentinel-b,[::1]:26381/mymaster/3',
+    );
+    expect(config.mode).toBe('sentinel');
+    if (config.mode === 'cluster') throw new Error('unexpected');
+    expect(config.options.sentinels).toEqual([
+      { host: 'sentinel-a', port: 26380 },
+      { host: 'sentinel-b', port: 26379 },
+      { host: '::1', port: 26381 },
+    ]);
+    expect(config.options).toMatchObject({ name: 'mymaster', db: 3, password: 's3cret' });
+    expect(config.options.host).toBeUndefined();
+    expect(parseRedisUrl('redis+sentinel://s1/primary').db).toBe(0);
+  });
+
+  it('parses a cluster URL into seed nodes', () => {
+    const config = buildRedisClientConfig('redis+cluster://user:p%40ss@n1:7000,n2:7001,n3');
+    expect(config.mode).toBe('cluster');
+    if (config.mode !== 'cluster') throw new Error('unexpected');
+    expect(config.nodes).toEqual([
+      { host: 'n1', port: 7000 },
+      { host: 'n2', port: 7001 },
+      { host: 'n3', port: 6379 },
+    ]);
+    expect(config.options.redisOptions).toMatchObject({ username: 'user', password: 'p@ss' });
+    expect(config.options.enableOfflineQueue).toBe(false);
+  });
+
+  it('takes user, percent-encoded or raw password, IPv6 host and db from redis://', () => {
+    expect(parseRedisUrl('redis://alice:pa%3Ass@[::1]:6390/5')).toEqual({
+      mode: 'standalone',
+      tls: false,
+      hosts: [{ host: '::1', port: 6390 }],
+      db: 5,
+      username: 'alice',
+      password: 'pa:ss',
+    });
+    expect(parseRedisUrl('redis://:p@ss:w/rd@host').password).toBe('p@ss:w/rd');
+    expect(parseRedisUrl('REDIS://localhost')).toMatchObject({
+      hosts: [{ host: 'localhost', port: 6379 }],
+      db: 0,
+    });
+  });
+
+  it('refuses unusable URLs with RedisUrlError that masks the password', () => {
+    const bad = [
+      'http://:topsecret@host',
+      'localhost:6379',
+      'redis://:topsecret@',
+      'redis://:topsecret@h1,h2',
+      'redis://:topsecret@host:99999',
+      'redis://:topsecret@host/notanumber',
+      'redis://:topsecret@host/1/2',
+      'redis://:topsecret@host?tls=true',
+      'redis+sentinel://:topsecret@s1,s2',
+      'redis+sentinel://:topsecret@s1/m/x',
+      'redis+cluster://:topsecret@n1/0',
+    ];
+    for (const url of bad) {
+      let thrown: unknown;
+      try {
+        parseRedisUrl(url);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown, url).toBeInstanceOf(RedisUrlError);
+      expect((thrown as RedisUrlError).code).toBe('INVALID_REDIS_URL');
+      expect((thrown as Error).message, url).not.toContain('topsecret');
+      expect((thrown as Error).message, url).toContain('REDIS_URL');
+    }
+  });
+
+  it('redacts the password for logs, whatever the URL looks like', () => {
+    expect(redactRedisUrl('redis://:secret@host:6379/0')).toBe('redis://:***@host:6379/0');
+    expect(redactRedisUrl('rediss://user:secret@host')).toBe('rediss://user:***@host');
+    expect(redactRedisUrl('redis://secret@host')).toBe('redis://***@host');
+    expect(redactRedisUrl('redis+sentinel://:se@cret@s1,s2/m')).toBe('redis+sentinel://:***@s1,s2/m');
+    expect(redactRedisUrl('redis://host:6379')).toBe('redis://host:6379');
+    expect(redactRedisUrl('user:secret@host')).not.toContain('secret');
+  });
+});
