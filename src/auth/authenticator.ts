@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Challenge } from './challenge.js';
 
 /** Who the caller is, as the backend learns it through identity headers. */
 export interface Identity {
@@ -9,20 +10,44 @@ export interface Identity {
 
 /**
  * The authentication stage's verdict. `allow` lets the request be forwarded (with the
- * identity, if any); `responded` means the stage already answered (401, 302 to login, 403).
+ * identity, if any); `challenge` is how to answer instead (401, 302 to login, 403, 503).
  */
 export type AuthDecision =
-  | { kind: 'allow'; identity?: Identity; credentialsConsumed: boolean }
-  | { kind: 'responded'; result: string };
+  | {
+      kind: 'allow';
+      identity?: Identity;
+      /** The request carried the proxy's credentials (its Authorization), not the backend's. */
+      credentialsConsumed: boolean;
+      /** Further headers for the backend (forwarded upstream tokens, when configured). */
+      extraHeaders?: ReadonlyArray<[string, string]>;
+    }
+  | { kind: 'challenge'; challenge: Challenge };
+
+/** What the pipeline already knows about a request when it asks the stage. */
+export interface AuthContext {
+  clientIp: string;
+  requestId: string;
+  path: string;
+  /** Including the leading `?`, or empty. */
+  search: string;
+}
+
+/** An endpoint the stage answers itself (/login, /callback, /logout): never forwarded. */
+export type RouteHandler = (req: IncomingMessage, res: ServerResponse, ctx: AuthContext) => Promise<void>;
 
 export interface Authenticator {
   readonly mode: string;
+  /** Owned endpoints by exact path. */
+  readonly routes?: ReadonlyMap<string, RouteHandler>;
+  /** Cookies that belong to the proxy: removed from the Cookie header the backend gets. */
+  readonly cookieNames?: ReadonlySet<string>;
   /**
-   * Sync or async: a stage that decides from the request alone (bypass, a cached session)
-   * returns the decision directly, so the request is forwarded in the same tick; one that
-   * must wait (token introspection, a session store) returns a promise.
+   * Sync or async: a stage that decides from the request alone (bypass) returns the
+   * decision directly, so the request is forwarded in the same tick; one that must wait
+   * (a session store) returns a promise.
    */
-  authenticate(req: IncomingMessage, res: ServerResponse): AuthDecision | Promise<AuthDecision>;
+  authenticate(req: IncomingMessage, ctx: AuthContext): AuthDecision | Promise<AuthDecision>;
+  close?(): Promise<void>;
 }
 
 /** Shared and frozen: an anonymous `allow` carries nothing request-specific. */

@@ -122,9 +122,6 @@ main(process.argv.slice(2)).catch((err: NodeJS.ErrnoException) => {
   } else if (err.syscall === 'listen') {
     process.stderr.write(`mcp-oidc-proxy: ${listenFailure(err)}\n`);
     process.exitCode = 1;
-  } else if (err.code === 'AUTH_MODE_UNAVAILABLE') {
-    process.stderr.write(`mcp-oidc-proxy: ${err.message}\n`);
-    process.exitCode = 2;
   } else {
     process.stderr.write(`mcp-oidc-proxy: unexpected error: ${err.message}\n`);
     process.exitCode = 1;

@@ -6,6 +6,8 @@ export interface HealthReport {
   checks: {
     proxy_target: { status: 'healthy' | 'unhealthy'; error?: string; circuit_breaker?: BreakerState };
     session_store: { status: 'healthy' | 'unhealthy'; active_sessions: number; error?: string };
+    /** Present in AUTH_MODE=oidc: whether the upstream provider was discovered. */
+    identity_provider?: { status: 'healthy' | 'unhealthy'; error?: string };
   };
 }
 
@@ -14,6 +16,8 @@ export interface HealthSources {
   targetPort: number;
   breakerState: () => BreakerState;
   activeSessions: () => Promise<number>;
+  /** Why the identity provider is not usable, or undefined when it is (oidc mode only). */
+  identityProviderProblem?: () => string | undefined;
   timeoutMs?: number;
 }
 
@@ -70,9 +74,13 @@ export class HealthChecker {
       active_sessions: sessions.n,
     };
     if (sessions.error) store.error = sessions.error;
-    return {
-      status: targetHealthy && !sessions.error ? 'healthy' : 'unhealthy',
-      checks: { proxy_target: proxyTarget, session_store: store },
-    };
+    const checks: HealthReport['checks'] = { proxy_target: proxyTarget, session_store: store };
+    let healthy = targetHealthy && !sessions.error;
+    if (s.identityProviderProblem) {
+      const problem = s.identityProviderProblem();
+      checks.identity_provider = problem ? { status: 'unhealthy', error: problem } : { status: 'healthy' };
+      healthy &&= !problem;
+    }
+    return { status: healthy ? 'healthy' : 'unhealthy', checks };
   }
 }

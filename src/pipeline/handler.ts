@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { Authenticator, Identity } from '../auth/authenticator.js';
+import type { AuthContext, AuthDecision, Authenticator } from '../auth/authenticator.js';
+import { writeChallenge } from '../auth/challenge.js';
 import type { Config } from '../config/types.js';
 import type { HealthChecker } from '../observability/health.js';
 import { type Logger, redactUrl } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Forwarder } from '../proxy/forward.js';
-import { upstreamRequestHeaders } from '../proxy/headers.js';
+import { canonicalHeaderName, upstreamRequestHeaders } from '../proxy/headers.js';
 import type { Upstream } from '../proxy/upstream.js';
 import { rawResponseHead, type TunnelRegistry, tunnelWebSocket } from '../proxy/websocket.js';
 import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
@@ -16,7 +17,15 @@ import type { OriginGuard } from './origin-guard.js';
 import { checkRequestTarget } from './request-target.js';
 import { applySecurityHeaders } from './security-headers.js';
 
-export type RouteClass = 'mcp' | 'health' | 'metrics' | 'proxied' | 'invalid' | 'forbidden' | 'websocket';
+export type RouteClass =
+  | 'mcp'
+  | 'health'
+  | 'metrics'
+  | 'auth'
+  | 'proxied'
+  | 'invalid'
+  | 'forbidden'
+  | 'websocket';
 
 /** What one request accumulated on its way through the stages, for the access log and metrics. */
 interface RequestScope {
@@ -82,7 +91,13 @@ export function sendJsonError(
  * forwarded only after the authentication stage allowed it.
  */
 export class Pipeline {
-  constructor(private readonly deps: PipelineDeps) {}
+  /** Configured identity header names: a client-sent copy is dropped like the default names. */
+  private readonly ownedHeaders: ReadonlySet<string>;
+
+  constructor(private readonly deps: PipelineDeps) {
+    const names = deps.config.auth.identityHeaders;
+    this.ownedHeaders = new Set([names.user, names.email, names.groups].map(canonicalHeaderName));
+  }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     const scope: RequestScope = {
@@ -148,25 +163,31 @@ export class Pipeline {
       this.prepareLocal(res, scope);
       return sendJsonError(res, 403, 'forbidden', refusal, scope.id);
     }
-    scope.route = path === config.mcpPath || path.startsWith(`${config.mcpPath}/`) ? 'mcp' : 'proxied';
     scope.client = resolveClientAddress(req, this.deps.trusted);
+    const ctx: AuthContext = { clientIp: scope.client.ip, requestId: scope.id, path, search };
+    const { authenticator } = this.deps;
+    const route = authenticator.routes?.get(path);
+    if (route) {
+      scope.route = 'auth';
+      this.prepareLocal(res, scope);
+      return route(req, res, ctx);
+    }
+    scope.route = path === config.mcpPath || path.startsWith(`${config.mcpPath}/`) ? 'mcp' : 'proxied';
 
     // A decision made synchronously is used in this same tick, so the request reaches the
     // backend without a detour through the microtask queue.
-    const pending = this.deps.authenticator.authenticate(req, res);
+    const pending = authenticator.authenticate(req, ctx);
     const decision = isPromise(pending) ? await pending : pending;
     this.deps.metrics.authRequests.inc({
-      mode: this.deps.authenticator.mode,
-      result: decision.kind === 'allow' ? 'allowed' : decision.result,
+      mode: authenticator.mode,
+      result: decision.kind === 'allow' ? 'allowed' : decision.challenge.result,
     });
-    if (decision.kind === 'responded') {
-      scope.auth = decision.result;
-      return;
+    if (decision.kind === 'challenge') {
+      scope.auth = decision.challenge.result;
+      this.prepareLocal(res, scope);
+      return writeChallenge(res, decision.challenge);
     }
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-      dropAuthorization: decision.credentialsConsumed,
-      add: forwardingHeaders(scope.client, scope.id, decision.identity),
-    });
+    const headers = this.upstreamHeaders(req, scope.client, scope.id, decision);
     const result = await this.deps.forwarder.forward(req, res, path + search, headers, scope.id);
     scope.upstreamStatus = result.upstreamStatus;
     scope.outcome = result.outcome;
@@ -215,23 +236,62 @@ export class Pipeline {
     if (refusal) return refuse(403, 'Forbidden', 'forbidden', refusal);
     if (this.deps.draining())
       return refuse(503, 'Service Unavailable', 'shutting_down', 'The proxy is shutting down.');
-    // Authentication for upgrades arrives with the login stages; in bypass mode every upgrade passes.
-    if (this.deps.authenticator.mode !== 'bypass') {
-      return refuse(401, 'Unauthorized', 'invalid_token', 'Authentication is required.');
-    }
     const client = resolveClientAddress(req, this.deps.trusted);
-    const headers = upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
-      dropAuthorization: false,
-      add: forwardingHeaders(client, id),
-    });
     const { path, search } = checked.target;
+    const authenticate = async (): Promise<AuthDecision> =>
+      this.deps.authenticator.authenticate(req, { clientIp: client.ip, requestId: id, path, search });
+    authenticate().then(
+      (decision) => {
+        if (decision.kind === 'challenge') {
+          const { challenge } = decision;
+          socket.end(
+            rawResponseHead(challenge.status, STATUS_CODES[challenge.status] ?? 'Error', [
+              ...challenge.headers,
+              ['content-length', String(Buffer.byteLength(challenge.body))],
+              ['x-request-id', id],
+              ['connection', 'close'],
+              ...this.deps.securityHeaders,
+            ]) + challenge.body,
+          );
+          this.logAccess(
+            { id, start, route: 'websocket', client, auth: challenge.result },
+            req,
+            challenge.status,
+          );
+          return;
+        }
+        this.tunnel(
+          req,
+          socket,
+          head,
+          path + search,
+          this.upstreamHeaders(req, client, id, decision),
+          id,
+          start,
+          client,
+        );
+      },
+      () => refuse(500, 'Internal Server Error', 'server_error', 'The proxy failed to handle the request.'),
+    );
+  };
+
+  private tunnel(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    pathAndQuery: string,
+    headers: string[],
+    id: string,
+    start: number,
+    client: ClientAddress,
+  ): void {
     const extra = [['x-request-id', id] as const, ...this.deps.securityHeaders];
     tunnelWebSocket(
       this.deps.upstream,
       req,
       socket,
       head,
-      path + search,
+      pathAndQuery,
       headers,
       this.deps.tunnels,
       extra,
@@ -254,7 +314,31 @@ export class Pipeline {
         result.upstreamStatus ?? result.failure?.status ?? 0,
       );
     });
-  };
+  }
+
+  /** What the backend gets: the client's headers, cleaned, plus forwarding and identity headers. */
+  private upstreamHeaders(
+    req: IncomingMessage,
+    client: ClientAddress,
+    requestId: string,
+    decision: Extract<AuthDecision, { kind: 'allow' }>,
+  ): string[] {
+    const add = forwardingHeaders(client, requestId);
+    const { identity } = decision;
+    if (identity) {
+      const names = this.deps.config.auth.identityHeaders;
+      add.push([names.user, identity.user]);
+      if (identity.email) add.push([names.email, identity.email]);
+      if (identity.groups?.length) add.push([names.groups, identity.groups.join(',')]);
+    }
+    if (decision.extraHeaders) add.push(...decision.extraHeaders);
+    return upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+      dropAuthorization: decision.credentialsConsumed,
+      owned: this.ownedHeaders,
+      stripCookies: this.deps.authenticator.cookieNames,
+      add,
+    });
+  }
 
   /**
    * Headers on a response the proxy writes itself. Forwarded responses get theirs from the
@@ -335,21 +419,11 @@ export class Pipeline {
   }
 }
 
-function forwardingHeaders(
-  client: ClientAddress,
-  requestId: string,
-  identity?: Identity,
-): Array<[string, string]> {
-  const add: Array<[string, string]> = [
+function forwardingHeaders(client: ClientAddress, requestId: string): Array<[string, string]> {
+  return [
     ['x-forwarded-for', client.forwardedFor],
     ['x-forwarded-proto', client.forwardedProto],
     ['x-forwarded-host', client.forwardedHost],
     ['x-request-id', requestId],
   ];
-  if (identity) {
-    add.push(['x-forwarded-user', identity.user]);
-    if (identity.email) add.push(['x-forwarded-email', identity.email]);
-    if (identity.groups?.length) add.push(['x-forwarded-groups', identity.groups.join(',')]);
-  }
-  return add;
 }

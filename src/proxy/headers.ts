@@ -75,6 +75,8 @@ export interface UpstreamRequestHeaderOptions {
   owned?: ReadonlySet<string>;
   /** Drop the client's Authorization header (it carried proxy credentials). */
   dropAuthorization: boolean;
+  /** Cookies of the proxy's own, removed from the Cookie header (the backend never sees them). */
+  stripCookies?: ReadonlySet<string>;
   /** Headers the proxy adds (identity, forwarding, request id), already final. */
   add: Array<[string, string]>;
 }
@@ -98,10 +100,28 @@ export function upstreamRequestHeaders(
     const canonical = foldUnderscores(lower);
     if (PROXY_OWNED_REQUEST.has(canonical) || options.owned?.has(canonical)) continue;
     if (options.dropAuthorization && canonical === 'authorization') continue;
-    out.push(name, rawHeaders[i + 1] as string);
+    let value = rawHeaders[i + 1] as string;
+    if (options.stripCookies && lower === 'cookie') {
+      value = withoutCookies(value, options.stripCookies);
+      if (value === '') continue;
+    }
+    out.push(name, value);
   }
   for (const [name, value] of options.add) out.push(name, value);
   return out;
+}
+
+/** A Cookie header value without the named cookies. */
+export function withoutCookies(header: string, names: ReadonlySet<string>): string {
+  return header
+    .split(';')
+    .map((part) => part.trim())
+    .filter((part) => {
+      if (part === '') return false;
+      const eq = part.indexOf('=');
+      return !names.has((eq < 0 ? part : part.slice(0, eq)).trim());
+    })
+    .join('; ');
 }
 
 type HeaderPairs = ReadonlyArray<readonly [string, string]>;

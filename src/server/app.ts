@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Authenticator, BypassAuthenticator } from '../auth/authenticator.js';
+import type { SessionAuthenticator } from '../auth/session-authenticator.js';
 import type { Config } from '../config/types.js';
 import { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
@@ -32,6 +33,16 @@ export interface StartOptions {
   authenticator?: Authenticator;
 }
 
+/** The session-backed stage, when there is one, for health and the sessions gauge. */
+function sessionSourceOf(
+  authenticator: Authenticator,
+): { sessions: { count(): Promise<number> }; provider: { isReady(): boolean } } | undefined {
+  const candidate = authenticator as Partial<SessionAuthenticator>;
+  return candidate.sessions && candidate.provider
+    ? { sessions: candidate.sessions, provider: candidate.provider }
+    : undefined;
+}
+
 /** A set that reports its size on every change (the active-streams gauge). */
 function trackedSet<T>(onChange: (size: number) => void): {
   items: Set<T>;
@@ -52,25 +63,23 @@ function trackedSet<T>(onChange: (size: number) => void): {
   };
 }
 
-function chooseAuthenticator(config: Config, logger: Logger): Authenticator {
+async function chooseAuthenticator(config: Config, logger: Logger): Promise<Authenticator> {
   if (config.auth.mode === 'bypass') {
     logger.warn(
       'AUTH_MODE=bypass: NO LOGIN. Every request reaches the MCP server unauthenticated. Use only for local development.',
     );
     return new BypassAuthenticator();
   }
-  throw Object.assign(
-    new Error(
-      'AUTH_MODE=oidc is not available in this version yet; run with AUTH_MODE=bypass for local development (no login).',
-    ),
-    { code: 'AUTH_MODE_UNAVAILABLE' },
-  );
+  // Loaded on demand: openid-client, the session stores and Redis are no weight in bypass mode.
+  const { SessionAuthenticator } = await import('../auth/session-authenticator.js');
+  return SessionAuthenticator.create(config, logger);
 }
 
 /** Composition root: builds every part from the config and starts listening. */
 export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const { config, logger } = options;
-  const authenticator = options.authenticator ?? chooseAuthenticator(config, logger);
+  const authenticator = options.authenticator ?? (await chooseAuthenticator(config, logger));
+  const sessionSource = sessionSourceOf(authenticator);
   const metrics = createMetrics();
   const breaker = new CircuitBreaker({
     threshold: config.target.breakerThreshold,
@@ -106,7 +115,17 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     targetHost: targetUrl.hostname,
     targetPort: Number(targetUrl.port) || (targetUrl.protocol === 'https:' ? 443 : 80),
     breakerState: () => breaker.state,
-    activeSessions: async () => 0,
+    activeSessions: async () => {
+      const n = sessionSource ? await sessionSource.sessions.count() : 0;
+      metrics.sessionsActive.set(n);
+      return n;
+    },
+    identityProviderProblem: sessionSource
+      ? () =>
+          sessionSource.provider.isReady()
+            ? undefined
+            : 'identity provider not reachable yet (OIDC_DISCOVERY_URL); retrying'
+      : undefined,
   });
 
   let draining = false;
@@ -175,6 +194,12 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     'mcp-oidc-proxy listening',
   );
 
+  // The sessions gauge follows the store even when nobody asks /health.
+  const sessionGauge = setInterval(() => {
+    health.check().catch(() => {});
+  }, 15_000);
+  sessionGauge.unref();
+
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     shutdownPromise ??= (async () => {
@@ -219,6 +244,8 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         await closed;
       }
       await upstream.pool.close().catch(() => upstream.pool.destroy());
+      clearInterval(sessionGauge);
+      await authenticator.close?.();
       logger.info('shutdown complete');
     })();
     return shutdownPromise;

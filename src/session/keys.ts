@@ -22,7 +22,12 @@ export class SessionKeys {
     this.encryption = Buffer.from(hkdfSync('sha256', ikm, 'mcp-oidc-proxy', 'store-encryption', 32));
   }
 
+  /** `value.signature`: what a cookie carries. */
   sign(value: string): string {
+    return `${value}.${this.mac(value)}`;
+  }
+
+  private mac(value: string): string {
     return createHmac('sha256', this.signing).update(value).digest('base64url');
   }
 
@@ -32,7 +37,7 @@ export class SessionKeys {
     if (dot <= 0) return undefined;
     const value = signed.slice(0, dot);
     const given = Buffer.from(signed.slice(dot + 1), 'utf8');
-    const expected = Buffer.from(this.sign(value), 'utf8');
+    const expected = Buffer.from(this.mac(value), 'utf8');
     return given.length === expected.length && timingSafeEqual(given, expected) ? value : undefined;
   }
 

@@ -74,6 +74,11 @@ export class RedisSessionStore implements SessionStore {
   /** The URL with its password masked, for messages and logs. */
   readonly target: string;
   private readonly client: Client;
+
+  /** The connection, shared with the rate limiter so budgets are counted across instances too. */
+  get redis(): Client {
+    return this.client;
+  }
   private readonly timeoutMs: number;
   private lastError: Error | undefined;
   private readyWaiter: Promise<void> | undefined;

@@ -54,19 +54,6 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
-/** The Cookie header without the named cookies (so the backend never sees the proxy's). */
-export function withoutCookies(header: string, names: ReadonlySet<string>): string {
-  return header
-    .split(';')
-    .filter((part) => {
-      const eq = part.indexOf('=');
-      return !names.has((eq < 0 ? part : part.slice(0, eq)).trim());
-    })
-    .map((p) => p.trim())
-    .filter(Boolean)
-    .join('; ');
-}
-
 /**
  * Sessions and logins in progress on top of a SessionStore. The cookie carries only a
  * signed random id; the record is encrypted with a key bound to that id. A login always

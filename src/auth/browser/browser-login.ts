@@ -6,7 +6,8 @@ import type { RateLimiter } from '../../pipeline/rate-limit.js';
 import type { SessionLookup, SessionManager, SessionRecord } from '../../session/sessions.js';
 import { StoreUnavailableError } from '../../session/store.js';
 import type { AuditLog } from '../audit.js';
-import type { Identity } from '../authenticator.js';
+import type { AuthContext, Identity } from '../authenticator.js';
+import { type Challenge, htmlChallenge, jsonChallenge, writeChallenge } from '../challenge.js';
 import {
   LoginRejectedError,
   type Provider,
@@ -16,15 +17,6 @@ import {
 import { evaluatePolicy } from '../policy/policy.js';
 import { page } from './pages.js';
 import { safeReturnTo } from './return-to.js';
-
-/** How a request that may not pass is answered: the pipeline writes it (HTTP or raw socket). */
-export interface Challenge {
-  status: number;
-  headers: Array<[string, string]>;
-  body: string;
-  /** Metric/audit label: unauthenticated, redirect_login, denied, store_unavailable. */
-  result: string;
-}
 
 export type BrowserAuthResult =
   | { kind: 'allow'; identity: Identity; session: SessionRecord }
@@ -40,54 +32,11 @@ export interface BrowserLoginDeps {
   rateLimiter: RateLimiter | undefined;
 }
 
-/** Context the pipeline passes to an owned route. */
-export interface RouteContext {
-  clientIp: string;
-  requestId: string;
-  path: string;
-  search: string;
-}
-
 const REFRESH_MARGIN_MS = 60_000;
 
 function wantsHtml(req: IncomingMessage): boolean {
   const method = req.method ?? 'GET';
   return (method === 'GET' || method === 'HEAD') && /\btext\/html\b/i.test(req.headers.accept ?? '');
-}
-
-function html(status: number, body: string, result: string, extra: Array<[string, string]> = []): Challenge {
-  return {
-    status,
-    headers: [['content-type', 'text/html; charset=utf-8'], ['cache-control', 'no-store'], ...extra],
-    body,
-    result,
-  };
-}
-
-function json(
-  status: number,
-  error: string,
-  description: string,
-  result: string,
-  extra: Array<[string, string]> = [],
-): Challenge {
-  return {
-    status,
-    headers: [['content-type', 'application/json'], ['cache-control', 'no-store'], ...extra],
-    body: JSON.stringify({ error, error_description: description }),
-    result,
-  };
-}
-
-export function writeChallenge(res: ServerResponse, challenge: Challenge, requestId: string): void {
-  const headers: Array<[string, string]> = [
-    ...challenge.headers,
-    ['content-length', String(Buffer.byteLength(challenge.body))],
-  ];
-  for (const [name, value] of headers) res.appendHeader(name, value);
-  res.setHeader('x-request-id', requestId);
-  res.writeHead(challenge.status);
-  res.end(challenge.body);
 }
 
 /**
@@ -97,7 +46,7 @@ export function writeChallenge(res: ServerResponse, challenge: Challenge, reques
 export class BrowserLogin {
   readonly routes: ReadonlyMap<
     string,
-    (req: IncomingMessage, res: ServerResponse, ctx: RouteContext) => Promise<void>
+    (req: IncomingMessage, res: ServerResponse, ctx: AuthContext) => Promise<void>
   >;
 
   constructor(private readonly deps: BrowserLoginDeps) {
@@ -194,7 +143,7 @@ export class BrowserLogin {
     const { publicUrl } = this.deps.config.server;
     if (wantsHtml(req)) {
       const location = `/login?rd=${encodeURIComponent(pathAndQuery)}`;
-      return html(
+      return htmlChallenge(
         302,
         page('Sign in required', 'Redirecting to sign in…', { href: location, text: 'Sign in' }),
         'redirect_login',
@@ -202,14 +151,14 @@ export class BrowserLogin {
       );
     }
     const metadata = `${publicUrl.origin}/.well-known/oauth-protected-resource${this.deps.config.mcpPath}`;
-    return json(401, 'unauthorized', 'Authentication is required.', 'unauthenticated', [
+    return jsonChallenge(401, 'unauthorized', 'Authentication is required.', 'unauthenticated', [
       ['www-authenticate', `Bearer resource_metadata="${metadata}"`],
     ]);
   }
 
   private denied(req: IncomingMessage, reason: string): Challenge {
     if (wantsHtml(req)) {
-      return html(
+      return htmlChallenge(
         403,
         page('Access denied', `You are signed in, but not allowed to use this server: ${reason}`, {
           href: '/logout',
@@ -218,7 +167,7 @@ export class BrowserLogin {
         'denied',
       );
     }
-    return json(403, 'access_denied', reason, 'denied');
+    return jsonChallenge(403, 'access_denied', reason, 'denied');
   }
 
   private storeUnavailable(req: IncomingMessage, err: unknown): Challenge {
@@ -227,37 +176,38 @@ export class BrowserLogin {
       'Sessions cannot be checked right now (the session store is unavailable). Try again shortly.';
     if (!(err instanceof StoreUnavailableError)) throw err;
     return wantsHtml(req)
-      ? html(503, page('Temporarily unavailable', message), 'store_unavailable', [['retry-after', '5']])
-      : json(503, 'temporarily_unavailable', message, 'store_unavailable', [['retry-after', '5']]);
+      ? htmlChallenge(503, page('Temporarily unavailable', message), 'store_unavailable', [
+          ['retry-after', '5'],
+        ])
+      : jsonChallenge(503, 'temporarily_unavailable', message, 'store_unavailable', [['retry-after', '5']]);
   }
 
-  private async limited(res: ServerResponse, ctx: RouteContext): Promise<boolean> {
+  private async limited(res: ServerResponse, ctx: AuthContext): Promise<boolean> {
     const limiter = this.deps.rateLimiter;
     if (!limiter) return false;
     const verdict = await limiter.consume(ctx.clientIp);
     if (verdict.allowed) return false;
     writeChallenge(
       res,
-      json(
+      jsonChallenge(
         429,
         'rate_limited',
         `Too many requests; retry after ${verdict.retryAfterSeconds} s.`,
         'rate_limited',
         [['retry-after', String(verdict.retryAfterSeconds)]],
       ),
-      ctx.requestId,
     );
     return true;
   }
 
-  private async login(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return this.methodNotAllowed(res, ctx, 'GET');
+  private async login(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.methodNotAllowed(res, 'GET');
     if (await this.limited(res, ctx)) return;
     const { provider, sessions, config } = this.deps;
     try {
       await provider.ready();
     } catch {
-      return writeChallenge(res, this.providerDown(), ctx.requestId);
+      return writeChallenge(res, this.providerDown());
     }
     const returnTo = safeReturnTo(new URLSearchParams(ctx.search).get('rd'), config.server.publicUrl);
     const codeVerifier = client.randomPKCECodeVerifier();
@@ -267,7 +217,7 @@ export class BrowserLogin {
     try {
       started = await sessions.startLogin(req.headers.cookie, { nonce, codeVerifier, returnTo });
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+      return writeChallenge(res, this.storeUnavailable(req, err));
     }
     const location = provider.authorizationUrl({
       state: started.state,
@@ -279,18 +229,17 @@ export class BrowserLogin {
     if (started.setCookie) extra.push(['set-cookie', started.setCookie]);
     writeChallenge(
       res,
-      html(
+      htmlChallenge(
         302,
         page('Signing in', 'Redirecting to your identity provider…', { href: location, text: 'Continue' }),
         'login',
         extra,
       ),
-      ctx.requestId,
     );
   }
 
-  private async callback(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    if (req.method !== 'GET') return this.methodNotAllowed(res, ctx, 'GET');
+  private async callback(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
+    if (req.method !== 'GET') return this.methodNotAllowed(res, 'GET');
     if (await this.limited(res, ctx)) return;
     const { provider, sessions, audit, config } = this.deps;
     const params = new URLSearchParams(ctx.search);
@@ -298,12 +247,11 @@ export class BrowserLogin {
       audit.record('login_failure', { reason, ip: ctx.clientIp, provider: provider.name });
       writeChallenge(
         res,
-        html(
+        htmlChallenge(
           status,
           page('Sign-in failed', message, { href: '/login', text: 'Sign in again' }),
           'login_failed',
         ),
-        ctx.requestId,
       );
     };
     const idpError = params.get('error');
@@ -322,7 +270,7 @@ export class BrowserLogin {
     try {
       finished = await sessions.finishLogin(req.headers.cookie, state);
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+      return writeChallenge(res, this.storeUnavailable(req, err));
     }
     if (!finished.ok) {
       return fail(
@@ -350,7 +298,7 @@ export class BrowserLogin {
           ip: ctx.clientIp,
           provider: provider.name,
         });
-        return writeChallenge(res, this.providerDown(), ctx.requestId);
+        return writeChallenge(res, this.providerDown());
       }
       const reason = err instanceof LoginRejectedError ? err.reason : 'invalid_response';
       this.deps.logger.warn({ err: (err as Error).message }, 'login rejected');
@@ -364,13 +312,13 @@ export class BrowserLogin {
         reason: verdict.reason,
         ip: ctx.clientIp,
       });
-      return writeChallenge(res, this.denied(req, verdict.reason), ctx.requestId);
+      return writeChallenge(res, this.denied(req, verdict.reason));
     }
     let created: { id: string; setCookie: string };
     try {
       created = await sessions.create(provider.name, result.identity, result.tokens);
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+      return writeChallenge(res, this.storeUnavailable(req, err));
     }
     audit.record('login_success', {
       sub: result.identity.sub,
@@ -380,7 +328,7 @@ export class BrowserLogin {
     });
     writeChallenge(
       res,
-      html(
+      htmlChallenge(
         302,
         page('Signed in', 'Redirecting…', { href: login.returnTo, text: 'Continue' }),
         'login_success',
@@ -389,19 +337,18 @@ export class BrowserLogin {
           ['set-cookie', created.setCookie],
         ],
       ),
-      ctx.requestId,
     );
   }
 
-  private async logout(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
-    if (req.method !== 'GET' && req.method !== 'POST') return this.methodNotAllowed(res, ctx, 'GET, POST');
+  private async logout(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
+    if (req.method !== 'GET' && req.method !== 'POST') return this.methodNotAllowed(res, 'GET, POST');
     const { sessions, audit, provider, config } = this.deps;
     let lookup: SessionLookup = { kind: 'none' };
     try {
       lookup = await sessions.load(req.headers.cookie);
       if (lookup.kind === 'valid') await sessions.destroy(lookup.id);
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
+      return writeChallenge(res, this.storeUnavailable(req, err));
     }
     const clear = sessions.clearCookies().map((c): [string, string] => ['set-cookie', c]);
     if (lookup.kind === 'valid') {
@@ -414,28 +361,26 @@ export class BrowserLogin {
       if (endSession) {
         return writeChallenge(
           res,
-          html(302, page('Signing out', 'Redirecting to your identity provider…'), 'logout', [
+          htmlChallenge(302, page('Signing out', 'Redirecting to your identity provider…'), 'logout', [
             ['location', endSession.href],
             ...clear,
           ]),
-          ctx.requestId,
         );
       }
     }
     writeChallenge(
       res,
-      html(
+      htmlChallenge(
         200,
         page('Signed out', 'You are signed out.', { href: '/login', text: 'Sign in again' }),
         'logout',
         clear,
       ),
-      ctx.requestId,
     );
   }
 
   private providerDown(): Challenge {
-    return html(
+    return htmlChallenge(
       503,
       page(
         'Identity provider unavailable',
@@ -446,11 +391,10 @@ export class BrowserLogin {
     );
   }
 
-  private methodNotAllowed(res: ServerResponse, ctx: RouteContext, allow: string): void {
+  private methodNotAllowed(res: ServerResponse, allow: string): void {
     writeChallenge(
       res,
-      json(405, 'method_not_allowed', `Use ${allow}.`, 'method_not_allowed', [['allow', allow]]),
-      ctx.requestId,
+      jsonChallenge(405, 'method_not_allowed', `Use ${allow}.`, 'method_not_allowed', [['allow', allow]]),
     );
   }
 }

@@ -1,0 +1,60 @@
+import { type DevIdp, type DevIdpOptions, startDevIdp } from '../../src/demo/dev-idp.js';
+import { freePort, type Listening, startEchoBackend, startTestProxy, type TestProxy } from './servers.js';
+
+export interface OidcStack {
+  idp: DevIdp;
+  backend: Listening;
+  proxy: TestProxy;
+  /** The proxy's public URL (http://127.0.0.1:PORT). */
+  url: string;
+  close(): Promise<void>;
+}
+
+export const CLIENT_ID = 'mcp-oidc-proxy';
+export const CLIENT_SECRET = 'proxy-secret-for-tests-only';
+
+/**
+ * A real OIDC provider (the dev IdP), an echo backend and the proxy in oidc mode between
+ * them. The proxy's port is chosen first so the IdP can register its exact callback URL.
+ */
+export async function startOidcStack(
+  env: Record<string, string> = {},
+  idpOptions: Partial<DevIdpOptions> = {},
+): Promise<OidcStack> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const idp = await startDevIdp({
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        redirect_uris: [`${url}/callback`],
+        post_logout_redirect_uris: [`${url}/logout`],
+      },
+    ],
+    ...idpOptions,
+  });
+  const backend = await startEchoBackend();
+  const proxy = await startTestProxy({
+    AUTH_MODE: 'oidc',
+    SERVER_PORT: String(port),
+    PUBLIC_URL: url,
+    PROXY_TARGET_URL: backend.url,
+    OIDC_DISCOVERY_URL: `${idp.issuer}/.well-known/openid-configuration`,
+    OIDC_CLIENT_ID: CLIENT_ID,
+    OIDC_CLIENT_SECRET: CLIENT_SECRET,
+    OIDC_SCOPES: 'openid email profile groups offline_access',
+    ...env,
+  });
+  return {
+    idp,
+    backend,
+    proxy,
+    url,
+    close: async () => {
+      await proxy.close();
+      await backend.close();
+      await idp.close();
+    },
+  };
+}
