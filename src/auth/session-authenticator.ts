@@ -55,7 +55,7 @@ export class SessionAuthenticator implements Authenticator {
     const rateLimiter = createRateLimiter({
       perMinute: config.auth.authRateLimitPerMinute,
       keyPrefix: 'mcp-oidc-proxy:rl:auth',
-      redis: store instanceof RedisSessionStore ? (store.redis as never) : undefined,
+      redis: store instanceof RedisSessionStore ? store.redis : undefined,
     });
     const login = new BrowserLogin({
       config,

@@ -435,7 +435,9 @@ function sendHtml(res: ServerResponse, status: number, html: string): void {
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
     'cache-control': 'no-store',
-    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    // No form-action: browsers apply it to every redirect after a form post, and the sign-in
+    // post ends, through redirects, at the relying party (the proxy's /callback and beyond).
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
     'x-frame-options': 'DENY',
   });
   res.end(html);

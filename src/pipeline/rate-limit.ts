@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import {
   type RateLimiterAbstract,
   RateLimiterMemory,
@@ -22,7 +22,7 @@ export interface RateLimiterOptions {
   /** Namespaces the counters, e.g. `mcp-oidc-proxy:rl:auth`; limiters sharing Redis and a prefix share budgets. */
   keyPrefix: string;
   /** Shared counters across proxy instances. The caller owns (connects and quits) the client. */
-  redis?: Redis;
+  redis?: Redis | Cluster;
   /** How long a Redis call may take before the in-memory insurance limiter answers instead. */
   redisTimeoutMs?: number;
 }

@@ -43,6 +43,21 @@ function sessionSourceOf(
     : undefined;
 }
 
+/**
+ * Counts the store's sessions for /health and the gauge; concurrent callers share one count
+ * (a SCAN on Redis) instead of starting one each.
+ */
+function sessionCounter(sessions: { count(): Promise<number> } | undefined): () => Promise<number> {
+  if (!sessions) return () => Promise.resolve(0);
+  let inFlight: Promise<number> | undefined;
+  return () => {
+    inFlight ??= sessions.count().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  };
+}
+
 /** A set that reports its size on every change (the active-streams gauge). */
 function trackedSet<T>(onChange: (size: number) => void): {
   items: Set<T>;
@@ -111,12 +126,22 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     streams,
   );
   const targetUrl = config.target.url;
+  const countSessions = sessionCounter(sessionSource?.sessions);
+  // The gauge is read from the store when /metrics is scraped, so every instance sharing a
+  // Redis reports what the store holds now, not a copy from its last health check. While the
+  // store is down it keeps its last value; /health says why.
+  const sessionsGauge = metrics.sessionsActive as unknown as { collect?: () => Promise<void> };
+  sessionsGauge.collect = async () => {
+    try {
+      metrics.sessionsActive.set(await countSessions());
+    } catch {}
+  };
   const health = new HealthChecker({
     targetHost: targetUrl.hostname,
     targetPort: Number(targetUrl.port) || (targetUrl.protocol === 'https:' ? 443 : 80),
     breakerState: () => breaker.state,
     activeSessions: async () => {
-      const n = sessionSource ? await sessionSource.sessions.count() : 0;
+      const n = await countSessions();
       metrics.sessionsActive.set(n);
       return n;
     },
@@ -194,12 +219,6 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     'mcp-oidc-proxy listening',
   );
 
-  // The sessions gauge follows the store even when nobody asks /health.
-  const sessionGauge = setInterval(() => {
-    health.check().catch(() => {});
-  }, 15_000);
-  sessionGauge.unref();
-
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     shutdownPromise ??= (async () => {
@@ -244,7 +263,6 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         await closed;
       }
       await upstream.pool.close().catch(() => upstream.pool.destroy());
-      clearInterval(sessionGauge);
       await authenticator.close?.();
       logger.info('shutdown complete');
     })();

@@ -22,22 +22,29 @@ export class SessionKeys {
     this.encryption = Buffer.from(hkdfSync('sha256', ikm, 'mcp-oidc-proxy', 'store-encryption', 32));
   }
 
-  /** `value.signature`: what a cookie carries. */
-  sign(value: string): string {
-    return `${value}.${this.mac(value)}`;
+  /**
+   * `value.signature`: what a cookie carries. The purpose is part of what is signed, so a value
+   * signed for one cookie (a login binding) is refused where another is expected (a session id).
+   */
+  sign(value: string, purpose: string): string {
+    return `${value}.${this.mac(value, purpose)}`;
   }
 
-  private mac(value: string): string {
-    return createHmac('sha256', this.signing).update(value).digest('base64url');
+  private mac(value: string, purpose: string): string {
+    return createHmac('sha256', this.signing)
+      .update(purpose)
+      .update('\u0000')
+      .update(value)
+      .digest('base64url');
   }
 
-  /** `value.signature` -> value, or undefined when the signature does not match. */
-  unsign(signed: string): string | undefined {
+  /** `value.signature` -> value, or undefined when the signature does not match for `purpose`. */
+  unsign(signed: string, purpose: string): string | undefined {
     const dot = signed.lastIndexOf('.');
     if (dot <= 0) return undefined;
     const value = signed.slice(0, dot);
     const given = Buffer.from(signed.slice(dot + 1), 'utf8');
-    const expected = Buffer.from(this.mac(value), 'utf8');
+    const expected = Buffer.from(this.mac(value, purpose), 'utf8');
     return given.length === expected.length && timingSafeEqual(given, expected) ? value : undefined;
   }
 

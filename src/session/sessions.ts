@@ -29,6 +29,20 @@ export interface CookieOptions {
   secure: boolean;
 }
 
+export interface SessionManagerOptions {
+  idleTimeoutMs: number;
+  maxAgeMs: number;
+  cookie: CookieOptions;
+  /**
+   * How often the idle clock is written back to the store: a session used more often than
+   * this is written at most once per interval. Default: a minute, or a tenth of the idle
+   * timeout when that is shorter, so a session in use never idles out between two writes.
+   */
+  touchIntervalMs?: number;
+  /** Epoch milliseconds; tests move it. */
+  now?: () => number;
+}
+
 export type SessionLookup =
   | { kind: 'none' }
   | { kind: 'invalid' }
@@ -39,9 +53,12 @@ const SESSION_PREFIX = 'session:';
 const LOGIN_PREFIX = 'login:';
 const LOGIN_TTL_MS = 10 * 60 * 1000;
 /** The idle clock is written back at most this often, not on every request. */
-const TOUCH_INTERVAL_MS = 60 * 1000;
+const MAX_TOUCH_INTERVAL_MS = 60 * 1000;
 /** Cookies larger than this are ignored unread (ours are ~90 bytes). */
 const MAX_COOKIE_VALUE = 512;
+/** What each cookie's signature is for: one cookie's value is never accepted as the other. */
+const SESSION_PURPOSE = 'session';
+const LOGIN_PURPOSE = 'login-binding';
 
 /** Reads one cookie from a Cookie header. */
 export function readCookie(header: string | undefined, name: string): string | undefined {
@@ -62,12 +79,18 @@ export function readCookie(header: string | undefined, name: string): string | u
 export class SessionManager {
   readonly cookieName: string;
   readonly loginCookieName: string;
+  private readonly touchIntervalMs: number;
+  private readonly now: () => number;
 
   constructor(
     private readonly store: SessionStore,
     private readonly keys: SessionKeys,
-    private readonly options: { idleTimeoutMs: number; maxAgeMs: number; cookie: CookieOptions },
+    private readonly options: SessionManagerOptions,
   ) {
+    this.touchIntervalMs =
+      options.touchIntervalMs ??
+      Math.max(1, Math.min(MAX_TOUCH_INTERVAL_MS, Math.floor(options.idleTimeoutMs / 10)));
+    this.now = options.now ?? Date.now;
     // __Host- makes the browser insist on Secure, Path=/ and no Domain: no subdomain can plant it.
     const prefix = options.cookie.secure ? '__Host-' : '';
     this.cookieName = `${prefix}mcp_oidc_proxy`;
@@ -84,24 +107,31 @@ export class SessionManager {
     tokens: UpstreamTokens,
   ): Promise<{ id: string; setCookie: string }> {
     const id = randomId();
-    const now = Date.now();
+    const now = this.now();
     await this.save(id, { v: 1, provider, identity, tokens, createdAt: now, lastSeenAt: now });
-    return { id, setCookie: this.cookie(this.cookieName, this.keys.sign(id), this.options.maxAgeMs) };
+    return {
+      id,
+      setCookie: this.cookie(this.cookieName, this.keys.sign(id, SESSION_PURPOSE), this.options.maxAgeMs),
+    };
+  }
+
+  /** The session id a request's cookie names, when the signature holds; nothing is loaded. */
+  idFromCookie(cookieHeader: string | undefined): string | undefined {
+    const raw = readCookie(cookieHeader, this.cookieName);
+    if (raw === undefined || raw.length > MAX_COOKIE_VALUE) return undefined;
+    return this.keys.unsign(raw, SESSION_PURPOSE);
   }
 
   /** Looks up the session a request's cookies name. Store failures propagate (callers answer 503). */
   async load(cookieHeader: string | undefined): Promise<SessionLookup> {
-    const raw = readCookie(cookieHeader, this.cookieName);
-    if (raw === undefined) return { kind: 'none' };
-    if (raw.length > MAX_COOKIE_VALUE) return { kind: 'invalid' };
-    const id = this.keys.unsign(raw);
+    if (readCookie(cookieHeader, this.cookieName) === undefined) return { kind: 'none' };
+    const id = this.idFromCookie(cookieHeader);
     if (!id) return { kind: 'invalid' };
     const sealed = await this.store.get(SESSION_PREFIX + id);
     if (sealed === undefined) return { kind: 'expired', reason: 'gone' };
-    const json = this.keys.decrypt(sealed, SESSION_PREFIX + id);
-    if (!json) return { kind: 'invalid' };
-    const record = JSON.parse(json) as SessionRecord;
-    const now = Date.now();
+    const record = this.open(id, sealed);
+    if (!record) return { kind: 'invalid' };
+    const now = this.now();
     if (now - record.createdAt >= this.options.maxAgeMs) {
       await this.destroy(id);
       return { kind: 'expired', reason: 'absolute', record };
@@ -110,17 +140,31 @@ export class SessionManager {
       await this.destroy(id);
       return { kind: 'expired', reason: 'idle', record };
     }
-    if (now - record.lastSeenAt >= TOUCH_INTERVAL_MS) {
+    if (now - record.lastSeenAt >= this.touchIntervalMs) {
       record.lastSeenAt = now;
       await this.save(id, record);
     }
     return { kind: 'valid', id, record };
   }
 
+  /**
+   * The record as stored now, without timeouts or touching: what another request may have
+   * written since this one loaded it (a refresh that already happened).
+   */
+  async peek(id: string): Promise<SessionRecord | undefined> {
+    const sealed = await this.store.get(SESSION_PREFIX + id);
+    return sealed === undefined ? undefined : this.open(id, sealed);
+  }
+
+  private open(id: string, sealed: string): SessionRecord | undefined {
+    const json = this.keys.decrypt(sealed, SESSION_PREFIX + id);
+    return json === undefined ? undefined : (JSON.parse(json) as SessionRecord);
+  }
+
   async save(id: string, record: SessionRecord): Promise<void> {
     const ttl = Math.min(
-      this.options.idleTimeoutMs + TOUCH_INTERVAL_MS,
-      record.createdAt + this.options.maxAgeMs - Date.now(),
+      this.options.idleTimeoutMs + this.touchIntervalMs,
+      record.createdAt + this.options.maxAgeMs - this.now(),
     );
     if (ttl <= 0) return this.destroy(id);
     await this.store.set(
@@ -147,23 +191,33 @@ export class SessionManager {
     return this.store.delete(`refresh-lock:${id}`);
   }
 
-  /** Starts a login; returns the state and, when the browser has no binding yet, its cookie. */
+  /**
+   * Starts a login; returns the state and the login cookie that binds it to this browser.
+   * A browser keeps its binding across logins (several tabs may sign in at once), and the
+   * cookie is set again each time so it outlives the newest login record, not the first.
+   */
   async startLogin(
     cookieHeader: string | undefined,
     login: Omit<LoginRecord, 'binding' | 'createdAt'>,
-  ): Promise<{ state: string; setCookie?: string }> {
-    const existing = this.keys.unsign(readCookie(cookieHeader, this.loginCookieName) ?? '');
-    const binding = existing ?? randomId();
+  ): Promise<{ state: string; setCookie: string }> {
+    const binding = this.bindingFromCookie(cookieHeader) ?? randomId();
     const state = randomId();
-    const record: LoginRecord = { ...login, binding, createdAt: Date.now() };
+    const record: LoginRecord = { ...login, binding, createdAt: this.now() };
     await this.store.set(
       LOGIN_PREFIX + state,
       this.keys.encrypt(JSON.stringify(record), LOGIN_PREFIX + state),
       LOGIN_TTL_MS,
     );
-    return existing
-      ? { state }
-      : { state, setCookie: this.cookie(this.loginCookieName, this.keys.sign(binding), LOGIN_TTL_MS) };
+    return {
+      state,
+      setCookie: this.cookie(this.loginCookieName, this.keys.sign(binding, LOGIN_PURPOSE), LOGIN_TTL_MS),
+    };
+  }
+
+  private bindingFromCookie(cookieHeader: string | undefined): string | undefined {
+    const raw = readCookie(cookieHeader, this.loginCookieName);
+    if (raw === undefined || raw.length > MAX_COOKIE_VALUE) return undefined;
+    return this.keys.unsign(raw, LOGIN_PURPOSE);
   }
 
   /**
@@ -179,7 +233,7 @@ export class SessionManager {
     const json = sealed === undefined ? undefined : this.keys.decrypt(sealed, LOGIN_PREFIX + state);
     if (!json) return { ok: false, reason: 'unknown_state' };
     const login = JSON.parse(json) as LoginRecord;
-    const binding = this.keys.unsign(readCookie(cookieHeader, this.loginCookieName) ?? '');
+    const binding = this.bindingFromCookie(cookieHeader);
     if (binding !== login.binding) return { ok: false, reason: 'browser_mismatch' };
     return { ok: true, login };
   }

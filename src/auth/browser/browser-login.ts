@@ -6,7 +6,7 @@ import type { RateLimiter } from '../../pipeline/rate-limit.js';
 import type { SessionLookup, SessionManager, SessionRecord } from '../../session/sessions.js';
 import { StoreUnavailableError } from '../../session/store.js';
 import type { AuditLog } from '../audit.js';
-import type { AuthContext, Identity } from '../authenticator.js';
+import type { AuthContext, Identity, RouteHandler } from '../authenticator.js';
 import { type Challenge, htmlChallenge, jsonChallenge, writeChallenge } from '../challenge.js';
 import {
   LoginRejectedError,
@@ -44,15 +44,15 @@ function wantsHtml(req: IncomingMessage): boolean {
  * session check on every other request.
  */
 export class BrowserLogin {
-  readonly routes: ReadonlyMap<
-    string,
-    (req: IncomingMessage, res: ServerResponse, ctx: AuthContext) => Promise<void>
-  >;
+  readonly routes: ReadonlyMap<string, RouteHandler>;
 
   constructor(private readonly deps: BrowserLoginDeps) {
+    const callback: RouteHandler = (req, res, ctx) => this.callback(req, res, ctx);
     this.routes = new Map([
       ['/login', (req, res, ctx) => this.login(req, res, ctx)],
-      ['/callback', (req, res, ctx) => this.callback(req, res, ctx)],
+      ['/callback', callback],
+      // OIDC_REDIRECT_URL may name another path: the provider sends the browser there.
+      [deps.config.auth.oidc.redirectUrl.pathname, callback],
       ['/logout', (req, res, ctx) => this.logout(req, res, ctx)],
     ]);
   }
@@ -81,12 +81,13 @@ export class BrowserLogin {
       return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
 
     let record = lookup.record;
-    if (
-      record.tokens.refreshToken &&
-      record.tokens.expiresAt &&
-      Date.now() > record.tokens.expiresAt - REFRESH_MARGIN_MS
-    ) {
-      const refreshed = await this.refresh(lookup.id, record, clientIp);
+    if (needsRefresh(record)) {
+      let refreshed: SessionRecord | 'ended';
+      try {
+        refreshed = await this.refresh(lookup.id, record, clientIp);
+      } catch (err) {
+        return { kind: 'challenge', challenge: this.storeUnavailable(req, err) };
+      }
       if (refreshed === 'ended')
         return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
       record = refreshed;
@@ -106,34 +107,49 @@ export class BrowserLogin {
 
   /**
    * Refreshes the upstream tokens before they expire, so identity and groups stay current.
-   * A store lock makes one instance do it; the others carry on with the current record.
+   * A store lock makes one request (of any instance) do it; the others carry on with the
+   * record they loaded. Store failures propagate (the caller answers 503).
    */
   private async refresh(
     id: string,
-    record: SessionRecord,
+    loaded: SessionRecord,
     clientIp: string,
   ): Promise<SessionRecord | 'ended'> {
     const { sessions, provider, audit, logger } = this.deps;
-    if (!(await sessions.lockRefresh(id))) return record;
+    if (!(await sessions.lockRefresh(id))) return loaded;
     try {
-      const { identity, tokens } = await provider.refresh(record.tokens, record.identity.sub);
-      const updated: SessionRecord = { ...record, identity, tokens };
-      await sessions.save(id, updated);
-      audit.record('session_refreshed', { sub: identity.sub, ip: clientIp });
-      return updated;
-    } catch (err) {
-      if (err instanceof ProviderUnavailableError) {
-        // The provider is down: keep the session as it is rather than log everyone out.
-        logger.warn({ err: err.message }, 'token refresh failed: identity provider unreachable');
-        return record;
+      // Another request may have refreshed between this one's load and its lock: its record
+      // then holds the new tokens, and spending the old (rotated) refresh token again would
+      // make the provider refuse it, and revoke the whole grant.
+      const current = await sessions.peek(id);
+      if (!current) return 'ended';
+      if (
+        current.tokens.refreshToken !== loaded.tokens.refreshToken ||
+        current.tokens.accessToken !== loaded.tokens.accessToken
+      ) {
+        return current;
       }
-      await sessions.destroy(id);
-      audit.record('session_expired', {
-        reason: `refresh_failed: ${(err as LoginRejectedError).reason ?? 'error'}`,
-        sub: record.identity.sub,
-        ip: clientIp,
-      });
-      return 'ended';
+      let refreshed: Awaited<ReturnType<Provider['refresh']>>;
+      try {
+        refreshed = await provider.refresh(current.tokens, current.identity.sub);
+      } catch (err) {
+        if (err instanceof ProviderUnavailableError) {
+          // The provider is down: keep the session as it is rather than log everyone out.
+          logger.warn({ err: err.message }, 'token refresh failed: identity provider unreachable');
+          return current;
+        }
+        await sessions.destroy(id);
+        audit.record('session_expired', {
+          reason: `refresh_failed: ${err instanceof LoginRejectedError ? err.reason : 'error'}`,
+          sub: current.identity.sub,
+          ip: clientIp,
+        });
+        return 'ended';
+      }
+      const updated: SessionRecord = { ...current, identity: refreshed.identity, tokens: refreshed.tokens };
+      await sessions.save(id, updated);
+      audit.record('session_refreshed', { sub: updated.identity.sub, ip: clientIp });
+      return updated;
     } finally {
       await sessions.unlockRefresh(id).catch(() => {});
     }
@@ -213,7 +229,7 @@ export class BrowserLogin {
     const codeVerifier = client.randomPKCECodeVerifier();
     const codeChallenge = await client.calculatePKCECodeChallenge(codeVerifier);
     const nonce = client.randomNonce();
-    let started: { state: string; setCookie?: string };
+    let started: { state: string; setCookie: string };
     try {
       started = await sessions.startLogin(req.headers.cookie, { nonce, codeVerifier, returnTo });
     } catch (err) {
@@ -225,15 +241,16 @@ export class BrowserLogin {
       codeVerifier,
       codeChallenge,
     }).href;
-    const extra: Array<[string, string]> = [['location', location]];
-    if (started.setCookie) extra.push(['set-cookie', started.setCookie]);
     writeChallenge(
       res,
       htmlChallenge(
         302,
         page('Signing in', 'Redirecting to your identity provider…', { href: location, text: 'Continue' }),
         'login',
-        extra,
+        [
+          ['location', location],
+          ['set-cookie', started.setCookie],
+        ],
       ),
     );
   }
@@ -317,6 +334,10 @@ export class BrowserLogin {
     let created: { id: string; setCookie: string };
     try {
       created = await sessions.create(provider.name, result.identity, result.tokens);
+      // A login replaces whatever session this browser held: the old id is not left valid
+      // beside the new one (it may be someone else's, or a copy an attacker kept).
+      const previous = sessions.idFromCookie(req.headers.cookie);
+      if (previous) await sessions.destroy(previous);
     } catch (err) {
       return writeChallenge(res, this.storeUnavailable(req, err));
     }
@@ -397,6 +418,12 @@ export class BrowserLogin {
       jsonChallenge(405, 'method_not_allowed', `Use ${allow}.`, 'method_not_allowed', [['allow', allow]]),
     );
   }
+}
+
+/** True when the access token expires within the margin and a refresh token can renew it. */
+function needsRefresh(record: SessionRecord): boolean {
+  const { refreshToken, expiresAt } = record.tokens;
+  return Boolean(refreshToken) && expiresAt !== undefined && Date.now() > expiresAt - REFRESH_MARGIN_MS;
 }
 
 function toIdentity(identity: UpstreamIdentity): Identity {

@@ -42,6 +42,8 @@ interface GitHubOrg {
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
+/** Pages of 100 read from a list endpoint at most (orgs, teams, emails). */
+const MAX_PAGES = 10;
 
 /**
  * GitHub is plain OAuth 2 (no ID token, no discovery): the identity comes from its REST
@@ -132,18 +134,20 @@ export class GitHubProvider implements Provider {
     expiresIn: number | undefined,
     expectedSub?: string,
   ): Promise<UpstreamLogin> {
-    const user = await this.api<GitHubUser>('/user', accessToken);
+    const { body: user } = await this.api<GitHubUser>('/user', accessToken);
     const sub = String(user.id);
     if (expectedSub && sub !== expectedSub) {
       throw new LoginRejectedError('the refreshed token belongs to another GitHub user', 'subject_changed');
     }
-    const emails = await this.api<GitHubEmail[]>('/user/emails', accessToken);
+    const emails = await this.list<GitHubEmail>('/user/emails', accessToken);
+    // Only the primary address, and only when GitHub verified it: an unverified address is one
+    // anybody could have typed, so it must not reach ALLOWED_EMAILS or the backend.
     const primary = emails.find((e) => e.primary && e.verified);
     const groups: string[] = [];
     if (this.options.readOrgs) {
       const [orgs, teams] = await Promise.all([
-        this.api<GitHubOrg[]>('/user/orgs?per_page=100', accessToken),
-        this.api<GitHubTeam[]>('/user/teams?per_page=100', accessToken),
+        this.list<GitHubOrg>('/user/orgs', accessToken),
+        this.list<GitHubTeam>('/user/teams', accessToken),
       ]);
       for (const org of orgs) groups.push(org.login);
       for (const team of teams) groups.push(`${team.organization.login}/${team.slug}`);
@@ -166,8 +170,16 @@ export class GitHubProvider implements Provider {
     };
   }
 
-  private async api<T>(path: string, accessToken: string): Promise<T> {
-    const url = new URL(this.options.apiUrl.href.replace(/\/+$/, '') + path);
+  /** One API call; `next` is the URL of the following page (the `Link` header's rel="next"). */
+  private async api<T>(
+    pathOrUrl: string | URL,
+    accessToken: string,
+  ): Promise<{ body: T; next: URL | undefined }> {
+    const url =
+      typeof pathOrUrl === 'string'
+        ? new URL(this.options.apiUrl.href.replace(/\/+$/, '') + pathOrUrl)
+        : pathOrUrl;
+    const path = url.pathname;
     let res: Response;
     try {
       res = await fetch(url, {
@@ -182,12 +194,85 @@ export class GitHubProvider implements Provider {
     } catch (err) {
       throw new ProviderUnavailableError(`GitHub's API could not be reached (${path})`, { cause: err });
     }
-    if (res.status === 401) throw new LoginRejectedError('GitHub refused the token', 'invalid_token');
     if (!res.ok) {
-      throw new ProviderUnavailableError(`GitHub's API answered ${res.status} for ${url.pathname}`);
+      const message = await res
+        .json()
+        .then((b) => String((b as { message?: unknown }).message ?? ''))
+        .catch(() => '');
+      const detail = `GitHub's API answered ${res.status} for ${path}${message ? ` (${message})` : ''}`;
+      if (res.status === 401)
+        throw new LoginRejectedError(`GitHub refused the token: ${detail}`, 'invalid_token');
+      // Rate limits (429, or 403 with no requests left or a Retry-After for the secondary limits)
+      // and server errors: GitHub is unavailable for now.
+      const rateLimited =
+        res.status === 429 ||
+        (res.status === 403 &&
+          (res.headers.get('x-ratelimit-remaining') === '0' || res.headers.has('retry-after')));
+      if (rateLimited || res.status >= 500) throw new ProviderUnavailableError(detail);
+      // 403/404: the token may not read this (missing scope: read:org for orgs and teams, user:email
+      // for emails; or a GitHub App without the permission). A configuration problem, not an outage.
+      throw new LoginRejectedError(
+        `${detail}; the token lacks the scope or permission (granted: ${res.headers.get('x-oauth-scopes') ?? 'unknown'})`,
+        'insufficient_scope',
+      );
     }
-    return (await res.json()) as T;
+    return { body: (await res.json()) as T, next: this.nextPage(res.headers.get('link')) };
   }
+
+  /** Every page of a list endpoint (100 per page, following `Link: <...>; rel="next"`). */
+  private async list<T>(path: string, accessToken: string): Promise<T[]> {
+    const items: T[] = [];
+    let page: string | URL | undefined = `${path}?per_page=100`;
+    for (let n = 0; page !== undefined; n++) {
+      if (n === MAX_PAGES) {
+        this.options.logger.warn({ path, max_pages: MAX_PAGES }, 'GitHub list truncated');
+        break;
+      }
+      const { body, next }: { body: T[]; next: URL | undefined } = await this.api<T[]>(page, accessToken);
+      if (!Array.isArray(body))
+        throw new LoginRejectedError(`GitHub's ${path} is not a list`, 'invalid_response');
+      items.push(...body);
+      page = next;
+    }
+    return items;
+  }
+
+  /** The rel="next" URL of a Link header, only when it stays on the API's origin (it carries the token). */
+  private nextPage(link: string | null): URL | undefined {
+    if (!link) return undefined;
+    for (const part of link.split(',')) {
+      const m = /^\s*<([^>]+)>(.*)$/.exec(part);
+      const rel = /;\s*rel="?([^";]*)"?/i.exec(m?.[2] ?? '')?.[1] ?? '';
+      if (!m || !rel.split(/\s+/).includes('next')) continue;
+      try {
+        const next = new URL(m[1] ?? '', this.options.apiUrl);
+        return next.origin === this.options.apiUrl.origin ? next : undefined;
+      } catch {
+        return undefined;
+      }
+    }
+    return undefined;
+  }
+}
+
+/**
+ * GitHub answers token request errors with HTTP 200 and `{error, error_description, error_uri}`
+ * in the body (e.g. `bad_verification_code`), which openid-client reports as a response without
+ * an access_token; the body is in the error's cause chain.
+ */
+function gitHubError(err: unknown): { error: string; description: string | undefined } | undefined {
+  let e: unknown = err;
+  for (let depth = 0; depth < 5 && e && typeof e === 'object'; depth++) {
+    const { body, cause } = e as { body?: { error?: unknown; error_description?: unknown }; cause?: unknown };
+    if (body && typeof body.error === 'string') {
+      return {
+        error: body.error,
+        description: typeof body.error_description === 'string' ? body.error_description : undefined,
+      };
+    }
+    e = cause;
+  }
+  return undefined;
 }
 
 function translate(err: unknown, step: string): Error {
@@ -198,8 +283,25 @@ function translate(err: unknown, step: string): Error {
     name?: string;
     cause?: { code?: string };
   };
-  if (err instanceof TypeError || e.name === 'TimeoutError' || e.cause?.code?.startsWith('ECONN')) {
+  if (
+    (err instanceof TypeError && /fetch failed/.test(err.message)) ||
+    e.name === 'TimeoutError' ||
+    e.name === 'AbortError' ||
+    /^(ECONN|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|UND_ERR_)/.test(e.cause?.code ?? '')
+  ) {
     return new ProviderUnavailableError(`GitHub could not be reached during ${step}`, { cause: err });
+  }
+  // An HTTP error status (GitHub's own errors are 200): openid-client puts the Response in `cause`.
+  if (e.cause instanceof Response && (e.cause.status >= 500 || e.cause.status === 429)) {
+    return new ProviderUnavailableError(`GitHub answered ${e.cause.status} during ${step}`, { cause: err });
+  }
+  const github = gitHubError(err);
+  if (github) {
+    return new LoginRejectedError(
+      `${step} failed: GitHub answered ${github.error}${github.description ? ` (${github.description})` : ''}`,
+      github.error,
+      { cause: err },
+    );
   }
   return new LoginRejectedError(
     `${step} failed: ${e.message ?? 'error'}`,

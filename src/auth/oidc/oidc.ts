@@ -50,6 +50,23 @@ function isNetworkError(err: unknown): boolean {
   );
 }
 
+const ENTRA_ORIGIN = 'https://login.microsoftonline.com';
+const WELL_KNOWN = '/.well-known/openid-configuration';
+
+/**
+ * What to hand openid-client's discovery. Microsoft Entra ID's multi-tenant endpoints (`common`,
+ * `organizations`) publish the issuer as a template, `https://login.microsoftonline.com/{tenantid}/v2.0`,
+ * and each ID token names its own tenant. openid-client validates such tokens against the
+ * template filled with the token's `tid`, but only when it is given the issuer URL rather than the
+ * discovery document's URL; so for Entra the `/.well-known/openid-configuration` suffix is dropped
+ * (openid-client fetches the same document). Other providers keep the URL exactly as configured.
+ */
+export function discoveryTarget(discoveryUrl: URL): URL {
+  if (discoveryUrl.origin !== ENTRA_ORIGIN || discoveryUrl.search !== '') return discoveryUrl;
+  if (!discoveryUrl.pathname.endsWith(WELL_KNOWN)) return discoveryUrl;
+  return new URL(discoveryUrl.pathname.slice(0, -WELL_KNOWN.length), ENTRA_ORIGIN);
+}
+
 /**
  * Any OpenID Connect provider, through openid-client: discovery (retried with backoff
  * while the provider is unreachable), authorization code with PKCE S256, state and
@@ -73,9 +90,26 @@ export class OidcProvider implements Provider {
     return this.config !== undefined;
   }
 
+  /**
+   * Fault behaviour, chosen here: an unreachable provider never stops the proxy. The first call
+   * (at start) runs discovery; when it fails, ONE background loop retries with backoff (1 s, 2 s,
+   * 4 s, ... capped at 30 s) while /health reports 503 and logins answer 503. Requests never start
+   * an attempt of their own: they share the one in flight or are refused at once with the last
+   * error, so users retrying /login neither wait for a dead provider nor multiply the retries
+   * (each failed attempt used to schedule another loop and double the shared delay).
+   */
   ready(): Promise<void> {
     if (this.config) return Promise.resolve();
-    this.discovering ??= this.discover();
+    if (this.discovering) return this.discovering;
+    if (this.retryTimer || this.closed) {
+      return Promise.reject(
+        new ProviderUnavailableError(
+          `the identity provider could not be reached at OIDC_DISCOVERY_URL (${this.lastError?.message ?? 'closed'})`,
+          { cause: this.lastError },
+        ),
+      );
+    }
+    this.discovering = this.discover();
     return this.discovering;
   }
 
@@ -86,7 +120,7 @@ export class OidcProvider implements Provider {
       discoveryUrl.protocol === 'http:' && LOOPBACK.has(discoveryUrl.host.replace(/:\d+$/, ''));
     try {
       this.config = await client.discovery(
-        discoveryUrl,
+        discoveryTarget(discoveryUrl),
         clientId,
         clientSecret,
         clientSecret ? client.ClientSecretPost(clientSecret) : client.None(),
@@ -115,6 +149,7 @@ export class OidcProvider implements Provider {
       );
       if (!this.closed) {
         this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
           this.ready().catch(() => {});
         }, delay);
         this.retryTimer.unref();
@@ -221,6 +256,12 @@ export class OidcProvider implements Provider {
     }
     if (typeof sub !== 'string' || sub === '') {
       throw new LoginRejectedError('the provider returned no subject', 'no_subject');
+    }
+    if (claims.email_verified === undefined && config.serverMetadata().issuer.includes('{tenantid}')) {
+      // Entra ID multi-tenant (`common`, `organizations`): the admin of any tenant can give a user
+      // any address ("nOAuth"), so the email counts as verified only when Entra says the domain's
+      // owner verified it (the optional claim `xms_edov`).
+      claims.email_verified = claims.xms_edov === true || claims.xms_edov === 'true' || claims.xms_edov === 1;
     }
     const problem = this.options.quirks.checkClaims?.(claims);
     if (problem) throw new LoginRejectedError(problem, 'claims_rejected');

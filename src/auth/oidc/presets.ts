@@ -7,7 +7,8 @@ import type { Provider } from './provider.js';
 /**
  * Each preset's quirks (documented per provider in the README):
  * - auth0: the API `audience` parameter (OIDC_AUDIENCE) so the access token is a JWT for it;
- * - google: `hd` when exactly one domain is allowed, and the ID token's `hd` claim checked;
+ * - google: `hd` when exactly one domain is allowed, and then an address in that domain must come
+ *   with the ID token's `hd` claim naming it (an account the Workspace manages);
  * - microsoft: `offline_access` for a refresh token; groups (object ids) and app roles;
  * - keycloak: groups from the group mapper's `groups` claim and realm roles;
  * - github: plain OAuth 2 through GitHub's API (see github.ts).
@@ -24,17 +25,26 @@ export function quirksFor(config: Config['auth']): OidcQuirks {
         groupClaims: groupClaims(['groups']),
       };
     case 'google': {
-      const hd = policy.domains.length === 1 ? policy.domains[0]?.toLowerCase() : undefined;
+      // `hd` names one Workspace domain: sent when ALLOWED_DOMAINS is exactly one plain domain
+      // (not `*.example.com`, which no `hd` value can express).
+      const only = policy.domains.length === 1 ? policy.domains[0]?.trim().toLowerCase() : undefined;
+      const hd = only && !only.startsWith('*.') ? only : undefined;
       return {
         authParams: hd ? { hd } : {},
         extraScopes: [],
         groupClaims: groupClaims(['groups']),
-        // `hd` in the request only preselects an account; the ID token's claim is what counts.
+        // `hd` in the request only preselects an account; the ID token's `hd` claim is what counts.
+        // An address in the Workspace domain must come from an account the Workspace manages (a
+        // consumer Google account can carry any address). Accounts of other domains are left to
+        // the allow-lists: ALLOWED_EMAILS may name, say, a contractor's gmail.com address.
         checkClaims: hd
-          ? (claims) =>
-              String(claims.hd ?? '').toLowerCase() === hd
-                ? undefined
-                : `the Google account is not in the ${hd} Workspace domain`
+          ? (claims) => {
+              const claimHd = typeof claims.hd === 'string' ? claims.hd.trim().toLowerCase() : '';
+              if (claimHd === hd) return undefined;
+              const email = typeof claims.email === 'string' ? claims.email.trim().toLowerCase() : '';
+              if (!email.endsWith(`@${hd}`)) return undefined;
+              return `the Google account ${email} is not managed by the ${hd} Workspace (hd: ${claimHd || 'none'})`;
+            }
           : undefined,
       };
     }
