@@ -10,8 +10,6 @@ export interface SessionRecord {
   tokens: UpstreamTokens;
   /** Epoch ms of the login (absolute timeout). */
   createdAt: number;
-  /** Epoch ms of the last request seen (idle timeout). */
-  lastSeenAt: number;
 }
 
 /** A login under way: what `/callback` needs to finish it, keyed by `state`. */
@@ -47,10 +45,11 @@ export type SessionLookup =
   | { kind: 'none' }
   | { kind: 'invalid' }
   | { kind: 'expired'; reason: 'idle' | 'absolute' | 'gone'; record?: SessionRecord }
-  | { kind: 'valid'; id: string; record: SessionRecord };
+  | { kind: 'valid'; id: string; record: SessionRecord; lastSeenAt: number };
 
 const SESSION_PREFIX = 'session:';
 const LOGIN_PREFIX = 'login:';
+const SEEN_PREFIX = 'seen:';
 const LOGIN_TTL_MS = 10 * 60 * 1000;
 /** The idle clock is written back at most this often, not on every request. */
 const MAX_TOUCH_INTERVAL_MS = 60 * 1000;
@@ -108,7 +107,8 @@ export class SessionManager {
   ): Promise<{ id: string; setCookie: string }> {
     const id = randomId();
     const now = this.now();
-    await this.save(id, { v: 1, provider, identity, tokens, createdAt: now, lastSeenAt: now });
+    await this.save(id, { v: 1, provider, identity, tokens, createdAt: now });
+    await this.touch(id, now);
     return {
       id,
       setCookie: this.cookie(this.cookieName, this.keys.sign(id, SESSION_PURPOSE), this.options.maxAgeMs),
@@ -127,7 +127,10 @@ export class SessionManager {
     if (readCookie(cookieHeader, this.cookieName) === undefined) return { kind: 'none' };
     const id = this.idFromCookie(cookieHeader);
     if (!id) return { kind: 'invalid' };
-    const sealed = await this.store.get(SESSION_PREFIX + id);
+    const [sealed, seen] = await Promise.all([
+      this.store.get(SESSION_PREFIX + id),
+      this.store.get(SEEN_PREFIX + id),
+    ]);
     if (sealed === undefined) return { kind: 'expired', reason: 'gone' };
     const record = this.open(id, sealed);
     if (!record) return { kind: 'invalid' };
@@ -136,15 +139,20 @@ export class SessionManager {
       await this.destroy(id);
       return { kind: 'expired', reason: 'absolute', record };
     }
-    if (now - record.lastSeenAt >= this.options.idleTimeoutMs) {
+    // The idle clock lives in its own key (its TTL outlasts the idle timeout): a missing key
+    // means the session sat idle that long.
+    const lastSeenAt = seen === undefined ? Number.NEGATIVE_INFINITY : Number(seen);
+    if (now - lastSeenAt >= this.options.idleTimeoutMs) {
       await this.destroy(id);
       return { kind: 'expired', reason: 'idle', record };
     }
-    if (now - record.lastSeenAt >= this.touchIntervalMs) {
-      record.lastSeenAt = now;
-      await this.save(id, record);
-    }
-    return { kind: 'valid', id, record };
+    if (now - lastSeenAt >= this.touchIntervalMs) await this.touch(id, now);
+    return {
+      kind: 'valid',
+      id,
+      record,
+      lastSeenAt: now - lastSeenAt >= this.touchIntervalMs ? now : lastSeenAt,
+    };
   }
 
   /**
@@ -161,11 +169,13 @@ export class SessionManager {
     return json === undefined ? undefined : (JSON.parse(json) as SessionRecord);
   }
 
+  /**
+   * Writes the record (after login or a token refresh) until the absolute timeout. The idle
+   * clock is kept apart, so a request touching it can never write back stale tokens over a
+   * refresh that another request just saved.
+   */
   async save(id: string, record: SessionRecord): Promise<void> {
-    const ttl = Math.min(
-      this.options.idleTimeoutMs + this.touchIntervalMs,
-      record.createdAt + this.options.maxAgeMs - this.now(),
-    );
+    const ttl = record.createdAt + this.options.maxAgeMs - this.now();
     if (ttl <= 0) return this.destroy(id);
     await this.store.set(
       SESSION_PREFIX + id,
@@ -174,8 +184,12 @@ export class SessionManager {
     );
   }
 
-  destroy(id: string): Promise<void> {
-    return this.store.delete(SESSION_PREFIX + id);
+  private touch(id: string, now: number): Promise<void> {
+    return this.store.set(SEEN_PREFIX + id, String(now), this.options.idleTimeoutMs + this.touchIntervalMs);
+  }
+
+  async destroy(id: string): Promise<void> {
+    await Promise.all([this.store.delete(SESSION_PREFIX + id), this.store.delete(SEEN_PREFIX + id)]);
   }
 
   count(): Promise<number> {

@@ -71,6 +71,10 @@ describe('browser login through a real OIDC provider', () => {
     expect(result.status).toBe(403);
     expect(result.body).toContain('Access denied');
     expect(result.body).toContain('bob@other.org');
+    // The way out is another sign-in that makes the provider ask for credentials again.
+    expect(result.body).toContain('href="/login?prompt=login"');
+    const again = await fetch(`${stack.url}/login?prompt=login`, { redirect: 'manual' });
+    expect(new URL(again.headers.get('location') as string).searchParams.get('prompt')).toBe('login');
     await waitFor(
       () => stack.proxy.logs.some((l) => l.audit === 'access_denied'),
       2000,

@@ -176,9 +176,11 @@ export class BrowserLogin {
     if (wantsHtml(req)) {
       return htmlChallenge(
         403,
+        // prompt=login makes the provider ask for credentials again instead of reusing its
+        // session, so the user can switch to an account that is allowed.
         page('Access denied', `You are signed in, but not allowed to use this server: ${reason}`, {
-          href: '/logout',
-          text: 'Sign out',
+          href: '/login?prompt=login',
+          text: 'Sign in with a different account',
         }),
         'denied',
       );
@@ -235,11 +237,13 @@ export class BrowserLogin {
     } catch (err) {
       return writeChallenge(res, this.storeUnavailable(req, err));
     }
+    const prompt = new URLSearchParams(ctx.search).get('prompt');
     const location = provider.authorizationUrl({
       state: started.state,
       nonce,
       codeVerifier,
       codeChallenge,
+      prompt: prompt === 'login' || prompt === 'select_account' ? prompt : undefined,
     }).href;
     writeChallenge(
       res,
@@ -369,7 +373,10 @@ export class BrowserLogin {
       lookup = await sessions.load(req.headers.cookie);
       if (lookup.kind === 'valid') await sessions.destroy(lookup.id);
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err));
+      // The session cannot be ended in the store now, but this browser forgets it at least.
+      const unavailable = this.storeUnavailable(req, err);
+      unavailable.headers.push(...sessions.clearCookies().map((c): [string, string] => ['set-cookie', c]));
+      return writeChallenge(res, unavailable);
     }
     const clear = sessions.clearCookies().map((c): [string, string] => ['set-cookie', c]);
     if (lookup.kind === 'valid') {

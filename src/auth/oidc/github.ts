@@ -80,7 +80,9 @@ export class GitHubProvider implements Provider {
 
   async ready(): Promise<void> {}
 
-  authorizationUrl(checks: LoginChecks & { codeChallenge: string }): URL {
+  authorizationUrl(
+    checks: LoginChecks & { codeChallenge: string; prompt?: 'login' | 'select_account' },
+  ): URL {
     return client.buildAuthorizationUrl(this.config, {
       redirect_uri: this.options.redirectUri,
       scope: this.options.readOrgs ? 'read:user user:email read:org' : 'read:user user:email',
@@ -88,6 +90,8 @@ export class GitHubProvider implements Provider {
       code_challenge: checks.codeChallenge,
       code_challenge_method: 'S256',
       allow_signup: 'false',
+      // GitHub's documented prompt value shows the account picker.
+      ...(checks.prompt ? { prompt: 'select_account' } : {}),
     });
   }
 

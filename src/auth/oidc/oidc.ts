@@ -171,7 +171,9 @@ export class OidcProvider implements Provider {
     return this.config;
   }
 
-  authorizationUrl(checks: LoginChecks & { codeChallenge: string }): URL {
+  authorizationUrl(
+    checks: LoginChecks & { codeChallenge: string; prompt?: 'login' | 'select_account' },
+  ): URL {
     const { redirectUri, scopes, quirks } = this.options;
     const scope = [...new Set([...scopes, ...quirks.extraScopes])].join(' ');
     return client.buildAuthorizationUrl(this.requireConfig(), {
@@ -182,6 +184,7 @@ export class OidcProvider implements Provider {
       nonce: checks.nonce,
       code_challenge: checks.codeChallenge,
       code_challenge_method: 'S256',
+      ...(checks.prompt ? { prompt: checks.prompt } : {}),
       ...quirks.authParams,
     });
   }

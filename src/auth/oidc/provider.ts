@@ -41,7 +41,8 @@ export interface Provider {
   ready(): Promise<void>;
   /** True once discovery succeeded. */
   isReady(): boolean;
-  authorizationUrl(checks: LoginChecks & { codeChallenge: string }): URL;
+  /** `prompt` (OIDC `login` / `select_account`) asks the provider not to reuse its session. */
+  authorizationUrl(checks: LoginChecks & { codeChallenge: string; prompt?: 'login' | 'select_account' }): URL;
   /** Exchanges the code in `callbackUrl` (state, nonce and PKCE verified) and loads the identity. */
   redeem(callbackUrl: URL, checks: LoginChecks): Promise<UpstreamLogin>;
   /** Uses a refresh token; the identity is reloaded so allow-lists see current groups. */
