@@ -1,9 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type GitHubSim, type GitHubSimUser, startGitHubSim } from '../helpers/github-sim.js';
 import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
+import { freePorts } from '../helpers/ports.js';
 import {
   type Listening,
   startEchoBackend,
@@ -78,21 +77,6 @@ interface ProxyUnderTest {
 
 const SECRET = 'github-client-secret-for-tests';
 
-/** `n` free loopback ports, bound all at once (so none repeats), then released. */
-async function distinctFreePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    }
-    return servers.map((s) => (s.address() as AddressInfo).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  }
-}
-
 describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
   let sim: GitHubSim;
   let backend: Listening;
@@ -111,7 +95,7 @@ describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
   beforeAll(async () => {
     const names = ['team', 'org', 'email', 'wrong-secret'] as const;
     // The proxies' ports first, so each can be registered with its exact callback URL.
-    const ports = await distinctFreePorts(names.length);
+    const ports = await freePorts(names.length);
     const urls = ports.map((p) => `http://127.0.0.1:${p}`);
     sim = await startGitHubSim({
       apps: [

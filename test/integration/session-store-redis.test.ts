@@ -1,7 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -18,6 +17,8 @@ import {
   redactRedisUrl,
 } from '../../src/session/redis.js';
 import { type SessionStore, StoreUnavailableError } from '../../src/session/store.js';
+import { accepts } from '../helpers/redis-server.js';
+import { freePort } from '../helpers/servers.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
 import { runSessionStoreTests } from '../unit/session-store.suite.js';
 
@@ -25,33 +26,12 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Every key this run writes to the shared Redis lives under this prefix, and is deleted after. */
 const RUN_PREFIX = `mcp-oidc-proxy-test:session:${randomUUID()}:`;
 
-/** A free loopback port: bound on port 0, then released. (`redis-server --port 0` disables TCP.) */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
-
 async function until(predicate: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = performance.now() + timeoutMs;
   while (!(await predicate())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 /** Resolves with what the call rejected with, and how long it took; fails if it resolved. */

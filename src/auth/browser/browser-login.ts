@@ -63,7 +63,7 @@ export class BrowserLogin {
     clientIp: string,
     pathAndQuery: string,
   ): Promise<BrowserAuthResult> {
-    const { sessions, audit, config } = this.deps;
+    const { sessions, audit } = this.deps;
     let lookup: SessionLookup;
     try {
       lookup = await sessions.load(req.headers.cookie);
@@ -92,16 +92,8 @@ export class BrowserLogin {
         return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
       record = refreshed;
     }
-    const verdict = evaluatePolicy(record.identity, config.auth.policy);
-    if (!verdict.allowed) {
-      audit.record('access_denied', {
-        sub: record.identity.sub,
-        email: record.identity.email,
-        reason: verdict.reason,
-        ip: clientIp,
-      });
-      return { kind: 'challenge', challenge: this.denied(req, verdict.reason) };
-    }
+    const refusal = this.checkPolicy(req, record.identity, clientIp);
+    if (refusal) return { kind: 'challenge', challenge: refusal };
     return { kind: 'allow', identity: toIdentity(record.identity), session: record };
   }
 
@@ -170,6 +162,23 @@ export class BrowserLogin {
     return jsonChallenge(401, 'unauthorized', 'Authentication is required.', 'unauthenticated', [
       ['www-authenticate', `Bearer resource_metadata="${metadata}"`],
     ]);
+  }
+
+  /** The allow-lists, applied at login and on every request; a refusal is audited. */
+  private checkPolicy(
+    req: IncomingMessage,
+    identity: UpstreamIdentity,
+    clientIp: string,
+  ): Challenge | undefined {
+    const verdict = evaluatePolicy(identity, this.deps.config.auth.policy);
+    if (verdict.allowed) return undefined;
+    this.deps.audit.record('access_denied', {
+      sub: identity.sub,
+      email: identity.email,
+      reason: verdict.reason,
+      ip: clientIp,
+    });
+    return this.denied(req, verdict.reason);
   }
 
   private denied(req: IncomingMessage, reason: string): Challenge {
@@ -325,16 +334,8 @@ export class BrowserLogin {
       this.deps.logger.warn({ err: (err as Error).message }, 'login rejected');
       return fail(401, reason, 'The sign-in response could not be verified.');
     }
-    const verdict = evaluatePolicy(result.identity, config.auth.policy);
-    if (!verdict.allowed) {
-      audit.record('access_denied', {
-        sub: result.identity.sub,
-        email: result.identity.email,
-        reason: verdict.reason,
-        ip: ctx.clientIp,
-      });
-      return writeChallenge(res, this.denied(req, verdict.reason));
-    }
+    const refusal = this.checkPolicy(req, result.identity, ctx.clientIp);
+    if (refusal) return writeChallenge(res, refusal);
     let created: { id: string; setCookie: string };
     try {
       created = await sessions.create(provider.name, result.identity, result.tokens);
