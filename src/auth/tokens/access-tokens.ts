@@ -1,0 +1,299 @@
+import { randomBytes } from 'node:crypto';
+import { errors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
+import type { SessionStore } from '../../session/store.js';
+import { SIGNING_ALG, type SigningKeys } from './signing-keys.js';
+
+/** RFC 9068 media type of an access token JWT (`typ` header). */
+export const ACCESS_TOKEN_TYP = 'at+jwt';
+
+export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5;
+/** Upper bound on the tolerance: more would let expired tokens live noticeably longer. */
+export const MAX_CLOCK_TOLERANCE_SECONDS = 30;
+
+const REVOKED_PREFIX = 'revoked-jti:';
+
+/** The issuer (`iss`) for a PUBLIC_URL: its origin, no path, no trailing slash. */
+export function issuerFromPublicUrl(publicUrl: string): string {
+  return new URL(publicUrl).origin;
+}
+
+export interface MintAccessTokenInput {
+  sub: string;
+  clientId: string;
+  /** Space-separated scopes granted. */
+  scope: string;
+  /** The resource URL (RFC 8707) the token is for; becomes `aud`. */
+  audience: string;
+  email?: string;
+  groups?: string[];
+  ttlSeconds: number;
+}
+
+export interface MintedAccessToken {
+  token: string;
+  jti: string;
+  kid: string;
+  /** Epoch seconds. */
+  expiresAt: number;
+}
+
+/** What a verified token says. */
+export interface AccessTokenClaims {
+  sub: string;
+  clientId: string;
+  scope: string;
+  audience: string;
+  issuer: string;
+  jti: string;
+  /** Epoch seconds. */
+  issuedAt: number;
+  /** Epoch seconds. */
+  expiresAt: number;
+  email?: string;
+  groups?: string[];
+}
+
+export type AccessTokenFailure =
+  | 'malformed'
+  | 'algorithm'
+  | 'unknown_key'
+  | 'signature'
+  | 'type'
+  | 'issuer'
+  | 'audience'
+  | 'expired'
+  | 'not_yet_valid'
+  | 'claims'
+  | 'revoked';
+
+/**
+ * A bearer token the proxy refuses. `code` is the RFC 6750 error for the WWW-Authenticate header;
+ * `reason` says why, for logs and metrics (not for the client, which only needs `invalid_token`).
+ */
+export class AccessTokenError extends Error {
+  readonly code = 'invalid_token';
+  constructor(
+    readonly reason: AccessTokenFailure,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AccessTokenError';
+  }
+
+  toResponseObject(): { error: 'invalid_token'; error_description: string } {
+    return { error: this.code, error_description: 'The access token is invalid or expired.' };
+  }
+}
+
+export interface AccessTokensOptions {
+  /** PUBLIC_URL (its origin becomes `iss`). */
+  publicUrl: string;
+  /** Seconds of clock skew tolerated on exp/nbf; at most 30. */
+  clockToleranceSeconds?: number;
+  /** Epoch ms; tests move it. */
+  now?: () => number;
+}
+
+export interface VerifyAccessTokenOptions {
+  /** The resource URL this request is for: `aud` must be exactly this. */
+  audience: string;
+  /** Defaults to this service's issuer. */
+  issuer?: string;
+}
+
+/**
+ * Mints and verifies the proxy's access tokens: RFC 9068 JWTs signed ES256 with the active key
+ * of SigningKeys. Revocation is by `jti`, remembered in the store until the token's expiry, so
+ * it holds across instances.
+ */
+export class AccessTokens {
+  readonly issuer: string;
+  private readonly clockTolerance: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly signingKeys: SigningKeys,
+    private readonly store: SessionStore,
+    options: AccessTokensOptions,
+  ) {
+    this.issuer = issuerFromPublicUrl(options.publicUrl);
+    const tolerance = options.clockToleranceSeconds ?? DEFAULT_CLOCK_TOLERANCE_SECONDS;
+    if (!Number.isFinite(tolerance) || tolerance < 0 || tolerance > MAX_CLOCK_TOLERANCE_SECONDS) {
+      throw new RangeError(
+        `clockToleranceSeconds must be between 0 and ${MAX_CLOCK_TOLERANCE_SECONDS}, got ${tolerance}`,
+      );
+    }
+    this.clockTolerance = tolerance;
+    this.now = options.now ?? Date.now;
+  }
+
+  async mintAccessToken(input: MintAccessTokenInput): Promise<MintedAccessToken> {
+    const { ttlSeconds } = input;
+    if (
+      !Number.isInteger(ttlSeconds) ||
+      ttlSeconds <= 0 ||
+      ttlSeconds > this.signingKeys.maxTokenTtlSeconds
+    ) {
+      // A longer token could outlive its key's publication after a rotation.
+      throw new RangeError(
+        `ttlSeconds must be an integer between 1 and ${this.signingKeys.maxTokenTtlSeconds}, got ${ttlSeconds}`,
+      );
+    }
+    for (const [name, value] of [
+      ['sub', input.sub],
+      ['clientId', input.clientId],
+      ['audience', input.audience],
+    ] as const) {
+      if (typeof value !== 'string' || value === '')
+        throw new TypeError(`${name} must be a non-empty string`);
+    }
+    const { kid, privateKey } = await this.signingKeys.activeKey();
+    const iat = Math.floor(this.now() / 1000);
+    const exp = iat + ttlSeconds;
+    const jti = randomBytes(16).toString('base64url');
+    const claims: JWTPayload = { client_id: input.clientId, scope: input.scope };
+    if (input.email !== undefined) claims.email = input.email;
+    if (input.groups !== undefined) claims.groups = [...input.groups];
+    const token = await new SignJWT(claims)
+      .setProtectedHeader({ alg: SIGNING_ALG, kid, typ: ACCESS_TOKEN_TYP })
+      .setIssuer(this.issuer)
+      .setSubject(input.sub)
+      .setAudience(input.audience)
+      .setIssuedAt(iat)
+      .setNotBefore(iat)
+      .setExpirationTime(exp)
+      .setJti(jti)
+      .sign(privateKey);
+    return { token, jti, kid, expiresAt: exp };
+  }
+
+  /**
+   * The claims of a token this proxy issued for `audience`, or an AccessTokenError. A store that
+   * cannot be reached rejects with StoreUnavailableError instead (503, never fail open).
+   */
+  async verifyAccessToken(token: string, options: VerifyAccessTokenOptions): Promise<AccessTokenClaims> {
+    const claims = await this.verifySigned(token, options);
+    if ((await this.store.get(REVOKED_PREFIX + claims.jti)) !== undefined) {
+      throw new AccessTokenError('revoked', 'the access token has been revoked');
+    }
+    return claims;
+  }
+
+  /** Refuses the token with this `jti` until `expiresAt` (epoch seconds) has passed. */
+  async revokeJti(jti: string, expiresAt: number): Promise<void> {
+    const ttlMs = (expiresAt + this.clockTolerance) * 1000 - this.now();
+    if (ttlMs <= 0) return; // already refused as expired
+    await this.store.set(REVOKED_PREFIX + jti, '1', ttlMs);
+  }
+
+  /**
+   * RFC 7009 for an access token: a valid token of ours (for any resource) is revoked and true is
+   * returned; anything else (expired, foreign, garbage) is not an error and returns false.
+   */
+  async revokeAccessToken(token: string, options: { audience: string }): Promise<boolean> {
+    let claims: AccessTokenClaims;
+    try {
+      claims = await this.verifySigned(token, { audience: options.audience });
+    } catch (error) {
+      if (error instanceof AccessTokenError) return false;
+      throw error;
+    }
+    await this.revokeJti(claims.jti, claims.expiresAt);
+    return true;
+  }
+
+  private async verifySigned(token: string, options: VerifyAccessTokenOptions): Promise<AccessTokenClaims> {
+    const issuer = options.issuer ?? this.issuer;
+    if (typeof token !== 'string' || token === '') {
+      throw new AccessTokenError('malformed', 'the access token is empty');
+    }
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(
+        token,
+        async (header) => {
+          if (typeof header.kid !== 'string' || header.kid === '') {
+            throw new AccessTokenError('unknown_key', 'the access token has no kid');
+          }
+          const key = await this.signingKeys.verificationKey(header.kid);
+          if (key === undefined) {
+            throw new AccessTokenError('unknown_key', 'the access token was signed with an unknown key');
+          }
+          return key;
+        },
+        {
+          algorithms: [SIGNING_ALG],
+          typ: ACCESS_TOKEN_TYP,
+          issuer,
+          audience: options.audience,
+          clockTolerance: this.clockTolerance,
+          currentDate: new Date(this.now()),
+          requiredClaims: ['sub', 'exp', 'iat', 'jti', 'client_id'],
+        },
+      ));
+    } catch (error) {
+      throw classify(error);
+    }
+    // jose accepts an array that merely contains the audience; ours carry exactly one.
+    const aud = Array.isArray(payload.aud) && payload.aud.length === 1 ? payload.aud[0] : payload.aud;
+    if (aud !== options.audience) {
+      throw new AccessTokenError('audience', 'the access token is for another audience as well');
+    }
+    const { sub, jti, exp, iat, client_id: clientId, scope, email, groups } = payload;
+    if (
+      typeof sub !== 'string' ||
+      typeof jti !== 'string' ||
+      typeof exp !== 'number' ||
+      typeof iat !== 'number' ||
+      typeof clientId !== 'string' ||
+      (scope !== undefined && typeof scope !== 'string') ||
+      (email !== undefined && typeof email !== 'string') ||
+      (groups !== undefined && !(Array.isArray(groups) && groups.every((g) => typeof g === 'string')))
+    ) {
+      throw new AccessTokenError('claims', 'the access token claims have the wrong types');
+    }
+    return {
+      sub,
+      clientId,
+      scope: scope ?? '',
+      audience: options.audience,
+      issuer,
+      jti,
+      issuedAt: iat,
+      expiresAt: exp,
+      ...(email !== undefined ? { email } : {}),
+      ...(groups !== undefined ? { groups: groups as string[] } : {}),
+    };
+  }
+}
+
+/** jose's errors -> ours; anything that is not about the token (store down) passes through. */
+function classify(error: unknown): unknown {
+  if (error instanceof AccessTokenError) return error;
+  const fail = (reason: AccessTokenFailure, message: string): AccessTokenError =>
+    new AccessTokenError(reason, message, { cause: error });
+  if (error instanceof errors.JWTExpired) return fail('expired', 'the access token has expired');
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    switch (error.claim) {
+      case 'iss':
+        return fail('issuer', 'the access token was issued by someone else');
+      case 'aud':
+        return fail('audience', 'the access token is for another resource');
+      case 'nbf':
+        return fail('not_yet_valid', 'the access token is not valid yet');
+      case 'typ':
+        return fail('type', 'the token is not an access token (typ)');
+      default:
+        return fail('claims', `the access token claim "${error.claim}" is missing or invalid`);
+    }
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) {
+    return fail('algorithm', 'the access token is not signed with ES256');
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed) {
+    return fail('signature', 'the access token signature does not verify');
+  }
+  if (error instanceof errors.JOSEError) return fail('malformed', 'the access token is malformed');
+  return error;
+}

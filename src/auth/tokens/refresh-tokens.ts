@@ -1,0 +1,290 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { randomId, type SessionKeys } from '../../session/keys.js';
+import type { SessionStore } from '../../session/store.js';
+
+export const DEFAULT_REFRESH_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+export const DEFAULT_FAMILY_MAX_LIFETIME_SECONDS = 90 * 24 * 3600;
+
+const FAMILY_PREFIX = 'refresh-family:';
+const REVOKED_FAMILY_PREFIX = 'refresh-family-revoked:';
+const TOKEN_PREFIX = 'refresh-token:';
+const USED_PREFIX = 'refresh-used:';
+
+/** 32 random bytes, base64url: exactly 43 characters. */
+const TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
+
+/** What one authorization granted; every refresh token of the family carries it. */
+export interface RefreshFamilyInput {
+  clientId: string;
+  sub: string;
+  scope: string;
+  /** The resource (RFC 8707) the access tokens are for. */
+  resource: string;
+  email?: string;
+  groups?: string[];
+  /** Absolute lifetime of the family, from now; defaults to the service's setting. */
+  maxLifetimeSeconds?: number;
+}
+
+export interface RefreshFamily {
+  id: string;
+  clientId: string;
+  sub: string;
+  scope: string;
+  resource: string;
+  email?: string;
+  groups?: string[];
+  /** Epoch ms. */
+  createdAt: number;
+  /** Epoch ms: no token of the family is honoured after this, however recently it was rotated. */
+  expiresAt: number;
+}
+
+export interface IssuedRefreshToken {
+  /** The opaque token for the client; the store only ever sees its SHA-256. */
+  token: string;
+  /** Epoch ms. */
+  expiresAt: number;
+  family: RefreshFamily;
+}
+
+export type RefreshTokenFailure =
+  | 'invalid'
+  | 'expired'
+  | 'revoked'
+  | 'reuse_detected'
+  | 'client_mismatch'
+  | 'unreadable';
+
+/** A refresh token the token endpoint refuses: always `invalid_grant`, `reason` for logs. */
+export class RefreshTokenError extends Error {
+  readonly code = 'invalid_grant';
+  constructor(
+    readonly reason: RefreshTokenFailure,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RefreshTokenError';
+  }
+
+  toResponseObject(): { error: 'invalid_grant'; error_description: string } {
+    return { error: this.code, error_description: 'The refresh token is invalid, expired or revoked.' };
+  }
+}
+
+export interface RefreshTokensOptions {
+  /** Lifetime of one refresh token (each rotation starts a new one), capped by the family's. */
+  tokenTtlSeconds?: number;
+  familyMaxLifetimeSeconds?: number;
+  /** Epoch ms; tests move it. */
+  now?: () => number;
+}
+
+/** What `refresh-token:<sha256>` holds. */
+interface TokenRecord {
+  familyId: string;
+  expiresAt: number;
+}
+
+/** SHA-256 of the token, base64url: the only form in which a refresh token reaches the store. */
+export function hashRefreshToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('base64url');
+}
+
+/**
+ * Opaque, rotating refresh tokens (OAuth 2.1 §4.3.1, MCP security best practices).
+ *
+ * Store layout (token values appear only as SHA-256 hashes):
+ * - `refresh-family:<id>`: the family (who, which client, scope, resource), sealed with SessionKeys
+ *   bound to its key (it holds email and groups); TTL = the family's absolute lifetime.
+ * - `refresh-family-revoked:<id>`: tombstone, so a revoked family is told apart from an expired one.
+ * - `refresh-token:<hash>`: { familyId, expiresAt } for every token issued, used ones included,
+ *   until the token would have expired, so a replay is recognised.
+ * - `refresh-used:<hash>`: the single-use marker, claimed with setIfAbsent.
+ *
+ * Rotation claims the marker atomically. A token whose marker is already claimed is reuse: either
+ * an attacker replays a stolen token or the client lost a response; the two cannot be told apart,
+ * so the whole family is revoked (OAuth 2.1 §4.3.1). Two concurrent rotations of one token are
+ * the same case: exactly one claims the marker and gets a new token, the other gets
+ * `reuse_detected` and revokes the family, so the winner's new token is refused at its next use
+ * too and the client must authorize again. A client that refreshes from two places at once with
+ * one token is indistinguishable from theft; MCP-AUTH.md asks for exactly this.
+ */
+export class RefreshTokens {
+  private readonly tokenTtlMs: number;
+  private readonly familyMaxLifetimeMs: number;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: SessionStore,
+    private readonly keys: SessionKeys,
+    options: RefreshTokensOptions = {},
+  ) {
+    this.tokenTtlMs = seconds(
+      'tokenTtlSeconds',
+      options.tokenTtlSeconds ?? DEFAULT_REFRESH_TOKEN_TTL_SECONDS,
+    );
+    this.familyMaxLifetimeMs = seconds(
+      'familyMaxLifetimeSeconds',
+      options.familyMaxLifetimeSeconds ?? DEFAULT_FAMILY_MAX_LIFETIME_SECONDS,
+    );
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Starts a family for a new authorization and returns its first refresh token. */
+  async issue(input: RefreshFamilyInput): Promise<IssuedRefreshToken> {
+    const lifetimeMs =
+      input.maxLifetimeSeconds === undefined
+        ? this.familyMaxLifetimeMs
+        : seconds('maxLifetimeSeconds', input.maxLifetimeSeconds);
+    const now = this.now();
+    const family: RefreshFamily = {
+      id: randomId(),
+      clientId: input.clientId,
+      sub: input.sub,
+      scope: input.scope,
+      resource: input.resource,
+      ...(input.email !== undefined ? { email: input.email } : {}),
+      ...(input.groups !== undefined ? { groups: [...input.groups] } : {}),
+      createdAt: now,
+      expiresAt: now + lifetimeMs,
+    };
+    const key = FAMILY_PREFIX + family.id;
+    await this.store.set(key, this.keys.encrypt(JSON.stringify(family), key), lifetimeMs);
+    return this.newToken(family, now);
+  }
+
+  /**
+   * Exchanges a refresh token for its successor. The presented token is spent whatever happens
+   * next; presenting a spent one revokes its family and throws `reuse_detected`. With `clientId`,
+   * a token issued to another client is refused (RFC 6749 §6) without being spent.
+   */
+  async rotate(token: string, options: { clientId?: string } = {}): Promise<IssuedRefreshToken> {
+    const hash = this.hashIfWellFormed(token);
+    const record =
+      hash === undefined ? undefined : parseTokenRecord(await this.store.get(TOKEN_PREFIX + hash));
+    if (hash === undefined || record === undefined) {
+      throw new RefreshTokenError('invalid', 'unknown or expired refresh token');
+    }
+    const now = this.now();
+    const family = await this.liveFamily(record.familyId, now);
+    if (now >= record.expiresAt) throw new RefreshTokenError('expired', 'the refresh token has expired');
+    if (options.clientId !== undefined && options.clientId !== family.clientId) {
+      throw new RefreshTokenError('client_mismatch', 'the refresh token was issued to another client');
+    }
+    const first = await this.store.setIfAbsent(USED_PREFIX + hash, family.id, record.expiresAt - now);
+    if (!first) {
+      await this.revokeFamily(family.id);
+      throw new RefreshTokenError('reuse_detected', 'refresh token reuse: the whole grant has been revoked');
+    }
+    return this.newToken(family, now);
+  }
+
+  /**
+   * RFC 7009: revokes the grant the token belongs to. An unknown, expired or malformed token is
+   * not an error ('unknown'); a token of another client is left alone ('client_mismatch').
+   */
+  async revoke(
+    token: string,
+    options: { clientId?: string } = {},
+  ): Promise<'revoked' | 'unknown' | 'client_mismatch'> {
+    const hash = this.hashIfWellFormed(token);
+    if (hash === undefined) return 'unknown';
+    const record = parseTokenRecord(await this.store.get(TOKEN_PREFIX + hash));
+    if (record === undefined) return 'unknown';
+    const family = await this.readFamily(record.familyId);
+    if (family === undefined) return 'unknown';
+    if (options.clientId !== undefined && options.clientId !== family.clientId) return 'client_mismatch';
+    await this.revokeFamily(family.id);
+    return 'revoked';
+  }
+
+  /** Revokes every token of the family, used or not; true when there was a live family. */
+  async revokeFamily(familyId: string): Promise<boolean> {
+    const key = FAMILY_PREFIX + familyId;
+    const sealed = await this.store.get(key);
+    if (sealed === undefined) return false;
+    const family = this.unseal(sealed, familyId);
+    const remainingMs = family === undefined ? this.familyMaxLifetimeMs : family.expiresAt - this.now();
+    // Tombstone first: between the two writes the family is already refused.
+    if (remainingMs > 0) await this.store.set(REVOKED_FAMILY_PREFIX + familyId, '1', remainingMs);
+    await this.store.delete(key);
+    return true;
+  }
+
+  /** Revokes every family of a user (allow-list removal, admin "delete user"); how many. */
+  async revokeSubject(sub: string): Promise<number> {
+    let revoked = 0;
+    for (const key of await this.store.keys(FAMILY_PREFIX)) {
+      const id = key.slice(FAMILY_PREFIX.length);
+      const family = await this.readFamily(id);
+      if (family?.sub === sub && (await this.revokeFamily(id))) revoked++;
+    }
+    return revoked;
+  }
+
+  /** The family when it is live, for callers that need it without rotating. */
+  async readFamily(familyId: string): Promise<RefreshFamily | undefined> {
+    const sealed = await this.store.get(FAMILY_PREFIX + familyId);
+    if (sealed === undefined) return undefined;
+    const family = this.unseal(sealed, familyId);
+    return family !== undefined && this.now() < family.expiresAt ? family : undefined;
+  }
+
+  private async liveFamily(familyId: string, now: number): Promise<RefreshFamily> {
+    const sealed = await this.store.get(FAMILY_PREFIX + familyId);
+    if (sealed === undefined) {
+      const revoked = (await this.store.get(REVOKED_FAMILY_PREFIX + familyId)) !== undefined;
+      throw revoked
+        ? new RefreshTokenError('revoked', 'the grant of this refresh token has been revoked')
+        : new RefreshTokenError('expired', 'the grant of this refresh token has expired');
+    }
+    const family = this.unseal(sealed, familyId);
+    if (family === undefined) {
+      throw new RefreshTokenError('unreadable', 'the grant cannot be decrypted (SESSION_SECRET changed?)');
+    }
+    if (now >= family.expiresAt) throw new RefreshTokenError('expired', 'the grant has reached its lifetime');
+    return family;
+  }
+
+  private async newToken(family: RefreshFamily, now: number): Promise<IssuedRefreshToken> {
+    const token = randomBytes(32).toString('base64url');
+    const expiresAt = Math.min(now + this.tokenTtlMs, family.expiresAt);
+    const record: TokenRecord = { familyId: family.id, expiresAt };
+    await this.store.set(TOKEN_PREFIX + hashRefreshToken(token), JSON.stringify(record), expiresAt - now);
+    return { token, expiresAt, family };
+  }
+
+  private hashIfWellFormed(token: string): string | undefined {
+    return typeof token === 'string' && TOKEN_SHAPE.test(token) ? hashRefreshToken(token) : undefined;
+  }
+
+  private unseal(sealed: string, familyId: string): RefreshFamily | undefined {
+    const plain = this.keys.decrypt(sealed, FAMILY_PREFIX + familyId);
+    if (plain === undefined) return undefined;
+    try {
+      const family = JSON.parse(plain) as RefreshFamily;
+      return family.id === familyId && typeof family.expiresAt === 'number' ? family : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+function seconds(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0)
+    throw new RangeError(`${name} must be a positive number, got ${value}`);
+  return value * 1000;
+}
+
+function parseTokenRecord(value: string | undefined): TokenRecord | undefined {
+  if (value === undefined) return undefined;
+  try {
+    const record = JSON.parse(value) as Partial<TokenRecord>;
+    return typeof record.familyId === 'string' && typeof record.expiresAt === 'number'
+      ? { familyId: record.familyId, expiresAt: record.expiresAt }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
