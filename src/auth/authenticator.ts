@@ -39,6 +39,11 @@ export interface Authenticator {
   readonly mode: string;
   /** Owned endpoints by exact path. */
   readonly routes?: ReadonlyMap<string, RouteHandler>;
+  /**
+   * Owned endpoints any web origin may call (CORS `*`, no Origin check): they take no
+   * cookies, so a foreign page gains nothing (discovery, JWKS, /register, /token, /revoke).
+   */
+  readonly publicPaths?: ReadonlySet<string>;
   /** Cookies that belong to the proxy: removed from the Cookie header the backend gets. */
   readonly cookieNames?: ReadonlySet<string>;
   /**

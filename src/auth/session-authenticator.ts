@@ -2,14 +2,34 @@ import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import { createRateLimiter } from '../pipeline/rate-limit.js';
-import { createSessionStore, RedisSessionStore, type SessionStore } from '../session/index.js';
+import {
+  createSessionStore,
+  RedisSessionStore,
+  type SessionStore,
+  StoreUnavailableError,
+} from '../session/index.js';
 import { SessionKeys } from '../session/keys.js';
 import { SessionManager } from '../session/sessions.js';
 import { AuditLog } from './audit.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
 import { BrowserLogin } from './browser/browser-login.js';
+import { jsonChallenge } from './challenge.js';
+import { ClientMetadataDocuments } from './facade/cimd.js';
+import { ClientRegistry } from './facade/clients.js';
+import { type FacadeDeps, MCP_SCOPE } from './facade/deps.js';
+import { discoveryRoutes } from './facade/discovery.js';
+import {
+  FACADE_PATHS,
+  protectedResourceMetadataUrl,
+  resourceUrl,
+  wwwAuthenticateChallenge,
+} from './facade/metadata.js';
 import { createProvider } from './oidc/presets.js';
 import type { Provider } from './oidc/provider.js';
+import { evaluatePolicy } from './policy/policy.js';
+import { AccessTokenError, AccessTokens } from './tokens/access-tokens.js';
+import { RefreshTokens } from './tokens/refresh-tokens.js';
+import { SigningKeys } from './tokens/signing-keys.js';
 
 /**
  * AUTH_MODE=oidc: a browser session (cookie) identifies the caller; `/login`, `/callback`
@@ -19,6 +39,10 @@ export class SessionAuthenticator implements Authenticator {
   readonly mode = 'oidc';
   readonly routes: ReadonlyMap<string, RouteHandler>;
   readonly cookieNames: ReadonlySet<string>;
+  /** Endpoints any origin may call (no cookies involved): discovery, JWKS, /register, /token, /revoke. */
+  readonly publicPaths: ReadonlySet<string>;
+  private readonly resource: string;
+  private readonly resourceMetadataUrl: string;
 
   private constructor(
     private readonly config: Config,
@@ -26,9 +50,16 @@ export class SessionAuthenticator implements Authenticator {
     readonly sessions: SessionManager,
     readonly provider: Provider,
     private readonly login: BrowserLogin,
+    private readonly facade: FacadeDeps,
   ) {
-    this.routes = login.routes;
+    const routes = new Map<string, RouteHandler>([...login.routes, ...discoveryRoutes(facade)]);
+    this.routes = routes;
+    this.publicPaths = new Set(
+      [...routes.keys()].filter((path) => !login.routes.has(path) && path !== FACADE_PATHS.authorize),
+    );
     this.cookieNames = sessions.cookieNames;
+    this.resource = resourceUrl(config.server.publicUrl, config.mcpPath);
+    this.resourceMetadataUrl = protectedResourceMetadataUrl(config.server.publicUrl, config.mcpPath);
   }
 
   static create(config: Config, logger: Logger): SessionAuthenticator {
@@ -41,7 +72,8 @@ export class SessionAuthenticator implements Authenticator {
         10_000,
       ),
     });
-    const sessions = new SessionManager(store, new SessionKeys(config.session.secret), {
+    const keys = new SessionKeys(config.session.secret);
+    const sessions = new SessionManager(store, keys, {
       idleTimeoutMs: config.session.idleTimeoutMs,
       maxAgeMs: config.session.maxAgeMs,
       cookie: { secure: config.session.cookieSecure },
@@ -57,21 +89,41 @@ export class SessionAuthenticator implements Authenticator {
       keyPrefix: 'mcp-oidc-proxy:rl:auth',
       redis: store instanceof RedisSessionStore ? store.redis : undefined,
     });
-    const login = new BrowserLogin({
+    const audit = new AuditLog(logger);
+    const login = new BrowserLogin({ config, provider, sessions, audit, logger, rateLimiter });
+    const signingKeys = new SigningKeys(store, keys);
+    const facade: FacadeDeps = {
       config,
-      provider,
-      sessions,
-      audit: new AuditLog(logger),
       logger,
+      audit,
+      store,
+      keys,
+      sessions,
+      clients: new ClientRegistry({
+        store,
+        dcrEnabled: true,
+        metadataDocuments: new ClientMetadataDocuments({ store }),
+      }),
+      signingKeys,
+      accessTokens: new AccessTokens(signingKeys, store, { publicUrl: config.server.publicUrl.origin }),
+      refreshTokens: new RefreshTokens(store, keys),
       rateLimiter,
-    });
+    };
     // Discovery starts now; while the provider is unreachable the proxy stays up, reports
     // itself unhealthy and retries with backoff (it never lets anyone through without login).
     provider.ready().catch(() => {});
-    return new SessionAuthenticator(config, store, sessions, provider, login);
+    return new SessionAuthenticator(config, store, sessions, provider, login, facade);
   }
 
+  /**
+   * A bearer token (MCP clients) is verified as one of this proxy's own access tokens for
+   * this resource; without one, the browser session decides.
+   */
   async authenticate(req: IncomingMessage, ctx: AuthContext): Promise<AuthDecision> {
+    const authorization = req.headers.authorization;
+    if (authorization !== undefined && /^bearer /i.test(authorization)) {
+      return this.authenticateBearer(authorization.slice(7).trim());
+    }
     const result = await this.login.authenticate(req, ctx.clientIp, ctx.path + ctx.search);
     if (result.kind === 'challenge') return result;
     const { forwardAccessToken, forwardIdToken } = this.config.auth.identityHeaders;
@@ -80,6 +132,68 @@ export class SessionAuthenticator implements Authenticator {
     if (forwardIdToken && result.session.tokens.idToken)
       extra.push(['x-forwarded-id-token', result.session.tokens.idToken]);
     return { kind: 'allow', identity: result.identity, credentialsConsumed: true, extraHeaders: extra };
+  }
+
+  private async authenticateBearer(token: string): Promise<AuthDecision> {
+    let claims: Awaited<ReturnType<AccessTokens['verifyAccessToken']>>;
+    try {
+      claims = await this.facade.accessTokens.verifyAccessToken(token, { audience: this.resource });
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) {
+        return {
+          kind: 'challenge',
+          challenge: jsonChallenge(
+            503,
+            'temporarily_unavailable',
+            'Tokens cannot be checked right now.',
+            'store_unavailable',
+            [['retry-after', '5']],
+          ),
+        };
+      }
+      const description =
+        err instanceof AccessTokenError
+          ? `The access token is not valid (${err.reason}).`
+          : 'The access token is not valid.';
+      return this.bearerChallenge(401, 'invalid_token', description);
+    }
+    if (!claims.scope.split(' ').includes(MCP_SCOPE)) {
+      return this.bearerChallenge(
+        403,
+        'insufficient_scope',
+        `The access token lacks the "${MCP_SCOPE}" scope.`,
+      );
+    }
+    // The allow-lists apply to every request, so removing a user takes effect at once.
+    const verdict = evaluatePolicy(
+      { email: claims.email, groups: claims.groups ?? [] },
+      this.config.auth.policy,
+    );
+    if (!verdict.allowed) {
+      return { kind: 'challenge', challenge: jsonChallenge(403, 'access_denied', verdict.reason, 'denied') };
+    }
+    return {
+      kind: 'allow',
+      identity: { user: claims.sub, email: claims.email, groups: claims.groups },
+      credentialsConsumed: true,
+    };
+  }
+
+  private bearerChallenge(
+    status: 401 | 403,
+    error: 'invalid_token' | 'insufficient_scope',
+    description: string,
+  ): AuthDecision {
+    const header = wwwAuthenticateChallenge({
+      resourceMetadataUrl: this.resourceMetadataUrl,
+      scope: MCP_SCOPE,
+      error,
+      description,
+    });
+    return {
+      kind: 'challenge',
+      challenge: jsonChallenge(status, error, description, error, [['www-authenticate', header]]),
+    };
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,7 @@ import { canonicalHeaderName, upstreamRequestHeaders } from '../proxy/headers.js
 import type { Upstream } from '../proxy/upstream.js';
 import { rawResponseHead, type TunnelRegistry, tunnelWebSocket } from '../proxy/websocket.js';
 import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
+import { answerPreflight, corsHeaders, isPreflight } from './cors.js';
 import type { OriginGuard } from './origin-guard.js';
 import { checkRequestTarget } from './request-target.js';
 import { applySecurityHeaders } from './security-headers.js';
@@ -22,6 +23,7 @@ export type RouteClass =
   | 'health'
   | 'metrics'
   | 'auth'
+  | 'preflight'
   | 'proxied'
   | 'invalid'
   | 'forbidden'
@@ -157,19 +159,29 @@ export class Pipeline {
       return this.serveMetrics(req, res, scope);
     }
 
-    const refusal = this.deps.guard.check(req);
+    const { authenticator } = this.deps;
+    const publicEndpoint = authenticator.publicPaths?.has(path) === true;
+    const refusal = this.deps.guard.check(req, publicEndpoint);
     if (refusal) {
       scope.route = 'forbidden';
       this.prepareLocal(res, scope);
       return sendJsonError(res, 403, 'forbidden', refusal, scope.id);
     }
+    // Browser-based clients (MCP Inspector) call across origins: an allowed origin may read
+    // the responses, and preflights are answered here (they carry no credentials).
+    const cors = corsHeaders(req.headers.origin, publicEndpoint);
+    if (isPreflight(req)) {
+      scope.route = publicEndpoint ? 'auth' : 'preflight';
+      this.prepareLocal(res, scope);
+      return answerPreflight(res, cors);
+    }
     scope.client = resolveClientAddress(req, this.deps.trusted);
     const ctx: AuthContext = { clientIp: scope.client.ip, requestId: scope.id, path, search };
-    const { authenticator } = this.deps;
     const route = authenticator.routes?.get(path);
     if (route) {
       scope.route = 'auth';
       this.prepareLocal(res, scope);
+      for (const [name, value] of cors) res.setHeader(name, value);
       return route(req, res, ctx);
     }
     scope.route = path === config.mcpPath || path.startsWith(`${config.mcpPath}/`) ? 'mcp' : 'proxied';
@@ -185,10 +197,11 @@ export class Pipeline {
     if (decision.kind === 'challenge') {
       scope.auth = decision.challenge.result;
       this.prepareLocal(res, scope);
+      for (const [name, value] of cors) res.setHeader(name, value);
       return writeChallenge(res, decision.challenge);
     }
     const headers = this.upstreamHeaders(req, scope.client, scope.id, decision);
-    const result = await this.deps.forwarder.forward(req, res, path + search, headers, scope.id);
+    const result = await this.deps.forwarder.forward(req, res, path + search, headers, scope.id, cors);
     scope.upstreamStatus = result.upstreamStatus;
     scope.outcome = result.outcome;
     this.deps.metrics.proxyRequests.inc({

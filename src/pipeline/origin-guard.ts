@@ -19,12 +19,16 @@ export class OriginGuard {
     this.hosts = new Set([...this.origins].map((o) => new URL(o).host));
   }
 
-  /** A reason to refuse the request, or undefined when it may pass. */
-  check(req: IncomingMessage): string | undefined {
+  /**
+   * A reason to refuse the request, or undefined when it may pass. `anyOrigin` is for the
+   * public OAuth endpoints, which any web origin may call (they take no cookies).
+   */
+  check(req: IncomingMessage, anyOrigin = false): string | undefined {
     const host = (req.headers.host ?? '').toLowerCase();
     if (!this.hostAllowed(host)) {
       return `Host "${host}" is not this proxy's public host; set PUBLIC_URL to the URL clients use`;
     }
+    if (anyOrigin) return undefined;
     const origin = req.headers.origin;
     if (origin !== undefined && !this.origins.has(origin.toLowerCase())) {
       return `Origin "${origin}" is not allowed; add it to ALLOWED_ORIGINS if it is a trusted client`;

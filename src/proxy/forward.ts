@@ -109,11 +109,12 @@ export class Forwarder {
     pathAndQuery: string,
     headers: string[],
     requestId: string,
+    responseExtras: ReadonlyArray<readonly [string, string]> = NO_HEADERS,
   ): Promise<ForwardResult> {
     const withBody = hasBody(req);
     const method = req.method ?? 'GET';
     headers.push('host', this.upstream.host);
-    const state: AttemptState = { responded: false, clientGone: false, sse: false };
+    const state: AttemptState = { responded: false, clientGone: false, sse: false, responseExtras };
     const onClose = (): void => {
       if (res.writableFinished) return;
       state.clientGone = true;
@@ -272,7 +273,9 @@ class Exchange implements Dispatcher.DispatchHandler, LiveStream {
       upstreamHeaders,
       first,
       state.sse ? sseOverrides(upstreamHeaders) : [],
-      options.responseDefaults,
+      state.responseExtras.length > 0
+        ? [...state.responseExtras, ...options.responseDefaults]
+        : options.responseDefaults,
     );
     if (statusMessage) res.writeHead(statusCode, statusMessage, head);
     else res.writeHead(statusCode, head);
@@ -334,4 +337,8 @@ interface AttemptState {
   status?: number;
   /** The attempt in flight, which a client that goes away aborts. */
   exchange?: Exchange;
+  /** Per-request response defaults (CORS for an allowed origin), added where the backend set none. */
+  responseExtras: ReadonlyArray<readonly [string, string]>;
 }
+
+const NO_HEADERS: ReadonlyArray<readonly [string, string]> = [];

@@ -25,7 +25,7 @@ describe('browser login through a real OIDC provider', () => {
     const res = await fetch(`${stack.url}/mcp`, { method: 'POST', headers: { accept: 'application/json' } });
     expect(res.status).toBe(401);
     expect(res.headers.get('www-authenticate')).toBe(
-      `Bearer resource_metadata="${stack.url}/.well-known/oauth-protected-resource/mcp"`,
+      `Bearer resource_metadata="${stack.url}/.well-known/oauth-protected-resource/mcp", scope="mcp"`,
     );
     expect(((await res.json()) as { error: string }).error).toBe('unauthorized');
   });

@@ -8,6 +8,8 @@ import { StoreUnavailableError } from '../../session/store.js';
 import type { AuditLog } from '../audit.js';
 import type { AuthContext, Identity, RouteHandler } from '../authenticator.js';
 import { type Challenge, htmlChallenge, jsonChallenge, writeChallenge } from '../challenge.js';
+import { MCP_SCOPE } from '../facade/deps.js';
+import { protectedResourceMetadataUrl, wwwAuthenticateChallenge } from '../facade/metadata.js';
 import {
   LoginRejectedError,
   type Provider,
@@ -158,9 +160,13 @@ export class BrowserLogin {
         [['location', location]],
       );
     }
-    const metadata = `${publicUrl.origin}/.well-known/oauth-protected-resource${this.deps.config.mcpPath}`;
+    // No credentials were sent, so no `error=` (RFC 6750 §3.1): MCP clients start discovery from here.
+    const challenge = wwwAuthenticateChallenge({
+      resourceMetadataUrl: protectedResourceMetadataUrl(publicUrl, this.deps.config.mcpPath),
+      scope: MCP_SCOPE,
+    });
     return jsonChallenge(401, 'unauthorized', 'Authentication is required.', 'unauthenticated', [
-      ['www-authenticate', `Bearer resource_metadata="${metadata}"`],
+      ['www-authenticate', challenge],
     ]);
   }
 
