@@ -6,7 +6,17 @@ export type AuditEvent =
   | 'logout'
   | 'access_denied'
   | 'session_expired'
-  | 'session_refreshed';
+  | 'session_refreshed'
+  // The authorization server for MCP clients:
+  | 'client_registered'
+  | 'consent_granted'
+  | 'consent_denied'
+  | 'authorization_code_issued'
+  | 'authorization_code_replayed'
+  | 'token_issued'
+  | 'token_refreshed'
+  | 'refresh_reuse_detected'
+  | 'token_revoked';
 
 /**
  * Structured audit events, one JSON log line each with `audit: <event>`: who, from where,

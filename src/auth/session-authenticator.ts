@@ -14,6 +14,7 @@ import { AuditLog } from './audit.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
 import { BrowserLogin } from './browser/browser-login.js';
 import { jsonChallenge } from './challenge.js';
+import { createAuthorizeHandler } from './facade/authorize.js';
 import { ClientMetadataDocuments } from './facade/cimd.js';
 import { ClientRegistry } from './facade/clients.js';
 import { type FacadeDeps, MCP_SCOPE } from './facade/deps.js';
@@ -24,6 +25,9 @@ import {
   resourceUrl,
   wwwAuthenticateChallenge,
 } from './facade/metadata.js';
+import { createRegisterHandler } from './facade/register.js';
+import { createRevokeHandler } from './facade/revoke.js';
+import { createTokenHandler } from './facade/token.js';
 import { createProvider } from './oidc/presets.js';
 import type { Provider } from './oidc/provider.js';
 import { evaluatePolicy } from './policy/policy.js';
@@ -52,7 +56,14 @@ export class SessionAuthenticator implements Authenticator {
     private readonly login: BrowserLogin,
     private readonly facade: FacadeDeps,
   ) {
-    const routes = new Map<string, RouteHandler>([...login.routes, ...discoveryRoutes(facade)]);
+    const routes = new Map<string, RouteHandler>([
+      ...login.routes,
+      ...discoveryRoutes(facade),
+      [FACADE_PATHS.authorize, createAuthorizeHandler(facade)],
+      [FACADE_PATHS.token, createTokenHandler(facade)],
+      [FACADE_PATHS.revoke, createRevokeHandler(facade)],
+      [FACADE_PATHS.register, createRegisterHandler(facade)],
+    ]);
     this.routes = routes;
     this.publicPaths = new Set(
       [...routes.keys()].filter((path) => !login.routes.has(path) && path !== FACADE_PATHS.authorize),

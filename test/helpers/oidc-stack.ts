@@ -20,6 +20,8 @@ export const CLIENT_SECRET = 'proxy-secret-for-tests-only';
 export async function startOidcStack(
   env: Record<string, string> = {},
   idpOptions: Partial<DevIdpOptions> = {},
+  /** The backend behind the proxy; an echo backend when not given (closed with the stack). */
+  startBackend: () => Promise<Listening> = startEchoBackend,
 ): Promise<OidcStack> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -34,7 +36,7 @@ export async function startOidcStack(
     ],
     ...idpOptions,
   });
-  const backend = await startEchoBackend();
+  const backend = await startBackend();
   const proxy = await startTestProxy({
     AUTH_MODE: 'oidc',
     SERVER_PORT: String(port),

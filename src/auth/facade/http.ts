@@ -1,0 +1,227 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { StoreUnavailableError } from '../../session/store.js';
+import type { AuditEvent, AuditLog } from '../audit.js';
+import type { AuthContext } from '../authenticator.js';
+import { jsonChallenge, writeChallenge } from '../challenge.js';
+import { type FacadeDeps, MCP_SCOPE } from './deps.js';
+import {
+  InvalidRequestError,
+  InvalidScopeError,
+  isOAuthError,
+  type OAuthError,
+  ServerError,
+} from './errors.js';
+
+/**
+ * What the facade's endpoints (/authorize, /token, /revoke) share: a bounded form body, parameters
+ * that may appear once, and the JSON and HTML responses. Every header is written with setHeader,
+ * so a header the endpoint sets replaces the pipeline's default (the consent page's CSP must
+ * replace the default `form-action 'self'`, not be added beside it: two CSPs both apply).
+ */
+
+/** Form bodies of /authorize, /token and /revoke are small; more is refused unread. */
+export const MAX_FORM_BODY_BYTES = 16 * 1024;
+
+/** A form body could not be read as one (wrong type, too large, cut off). */
+export class FormBodyError extends InvalidRequestError {}
+
+/**
+ * The `application/x-www-form-urlencoded` body, at most `limit` bytes. Throws FormBodyError for
+ * another content type or a larger body (the rest is drained, and the connection closed after
+ * the answer).
+ */
+export async function readFormBody(
+  req: IncomingMessage,
+  res: ServerResponse,
+  limit = MAX_FORM_BODY_BYTES,
+): Promise<URLSearchParams> {
+  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') {
+    drain(req, res);
+    throw new FormBodyError('the request body must be application/x-www-form-urlencoded');
+  }
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    drain(req, res);
+    throw new FormBodyError(`the request body is larger than ${limit} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        drain(req, res);
+        throw new FormBodyError(`the request body is larger than ${limit} bytes`);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (error) {
+    if (error instanceof FormBodyError) throw error;
+    throw new FormBodyError('the request body could not be read', { cause: error });
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+/** Lets the unread rest of a refused body go by, and closes the connection after the answer. */
+function drain(req: IncomingMessage, res: ServerResponse): void {
+  res.setHeader('connection', 'close');
+  req.resume();
+}
+
+/**
+ * One parameter, or undefined when absent. A repeated parameter is an invalid_request
+ * (RFC 6749 §3.1): which copy counts would depend on the parser. An empty value counts as absent.
+ */
+export function param(params: URLSearchParams, name: string): string | undefined {
+  const values = params.getAll(name);
+  if (values.length > 1) throw new InvalidRequestError(`the ${name} parameter is repeated; send it once`);
+  const value = values[0];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** A parameter that must be present. */
+export function requiredParam(params: URLSearchParams, name: string): string {
+  const value = param(params, name);
+  if (value === undefined) throw new InvalidRequestError(`the ${name} parameter is missing`);
+  return value;
+}
+
+/**
+ * A `scope` parameter as a list (absent or empty: undefined). The proxy defines one scope,
+ * MCP_SCOPE; anything else is invalid_scope.
+ */
+export function scopeParam(params: URLSearchParams): string[] | undefined {
+  const raw = param(params, 'scope');
+  if (raw === undefined) return undefined;
+  const scopes = [...new Set(raw.split(' ').filter((s) => s !== ''))];
+  const unknown = scopes.find((s) => s !== MCP_SCOPE);
+  if (unknown !== undefined) {
+    throw new InvalidScopeError(
+      `unknown scope ${JSON.stringify(unknown.slice(0, 50))}: this server grants only "${MCP_SCOPE}"`,
+    );
+  }
+  return scopes.length === 0 ? undefined : scopes;
+}
+
+type Headers = ReadonlyArray<readonly [string, string]>;
+
+function setHeaders(res: ServerResponse, headers: Headers): void {
+  for (const [name, value] of headers) res.setHeader(name, value);
+}
+
+/** Token responses and errors are never cached (RFC 6749 §5.1). */
+const NO_STORE: Headers = [
+  ['cache-control', 'no-store'],
+  ['pragma', 'no-cache'],
+];
+
+export function writeJson(res: ServerResponse, status: number, body: unknown, headers: Headers = []): void {
+  const text = JSON.stringify(body);
+  setHeaders(res, [['content-type', 'application/json'], ...NO_STORE, ...headers]);
+  res.setHeader('content-length', Buffer.byteLength(text));
+  res.writeHead(status);
+  res.end(text);
+}
+
+/** An OAuth error as JSON with its status (RFC 6749 §5.2). */
+export function writeOAuthError(res: ServerResponse, error: OAuthError, headers: Headers = []): void {
+  writeJson(res, error.status, error.toResponseObject(), headers);
+}
+
+/** An empty 200 that is not cached (RFC 7009 §2.2). */
+export function writeEmpty(res: ServerResponse, status = 200): void {
+  setHeaders(res, NO_STORE);
+  res.setHeader('content-length', 0);
+  res.writeHead(status);
+  res.end();
+}
+
+export function writeHtml(res: ServerResponse, status: number, html: string, headers: Headers = []): void {
+  setHeaders(res, [['content-type', 'text/html; charset=utf-8'], ...NO_STORE, ...headers]);
+  res.setHeader('content-length', Buffer.byteLength(html));
+  res.writeHead(status);
+  res.end(res.req.method === 'HEAD' ? undefined : html);
+}
+
+/** A redirect: 302 after a GET, 303 after a POST (so the browser follows with a GET). */
+export function writeRedirect(res: ServerResponse, status: 302 | 303, location: string): void {
+  setHeaders(res, [['location', location], ...NO_STORE]);
+  res.setHeader('content-length', 0);
+  res.writeHead(status);
+  res.end();
+}
+
+export function writeMethodNotAllowed(res: ServerResponse, allow: string): void {
+  writeJson(res, 405, { error: 'invalid_request', error_description: `Use ${allow}.` }, [['allow', allow]]);
+}
+
+/**
+ * The per-IP budget (AUTH_RATE_LIMIT_PER_MINUTE): true when the request was refused with a 429,
+ * the same answer /login gives.
+ */
+export async function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthContext): Promise<boolean> {
+  const limiter = deps.rateLimiter;
+  if (!limiter) return false;
+  const verdict = await limiter.consume(ctx.clientIp);
+  if (verdict.allowed) return false;
+  writeChallenge(
+    res,
+    jsonChallenge(
+      429,
+      'rate_limited',
+      `Too many requests; retry after ${verdict.retryAfterSeconds} s.`,
+      'rate_limited',
+      [['retry-after', String(verdict.retryAfterSeconds)]],
+    ),
+  );
+  return true;
+}
+
+/**
+ * What an endpoint that answers in JSON (/token, /revoke) does with an error it did not expect to
+ * handle itself: OAuth errors as they are, a store outage as 503 temporarily_unavailable, anything
+ * else logged and answered with a bare server_error (never a stack or message).
+ */
+export function writeJsonFailure(
+  deps: FacadeDeps,
+  res: ServerResponse,
+  error: unknown,
+  ctx: AuthContext,
+): void {
+  if (isOAuthError(error)) {
+    const headers: Headers = error.status === 503 ? [['retry-after', '5']] : [];
+    return writeOAuthError(res, error, headers);
+  }
+  if (error instanceof StoreUnavailableError) {
+    deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'session store unavailable');
+    return writeJson(
+      res,
+      503,
+      {
+        error: 'temporarily_unavailable',
+        error_description: 'The token store is unavailable; try again shortly.',
+      },
+      [['retry-after', '5']],
+    );
+  }
+  deps.logger.error(
+    { req_id: ctx.requestId, err: (error as Error)?.message, path: ctx.path },
+    'facade error',
+  );
+  writeOAuthError(res, new ServerError('the request could not be processed'));
+}
+
+/** Audit events of the facade; never carries a token, code or secret. */
+export type FacadeAuditEvent = AuditEvent;
+
+export type AuditFields = Record<string, string | number | boolean | undefined>;
+
+/**
+ * Records a facade audit event. AuditLog's event type lists the browser login's events only;
+ * its record() writes any name the same way, so the facade's names are passed through here
+ * (one place to drop the widening once audit.ts lists them).
+ */
+export function recordAudit(audit: AuditLog, event: FacadeAuditEvent, fields: AuditFields): void {
+  audit.record(event, fields);
+}

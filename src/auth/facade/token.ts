@@ -1,0 +1,268 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { AuthContext, RouteHandler } from '../authenticator.js';
+import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
+import { RefreshTokenError } from '../tokens/refresh-tokens.js';
+import { AuthorizationCodes, type IssuedFromCode } from './authorization-codes.js';
+import { authenticateClient, basicChallenge, usesBasicAuth } from './client-auth.js';
+import type { OAuthClient } from './clients.js';
+import { ACCESS_TOKEN_TTL_SECONDS, type FacadeDeps } from './deps.js';
+import {
+  InvalidClientError,
+  InvalidGrantError,
+  InvalidRequestError,
+  InvalidScopeError,
+  InvalidTargetError,
+  UnauthorizedClientError,
+  UnsupportedGrantTypeError,
+} from './errors.js';
+import {
+  param,
+  rateLimited,
+  readFormBody,
+  recordAudit,
+  requiredParam,
+  scopeParam,
+  writeJson,
+  writeJsonFailure,
+  writeMethodNotAllowed,
+  writeOAuthError,
+} from './http.js';
+import { issuerUrl } from './metadata.js';
+
+/**
+ * POST /token (OAuth 2.1 §3.2): `authorization_code` with PKCE S256, and `refresh_token` with
+ * rotation. The allow-lists are applied again on every exchange, so removing a user from them
+ * ends their MCP access at the next refresh at the latest. Responses are never cached.
+ */
+
+/** RFC 7636 §4.1: 43-128 characters of the unreserved set. */
+const CODE_VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
+
+/** RFC 6749 §5.1 successful response. */
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_token?: string;
+  scope: string;
+}
+
+/** Whether base64url(SHA-256(verifier)) is the challenge. */
+export function pkceS256Matches(verifier: string, challenge: string): boolean {
+  const computed = Buffer.from(createHash('sha256').update(verifier, 'ascii').digest('base64url'));
+  const expected = Buffer.from(challenge);
+  return computed.length === expected.length && timingSafeEqual(computed, expected);
+}
+
+export function createTokenHandler(deps: FacadeDeps): RouteHandler {
+  const issuer = issuerUrl(deps.config.server.publicUrl);
+  const codes = new AuthorizationCodes(deps.store, deps.keys);
+
+  /** The allow-lists again; a refusal is audited. */
+  function stillAllowed(
+    subject: PolicySubject & { sub: string },
+    clientId: string,
+    ctx: AuthContext,
+  ): boolean {
+    const verdict = evaluatePolicy(subject, deps.config.auth.policy);
+    if (verdict.allowed) return true;
+    recordAudit(deps.audit, 'access_denied', {
+      sub: subject.sub,
+      email: subject.email,
+      client_id: clientId,
+      reason: verdict.reason,
+      ip: ctx.clientIp,
+    });
+    return false;
+  }
+
+  async function revokeIssued(issued: IssuedFromCode): Promise<void> {
+    if (issued.jti !== undefined && issued.accessTokenExpiresAt !== undefined) {
+      await deps.accessTokens.revokeJti(issued.jti, issued.accessTokenExpiresAt);
+    }
+    if (issued.refreshFamilyId !== undefined) await deps.refreshTokens.revokeFamily(issued.refreshFamilyId);
+  }
+
+  async function authorizationCode(
+    client: OAuthClient,
+    params: URLSearchParams,
+    ctx: AuthContext,
+  ): Promise<TokenResponse> {
+    // Everything that can be checked without the code is, so a malformed request does not spend it.
+    const code = requiredParam(params, 'code');
+    const redirectUri = requiredParam(params, 'redirect_uri');
+    const verifier = requiredParam(params, 'code_verifier');
+    if (!CODE_VERIFIER.test(verifier)) {
+      throw new InvalidRequestError('code_verifier must be 43-128 characters of A-Z a-z 0-9 - . _ ~');
+    }
+    const resource = param(params, 'resource');
+
+    const redemption = await codes.redeem(code);
+    if (redemption.kind === 'unknown')
+      throw new InvalidGrantError('the authorization code is invalid or expired');
+    if (redemption.kind === 'replayed') {
+      await revokeIssued(redemption.issued);
+      recordAudit(deps.audit, 'authorization_code_replayed', {
+        client_id: client.client_id,
+        ip: ctx.clientIp,
+      });
+      throw new InvalidGrantError(
+        'the authorization code was already used; the tokens issued for it have been revoked',
+      );
+    }
+    const { grant, hash } = redemption;
+    if (grant.clientId !== client.client_id) {
+      throw new InvalidGrantError('the authorization code was issued to another client');
+    }
+    if (grant.redirectUri !== redirectUri) {
+      throw new InvalidGrantError('redirect_uri differs from the one of the authorization request');
+    }
+    if (!pkceS256Matches(verifier, grant.codeChallenge)) {
+      throw new InvalidGrantError('code_verifier does not match the code_challenge');
+    }
+    if (resource !== undefined && resource !== grant.resource) {
+      throw new InvalidTargetError(`the authorization was for the resource ${grant.resource}`);
+    }
+    if (!stillAllowed(grant, client.client_id, ctx)) {
+      throw new InvalidGrantError('the user is not allowed to use this server');
+    }
+
+    const access = await deps.accessTokens.mintAccessToken({
+      sub: grant.sub,
+      clientId: client.client_id,
+      scope: grant.scope,
+      audience: grant.resource,
+      ...(grant.email !== undefined ? { email: grant.email } : {}),
+      groups: grant.groups,
+      ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
+    });
+    const refresh = client.grant_types.includes('refresh_token')
+      ? await deps.refreshTokens.issue({
+          clientId: client.client_id,
+          sub: grant.sub,
+          scope: grant.scope,
+          resource: grant.resource,
+          ...(grant.email !== undefined ? { email: grant.email } : {}),
+          groups: grant.groups,
+        })
+      : undefined;
+    const issued: IssuedFromCode = {
+      jti: access.jti,
+      accessTokenExpiresAt: access.expiresAt,
+      ...(refresh ? { refreshFamilyId: refresh.family.id } : {}),
+    };
+    if (await codes.recordIssued(hash, issued)) {
+      // The code was replayed while these were minted: they never leave the server.
+      await revokeIssued(issued);
+      throw new InvalidGrantError('the authorization code was used twice; its tokens have been revoked');
+    }
+    recordAudit(deps.audit, 'token_issued', {
+      sub: grant.sub,
+      client_id: client.client_id,
+      grant_type: 'authorization_code',
+      scope: grant.scope,
+      refresh_token: refresh !== undefined,
+      ip: ctx.clientIp,
+    });
+    return {
+      access_token: access.token,
+      token_type: 'Bearer',
+      expires_in: ACCESS_TOKEN_TTL_SECONDS,
+      ...(refresh ? { refresh_token: refresh.token } : {}),
+      scope: grant.scope,
+    };
+  }
+
+  async function refreshToken(
+    client: OAuthClient,
+    params: URLSearchParams,
+    ctx: AuthContext,
+  ): Promise<TokenResponse> {
+    const token = requiredParam(params, 'refresh_token');
+    const requestedScope = scopeParam(params);
+    const resource = param(params, 'resource');
+
+    let rotated: Awaited<ReturnType<FacadeDeps['refreshTokens']['rotate']>>;
+    try {
+      rotated = await deps.refreshTokens.rotate(token, { clientId: client.client_id });
+    } catch (error) {
+      if (!(error instanceof RefreshTokenError)) throw error;
+      if (error.reason === 'reuse_detected') {
+        recordAudit(deps.audit, 'refresh_reuse_detected', { client_id: client.client_id, ip: ctx.clientIp });
+      }
+      throw new InvalidGrantError('the refresh token is invalid, expired or revoked', { cause: error });
+    }
+    const { family } = rotated;
+    if (resource !== undefined && resource !== family.resource) {
+      throw new InvalidTargetError(`the authorization was for the resource ${family.resource}`);
+    }
+    const granted = family.scope.split(' ');
+    if (requestedScope !== undefined && !requestedScope.every((s) => granted.includes(s))) {
+      throw new InvalidScopeError('a refresh may narrow the granted scope, never widen it');
+    }
+    const subject = { sub: family.sub, email: family.email, groups: family.groups ?? [] };
+    if (!stillAllowed(subject, client.client_id, ctx)) {
+      await deps.refreshTokens.revokeFamily(family.id);
+      throw new InvalidGrantError('the user is no longer allowed to use this server; the grant is revoked');
+    }
+    const scope = requestedScope?.join(' ') ?? family.scope;
+    const access = await deps.accessTokens.mintAccessToken({
+      sub: family.sub,
+      clientId: family.clientId,
+      scope,
+      audience: family.resource,
+      ...(family.email !== undefined ? { email: family.email } : {}),
+      ...(family.groups !== undefined ? { groups: family.groups } : {}),
+      ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
+    });
+    recordAudit(deps.audit, 'token_refreshed', {
+      sub: family.sub,
+      client_id: client.client_id,
+      grant_type: 'refresh_token',
+      scope,
+      ip: ctx.clientIp,
+    });
+    return {
+      access_token: access.token,
+      token_type: 'Bearer',
+      expires_in: ACCESS_TOKEN_TTL_SECONDS,
+      refresh_token: rotated.token,
+      scope,
+    };
+  }
+
+  return async (req, res, ctx) => {
+    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
+    const basic = usesBasicAuth(req);
+    try {
+      if (await rateLimited(deps, res, ctx)) return;
+      const params = await readFormBody(req, res);
+      const { client } = await authenticateClient(deps.clients, req, params);
+      const grantType = requiredParam(params, 'grant_type');
+      if (grantType !== 'authorization_code' && grantType !== 'refresh_token') {
+        throw new UnsupportedGrantTypeError(
+          `grant_type ${JSON.stringify(grantType.slice(0, 50))} is not supported; use authorization_code or refresh_token`,
+        );
+      }
+      if (!client.grant_types.includes(grantType)) {
+        throw new UnauthorizedClientError(`this client did not register the ${grantType} grant type`);
+      }
+      const body =
+        grantType === 'authorization_code'
+          ? await authorizationCode(client, params, ctx)
+          : await refreshToken(client, params, ctx);
+      try {
+        await deps.clients.recordUse(client.client_id);
+      } catch (error) {
+        // The tokens are issued; a registration that is not kept alive now is refreshed next time.
+        deps.logger.warn({ req_id: ctx.requestId, err: (error as Error).message }, 'client use not recorded');
+      }
+      writeJson(res, 200, body);
+    } catch (error) {
+      if (error instanceof InvalidClientError && basic) {
+        return writeOAuthError(res, error, [['www-authenticate', basicChallenge(issuer)]]);
+      }
+      writeJsonFailure(deps, res, error, ctx);
+    }
+  };
+}
