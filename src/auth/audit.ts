@@ -22,10 +22,17 @@ export type AuditEvent =
  * Structured audit events, one JSON log line each with `audit: <event>`: who, from where,
  * and why. Callers pass identities and reasons only — never a token, code or cookie.
  */
-export class AuditLog {
-  constructor(private readonly logger: Logger) {}
+export type AuditFields = Record<string, string | number | boolean | undefined>;
 
-  record(event: AuditEvent, fields: Record<string, string | number | boolean | undefined>): void {
+export class AuditLog {
+  /** `onEvent` sees every event too (the metrics counter). */
+  constructor(
+    private readonly logger: Logger,
+    private readonly onEvent?: (event: AuditEvent, fields: AuditFields) => void,
+  ) {}
+
+  record(event: AuditEvent, fields: AuditFields): void {
     this.logger.info({ audit: event, ...fields }, `audit ${event}`);
+    this.onEvent?.(event, fields);
   }
 }

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
 import { createRateLimiter } from '../pipeline/rate-limit.js';
 import {
   createSessionStore,
@@ -10,7 +11,7 @@ import {
 } from '../session/index.js';
 import { SessionKeys } from '../session/keys.js';
 import { SessionManager } from '../session/sessions.js';
-import { AuditLog } from './audit.js';
+import { type AuditEvent, type AuditFields, AuditLog } from './audit.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
 import { BrowserLogin } from './browser/browser-login.js';
 import { jsonChallenge } from './challenge.js';
@@ -73,7 +74,7 @@ export class SessionAuthenticator implements Authenticator {
     this.resourceMetadataUrl = protectedResourceMetadataUrl(config.server.publicUrl, config.mcpPath);
   }
 
-  static create(config: Config, logger: Logger): SessionAuthenticator {
+  static create(config: Config, logger: Logger, metrics?: Metrics): SessionAuthenticator {
     const store = createSessionStore({
       kind: config.session.store,
       redisUrl: config.session.redisUrl,
@@ -100,7 +101,13 @@ export class SessionAuthenticator implements Authenticator {
       keyPrefix: 'mcp-oidc-proxy:rl:auth',
       redis: store instanceof RedisSessionStore ? store.redis : undefined,
     });
-    const audit = new AuditLog(logger);
+    // Every audit event also counts in mcp_oidc_proxy_auth_events_total, by client name.
+    const clients = new ClientRegistry({
+      store,
+      dcrEnabled: true,
+      metadataDocuments: new ClientMetadataDocuments({ store }),
+    });
+    const audit = new AuditLog(logger, metrics ? countAuthEvents(metrics, clients) : undefined);
     const login = new BrowserLogin({ config, provider, sessions, audit, logger, rateLimiter });
     const signingKeys = new SigningKeys(store, keys);
     const facade: FacadeDeps = {
@@ -110,11 +117,7 @@ export class SessionAuthenticator implements Authenticator {
       store,
       keys,
       sessions,
-      clients: new ClientRegistry({
-        store,
-        dcrEnabled: true,
-        metadataDocuments: new ClientMetadataDocuments({ store }),
-      }),
+      clients,
       signingKeys,
       accessTokens: new AccessTokens(signingKeys, store, { publicUrl: config.server.publicUrl.origin }),
       refreshTokens: new RefreshTokens(store, keys),
@@ -211,6 +214,35 @@ export class SessionAuthenticator implements Authenticator {
     this.provider.close();
     await this.store.close();
   }
+}
+
+/** Distinct client names a metric label may take; past it, `other` (registration is open to anyone). */
+const MAX_CLIENT_LABELS = 100;
+
+function countAuthEvents(
+  metrics: Metrics,
+  registry: ClientRegistry,
+): (event: AuditEvent, fields: AuditFields) => void {
+  const seen = new Set<string>();
+  const label = (name: string | undefined): string => {
+    if (!name) return 'unknown';
+    if (seen.has(name)) return name;
+    if (seen.size >= MAX_CLIENT_LABELS) return 'other';
+    seen.add(name);
+    return name;
+  };
+  return (event, fields) => {
+    const clientId = typeof fields.client_id === 'string' ? fields.client_id : undefined;
+    if (typeof fields.client_name === 'string' || !clientId) {
+      metrics.authEvents.inc({ event, client: clientId ? label(fields.client_name as string) : 'browser' });
+      return;
+    }
+    // The name comes from the registry; a lookup failure still counts the event.
+    registry.get(clientId).then(
+      (client) => metrics.authEvents.inc({ event, client: label(client?.client_name) }),
+      () => metrics.authEvents.inc({ event, client: 'unknown' }),
+    );
+  };
 }
 
 function throttled<A extends unknown[]>(fn: (...args: A) => void, intervalMs: number): (...args: A) => void {

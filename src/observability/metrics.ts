@@ -14,6 +14,7 @@ export interface Metrics {
   sessionsActive: Gauge;
   breakerState: Gauge;
   activeStreams: Gauge<'kind'>;
+  authEvents: Counter<'event' | 'client'>;
 }
 
 /**
@@ -58,6 +59,12 @@ export function createMetrics(): Metrics {
     breakerState: new Gauge({
       name: 'mcp_oidc_proxy_circuit_breaker_state',
       help: 'Upstream circuit breaker: 0 closed, 1 open, 2 half-open.',
+      registers: [registry],
+    }),
+    authEvents: new Counter({
+      name: 'mcp_oidc_proxy_auth_events_total',
+      help: 'Login and authorization steps (login_success, client_registered, consent_granted, token_issued, token_refreshed, refresh_reuse_detected, ...), by client name where known.',
+      labelNames: ['event', 'client'],
       registers: [registry],
     }),
     activeStreams: new Gauge({

@@ -78,7 +78,7 @@ function trackedSet<T>(onChange: (size: number) => void): {
   };
 }
 
-async function chooseAuthenticator(config: Config, logger: Logger): Promise<Authenticator> {
+async function chooseAuthenticator(config: Config, logger: Logger, metrics: Metrics): Promise<Authenticator> {
   if (config.auth.mode === 'bypass') {
     logger.warn(
       'AUTH_MODE=bypass: NO LOGIN. Every request reaches the MCP server unauthenticated. Use only for local development.',
@@ -87,15 +87,15 @@ async function chooseAuthenticator(config: Config, logger: Logger): Promise<Auth
   }
   // Loaded on demand: openid-client, the session stores and Redis are no weight in bypass mode.
   const { SessionAuthenticator } = await import('../auth/session-authenticator.js');
-  return SessionAuthenticator.create(config, logger);
+  return SessionAuthenticator.create(config, logger, metrics);
 }
 
 /** Composition root: builds every part from the config and starts listening. */
 export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const { config, logger } = options;
-  const authenticator = options.authenticator ?? (await chooseAuthenticator(config, logger));
-  const sessionSource = sessionSourceOf(authenticator);
   const metrics = createMetrics();
+  const authenticator = options.authenticator ?? (await chooseAuthenticator(config, logger, metrics));
+  const sessionSource = sessionSourceOf(authenticator);
   const breaker = new CircuitBreaker({
     threshold: config.target.breakerThreshold,
     resetMs: config.target.breakerResetMs,

@@ -139,6 +139,15 @@ describe('the official MCP SDK client logs in through the proxy (OAuth 2.1, DCR,
     const rotated = (await refreshed.json()) as { access_token: string; refresh_token: string };
     expect(rotated.refresh_token).not.toBe(oldRefresh);
 
+    // Each step counts, labelled by the client's registered name.
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    for (const event of ['client_registered', 'consent_granted', 'token_issued', 'token_refreshed']) {
+      expect(metrics, event).toMatch(
+        new RegExp(`mcp_oidc_proxy_auth_events_total\\{event="${event}",client="SDK test client"\\} 1`),
+      );
+    }
+    expect(metrics).toMatch(/mcp_oidc_proxy_auth_events_total\{event="login_success",client="browser"\} 1/);
+
     await transport.terminateSession();
     await connected.close();
   });
