@@ -102,10 +102,13 @@ export class SessionAuthenticator implements Authenticator {
       redis: store instanceof RedisSessionStore ? store.redis : undefined,
     });
     // Every audit event also counts in mcp_oidc_proxy_auth_events_total, by client name.
+    const { dynamicRegistration, preRegistered } = config.auth.mcpClients;
     const clients = new ClientRegistry({
       store,
-      dcrEnabled: true,
-      metadataDocuments: new ClientMetadataDocuments({ store }),
+      dcrEnabled: dynamicRegistration,
+      preRegistered,
+      // Metadata document URLs are a form of open registration: off together with DCR.
+      metadataDocuments: dynamicRegistration ? new ClientMetadataDocuments({ store }) : undefined,
     });
     const audit = new AuditLog(logger, metrics ? countAuthEvents(metrics, clients) : undefined);
     const login = new BrowserLogin({ config, provider, sessions, audit, logger, rateLimiter });

@@ -2,9 +2,17 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
+import { validateRedirectUri } from '../auth/facade/redirect-uris.js';
 import { policyConfigProblems } from '../auth/policy/policy.js';
 import { flagFor, SETTINGS, type SettingEnv, type SettingSpec } from './settings.js';
-import { type Config, ConfigError, type ConfigProblem, type ProviderName, type Source } from './types.js';
+import {
+  type Config,
+  ConfigError,
+  type ConfigProblem,
+  type PreRegisteredClientConfig,
+  type ProviderName,
+  type Source,
+} from './types.js';
 
 interface RawValue {
   value: string;
@@ -42,6 +50,7 @@ export const RESERVED_PATHS = [
 
 const SPECS = SETTINGS as readonly SettingSpec[];
 const SECRET_KEYS = new Set(SPECS.filter((s) => s.secret).flatMap((s) => [s.env, s.yaml]));
+const JSON_KEYS = new Set(SPECS.filter((s) => s.kind === 'json').map((s) => s.yaml));
 const URL_PASSWORD_KEYS = new Set(SPECS.filter((s) => s.maskUrlPassword).flatMap((s) => [s.env, s.yaml]));
 const YAML_KEYS = new Set(SPECS.map((s) => s.yaml));
 /** `proxy`, `proxy.circuit_breaker`, ...: mapping keys that only group settings. */
@@ -138,7 +147,10 @@ function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, st
     for (const [k, v] of Object.entries(node)) {
       const key = prefix ? `${prefix}.${k}` : k;
       const isMapping = typeof v === 'object' && v !== null && !Array.isArray(v);
-      if (YAML_KEYS.has(key)) {
+      if (JSON_KEYS.has(key)) {
+        // Structured settings keep their YAML structure; they are checked like the env's JSON.
+        out.set(key, typeof v === 'string' ? v : JSON.stringify(v));
+      } else if (YAML_KEYS.has(key)) {
         if (isMapping || (Array.isArray(v) && v.some((e) => typeof e !== 'string'))) {
           problems.push({
             key,
@@ -271,6 +283,12 @@ function parseValue(spec: SettingSpec, value: string): Parsed {
       if (['false', '0', 'no', 'off'].includes(s)) return { value: false };
       return { error: 'must be true or false' };
     }
+    case 'json':
+      try {
+        return { value: JSON.parse(v) };
+      } catch {
+        return { error: 'must be JSON (in a YAML file: a list of mappings)' };
+      }
     case 'list':
       return {
         value: v
@@ -530,6 +548,15 @@ function assemble(
     problem(line.slice(0, colon) as SettingEnv, line.slice(colon + 2));
   }
 
+  const mcpClients = preRegisteredClients(get<unknown>(values, 'MCP_CLIENTS'), (message) =>
+    problems.push({
+      key: 'MCP_CLIENTS',
+      value: '',
+      source: raw.get('MCP_CLIENTS')?.source ?? 'default',
+      message,
+    }),
+  );
+
   const ms = (key: SettingEnv): number => Math.round((get<number>(values, key) ?? 0) * 1000);
   return {
     server: {
@@ -579,6 +606,7 @@ function assemble(
         forwardIdToken: get<boolean>(values, 'FORWARD_ID_TOKEN'),
       },
       authRateLimitPerMinute: get<number>(values, 'AUTH_RATE_LIMIT_PER_MINUTE'),
+      mcpClients: { dynamicRegistration: get<boolean>(values, 'MCP_DCR_ENABLED'), preRegistered: mcpClients },
     },
     session: {
       store: sessionStore,
@@ -593,6 +621,49 @@ function assemble(
     log: { level: get<Config['log']['level']>(values, 'LOG_LEVEL') },
     sources: Object.fromEntries([...raw].map(([k, r]) => [k, r.source])),
   };
+}
+
+/** MCP_CLIENTS, checked entry by entry (the secrets never appear in a message). */
+function preRegisteredClients(
+  value: unknown,
+  problem: (message: string) => void,
+): PreRegisteredClientConfig[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) {
+    problem('must be a list of clients: [{"client_id": ..., "redirect_uris": [...]}]');
+    return [];
+  }
+  const clients: PreRegisteredClientConfig[] = [];
+  value.forEach((entry: unknown, i) => {
+    const e = entry as Record<string, unknown> | null;
+    const where = `entry ${i + 1}`;
+    if (typeof e !== 'object' || e === null)
+      return problem(`${where} must be a mapping with client_id and redirect_uris`);
+    const { client_id: id, client_secret: secret, redirect_uris: uris, name } = e;
+    if (typeof id !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(id))
+      return problem(`${where}: client_id must be a non-empty string`);
+    if (secret !== undefined && (typeof secret !== 'string' || secret.length < 16)) {
+      return problem(
+        `${where} (${id}): client_secret must be a string of at least 16 characters, or left out for a public client`,
+      );
+    }
+    if (!Array.isArray(uris) || uris.length === 0 || uris.some((u) => typeof u !== 'string')) {
+      return problem(`${where} (${id}): redirect_uris must be a non-empty list of URLs`);
+    }
+    if (name !== undefined && typeof name !== 'string')
+      return problem(`${where} (${id}): name must be a string`);
+    for (const uri of uris as string[]) {
+      const verdict = validateRedirectUri(uri);
+      if (!verdict.ok) return problem(`${where} (${id}): redirect URI ${uri} ${verdict.reason}`);
+    }
+    clients.push({
+      clientId: id,
+      clientSecret: secret as string | undefined,
+      redirectUris: uris as string[],
+      name: name as string | undefined,
+    });
+  });
+  return clients;
 }
 
 /** `redis://user:pass@host` -> `redis://user:********@host`. */

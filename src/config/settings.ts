@@ -4,7 +4,17 @@
  * `check-config` and `configs/config.example.yaml` show all derive from it.
  */
 
-export type SettingKind = 'string' | 'int' | 'seconds' | 'bool' | 'list' | 'enum' | 'url' | 'path' | 'number';
+export type SettingKind =
+  | 'string'
+  | 'int'
+  | 'seconds'
+  | 'bool'
+  | 'list'
+  | 'enum'
+  | 'url'
+  | 'path'
+  | 'number'
+  | 'json';
 
 export interface SettingSpec {
   /** Primary environment variable name (the contract name). */
@@ -358,6 +368,22 @@ export const SETTINGS = [
     kind: 'bool',
     default: 'false',
     doc: "Send the upstream provider's ID token to the backend as X-Forwarded-Id-Token.",
+  },
+  {
+    env: 'MCP_DCR_ENABLED',
+    yaml: 'mcp_clients.dynamic_registration',
+    kind: 'bool',
+    default: 'true',
+    doc: 'Let MCP clients register themselves at /register (RFC 7591); false = only the clients in MCP_CLIENTS (and client ID metadata documents are refused too).',
+  },
+  {
+    env: 'MCP_CLIENTS',
+    yaml: 'mcp_clients.preregistered',
+    kind: 'json',
+    secret: true,
+    example:
+      '[{"client_id": "claude", "client_secret": "a-long-random-secret", "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "name": "Claude"}]',
+    doc: 'Pre-registered MCP clients, a JSON (or YAML) list of {client_id, client_secret (optional: public client), redirect_uris, name}: what you type into Claude.ai or ChatGPT as client id and secret.',
   },
   {
     env: 'AUTH_RATE_LIMIT_PER_MINUTE',

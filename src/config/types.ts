@@ -1,3 +1,11 @@
+/** An MCP client configured by the operator (MCP_CLIENTS). */
+export interface PreRegisteredClientConfig {
+  clientId: string;
+  clientSecret?: string;
+  redirectUris: string[];
+  name?: string;
+}
+
 export type ProviderName = 'generic' | 'auth0' | 'google' | 'microsoft' | 'keycloak' | 'github';
 
 /** Where a setting's value came from: `flag`, `env`, `env ALIAS`, `file PATH`, `default`. */
@@ -56,6 +64,8 @@ export interface Config {
       forwardIdToken: boolean;
     };
     authRateLimitPerMinute: number;
+    /** Who may be an MCP client: self-registered (DCR, metadata documents) and/or listed ones. */
+    mcpClients: { dynamicRegistration: boolean; preRegistered: PreRegisteredClientConfig[] };
   };
   session: {
     store: 'memory' | 'redis';
