@@ -635,35 +635,38 @@ function preRegisteredClients(
   }
   const clients: PreRegisteredClientConfig[] = [];
   value.forEach((entry: unknown, i) => {
-    const e = entry as Record<string, unknown> | null;
-    const where = `entry ${i + 1}`;
-    if (typeof e !== 'object' || e === null)
-      return problem(`${where} must be a mapping with client_id and redirect_uris`);
-    const { client_id: id, client_secret: secret, redirect_uris: uris, name } = e;
-    if (typeof id !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(id))
-      return problem(`${where}: client_id must be a non-empty string`);
-    if (secret !== undefined && (typeof secret !== 'string' || secret.length < 16)) {
-      return problem(
-        `${where} (${id}): client_secret must be a string of at least 16 characters, or left out for a public client`,
-      );
-    }
-    if (!Array.isArray(uris) || uris.length === 0 || uris.some((u) => typeof u !== 'string')) {
-      return problem(`${where} (${id}): redirect_uris must be a non-empty list of URLs`);
-    }
-    if (name !== undefined && typeof name !== 'string')
-      return problem(`${where} (${id}): name must be a string`);
-    for (const uri of uris as string[]) {
-      const verdict = validateRedirectUri(uri);
-      if (!verdict.ok) return problem(`${where} (${id}): redirect URI ${uri} ${verdict.reason}`);
-    }
-    clients.push({
-      clientId: id,
-      clientSecret: secret as string | undefined,
-      redirectUris: uris as string[],
-      name: name as string | undefined,
-    });
+    const checked = checkPreRegisteredClient(entry, `entry ${i + 1}`);
+    if (typeof checked === 'string') problem(checked);
+    else clients.push(checked);
   });
   return clients;
+}
+
+/** One MCP_CLIENTS entry, or the problem with it (never quoting its secret). */
+function checkPreRegisteredClient(entry: unknown, where: string): PreRegisteredClientConfig | string {
+  const e = entry as Record<string, unknown> | null;
+  if (typeof e !== 'object' || e === null)
+    return `${where} must be a mapping with client_id and redirect_uris`;
+  const { client_id: id, client_secret: secret, redirect_uris: uris, name } = e;
+  if (typeof id !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(id))
+    return `${where}: client_id must be a non-empty string`;
+  if (secret !== undefined && (typeof secret !== 'string' || secret.length < 16)) {
+    return `${where} (${id}): client_secret must be a string of at least 16 characters, or left out for a public client`;
+  }
+  if (!Array.isArray(uris) || uris.length === 0 || uris.some((u) => typeof u !== 'string')) {
+    return `${where} (${id}): redirect_uris must be a non-empty list of URLs`;
+  }
+  if (name !== undefined && typeof name !== 'string') return `${where} (${id}): name must be a string`;
+  for (const uri of uris as string[]) {
+    const verdict = validateRedirectUri(uri);
+    if (!verdict.ok) return `${where} (${id}): redirect URI ${uri} ${verdict.reason}`;
+  }
+  return {
+    clientId: id,
+    clientSecret: secret as string | undefined,
+    redirectUris: uris as string[],
+    name: name as string | undefined,
+  };
 }
 
 /** `redis://user:pass@host` -> `redis://user:********@host`. */

@@ -50,7 +50,13 @@ export function formActionSource(redirectUri: string): string {
   return url.protocol;
 }
 
-/** Headers of the consent page: no framing (clickjacking), no caching, the form's targets only. */
+/**
+ * Headers of the consent page: no framing (clickjacking), no caching, the form's targets only.
+ * Referrer-Policy is `same-origin`, not the proxy's default `no-referrer`: under `no-referrer` a
+ * browser sends `Origin: null` with the form's POST (Fetch: serializing a request origin), which
+ * the Origin guard and the consent handler rightly refuse. `same-origin` still sends nothing to
+ * the client's redirect URI or any other origin.
+ */
 export function consentPageHeaders(redirectUri: string): Array<[string, string]> {
   const csp = [
     "default-src 'none'",
@@ -63,7 +69,7 @@ export function consentPageHeaders(redirectUri: string): Array<[string, string]>
     ['content-security-policy', csp],
     ['x-frame-options', 'DENY'],
     ['cache-control', 'no-store'],
-    ['referrer-policy', 'no-referrer'],
+    ['referrer-policy', 'same-origin'],
   ];
 }
 
