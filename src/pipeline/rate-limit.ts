@@ -105,3 +105,20 @@ export function sendTooManyRequests(res: ServerResponse, retryAfterSeconds: numb
   });
   res.end(body);
 }
+
+/**
+ * Spends one request of `key`'s budget; when it is used up, answers 429 (with Retry-After)
+ * and returns true. No limiter (rate limiting off) never refuses.
+ */
+export async function refuseOverLimit(
+  limiter: RateLimiter | undefined,
+  key: string,
+  res: ServerResponse,
+  requestId: string,
+): Promise<boolean> {
+  if (!limiter) return false;
+  const verdict = await limiter.consume(key);
+  if (verdict.allowed) return false;
+  sendTooManyRequests(res, verdict.retryAfterSeconds, requestId);
+  return true;
+}

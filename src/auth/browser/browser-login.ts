@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
 import type { Config } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
-import type { RateLimiter } from '../../pipeline/rate-limit.js';
+import { type RateLimiter, refuseOverLimit } from '../../pipeline/rate-limit.js';
 import type { SessionLookup, SessionManager, SessionRecord } from '../../session/sessions.js';
 import { StoreUnavailableError } from '../../session/store.js';
 import type { AuditLog } from '../audit.js';
@@ -215,22 +215,8 @@ export class BrowserLogin {
       : jsonChallenge(503, 'temporarily_unavailable', message, 'store_unavailable', [['retry-after', '5']]);
   }
 
-  private async limited(res: ServerResponse, ctx: AuthContext): Promise<boolean> {
-    const limiter = this.deps.rateLimiter;
-    if (!limiter) return false;
-    const verdict = await limiter.consume(ctx.clientIp);
-    if (verdict.allowed) return false;
-    writeChallenge(
-      res,
-      jsonChallenge(
-        429,
-        'rate_limited',
-        `Too many requests; retry after ${verdict.retryAfterSeconds} s.`,
-        'rate_limited',
-        [['retry-after', String(verdict.retryAfterSeconds)]],
-      ),
-    );
-    return true;
+  private limited(res: ServerResponse, ctx: AuthContext): Promise<boolean> {
+    return refuseOverLimit(this.deps.rateLimiter, ctx.clientIp, res, ctx.requestId);
   }
 
   private async login(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {

@@ -3,10 +3,10 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
-import { type SessionStore, StoreUnavailableError } from '../../session/store.js';
+import type { SessionStore } from '../../session/store.js';
 import { parseClientMetadata } from './client-metadata.js';
 import type { MetadataDocumentResolver, OAuthClient } from './clients.js';
-import { InvalidClientError, TemporarilyUnavailableError } from './errors.js';
+import { InvalidClientError, unlessStoreDown } from './errors.js';
 
 /**
  * Client ID Metadata Documents (draft-ietf-oauth-client-id-metadata-document, MCP 2025-11-25):
@@ -253,7 +253,7 @@ export class ClientMetadataDocuments implements MetadataDocumentResolver {
   /** The client the document at `clientId` describes, from the cache or fetched. */
   async resolve(clientId: string): Promise<OAuthClient> {
     const url = this.checkUrl(clientId);
-    const cached = await this.guard(() => this.store.get(cacheKey(clientId)));
+    const cached = await unlessStoreDown(() => this.store.get(cacheKey(clientId)));
     if (cached !== undefined) {
       try {
         return JSON.parse(cached) as OAuthClient;
@@ -270,7 +270,7 @@ export class ClientMetadataDocuments implements MetadataDocumentResolver {
   }
 
   async forget(clientId: string): Promise<void> {
-    await this.guard(() => this.store.delete(cacheKey(clientId)));
+    await unlessStoreDown(() => this.store.delete(cacheKey(clientId)));
   }
 
   /** The client id as a URL, or a ClientMetadataDocumentError saying what is wrong with it. */
@@ -303,7 +303,7 @@ export class ClientMetadataDocuments implements MetadataDocumentResolver {
     const client = this.parseDocument(clientId, fetched);
     const ttl = cacheTtlMs(headerValue(fetched.headers['cache-control']), this.defaultTtlMs, this.maxTtlMs);
     if (ttl !== undefined) {
-      await this.guard(() => this.store.set(cacheKey(clientId), JSON.stringify(client), ttl));
+      await unlessStoreDown(() => this.store.set(cacheKey(clientId), JSON.stringify(client), ttl));
     }
     return client;
   }
@@ -459,19 +459,6 @@ export class ClientMetadataDocuments implements MetadataDocumentResolver {
       source: 'metadata-document',
       confidential: false,
     };
-  }
-
-  private async guard<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      return await operation();
-    } catch (error) {
-      if (error instanceof StoreUnavailableError) {
-        throw new TemporarilyUnavailableError('the client store is unavailable; try again shortly', {
-          cause: error,
-        });
-      }
-      throw error;
-    }
   }
 }
 

@@ -1,9 +1,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { randomId } from '../../session/keys.js';
-import { type SessionStore, StoreUnavailableError } from '../../session/store.js';
+import type { SessionStore } from '../../session/store.js';
 import { isMetadataDocumentClientId } from './cimd.js';
 import { type ClientMetadata, parseClientMetadata } from './client-metadata.js';
-import { AccessDeniedError, InvalidClientError, TemporarilyUnavailableError } from './errors.js';
+import { AccessDeniedError, InvalidClientError, unlessStoreDown } from './errors.js';
 import { TOKEN_ENDPOINT_AUTH_METHODS, type TokenEndpointAuthMethod } from './metadata.js';
 import { validateRedirectUri } from './redirect-uris.js';
 
@@ -159,7 +159,9 @@ export class ClientRegistry {
       metadata.token_endpoint_auth_method === 'none' ? undefined : randomBytes(32).toString('base64url');
     const record: StoredClient = { v: 1, client_id: clientId, client_id_issued_at: issuedAt, metadata };
     if (secret !== undefined) record.secret_hash = hashSecret(secret).toString('base64url');
-    await this.guard(() => this.store.set(KEY_PREFIX + clientId, JSON.stringify(record), this.unusedTtlMs));
+    await unlessStoreDown(() =>
+      this.store.set(KEY_PREFIX + clientId, JSON.stringify(record), this.unusedTtlMs),
+    );
     const response: ClientInformationResponse = {
       ...metadata,
       client_id: clientId,
@@ -227,7 +229,7 @@ export class ClientRegistry {
     const now = this.now();
     if (record.used_at !== undefined && now - record.used_at < CLIENT_REFRESH_INTERVAL_MS) return;
     record.used_at = now;
-    await this.guard(() => this.store.set(key, JSON.stringify(record), this.ttlMs));
+    await unlessStoreDown(() => this.store.set(key, JSON.stringify(record), this.ttlMs));
   }
 
   /** Removes a dynamic client (or a cached metadata document); pre-registered clients stay. */
@@ -239,14 +241,14 @@ export class ClientRegistry {
       return 'deleted';
     }
     if (!(await this.readStored(clientId))) return 'not_found';
-    await this.guard(() => this.store.delete(KEY_PREFIX + clientId));
+    await unlessStoreDown(() => this.store.delete(KEY_PREFIX + clientId));
     return 'deleted';
   }
 
   /** Pre-registered and dynamic clients (not metadata documents), for the admin API. */
   async list(): Promise<OAuthClient[]> {
     const clients = [...this.preRegistered.values()].map((k) => k.client);
-    const keys = await this.guard(() => this.store.keys(KEY_PREFIX));
+    const keys = await unlessStoreDown(() => this.store.keys(KEY_PREFIX));
     for (const key of keys) {
       const record = await this.readStored(key.slice(KEY_PREFIX.length));
       if (record) clients.push(dynamicClient(record));
@@ -275,27 +277,13 @@ export class ClientRegistry {
   private async readStored(clientId: string): Promise<StoredClient | undefined> {
     // Dynamic ids are base64url; anything else cannot be one and is not looked up.
     if (!/^[A-Za-z0-9_-]{1,128}$/.test(clientId)) return undefined;
-    const raw = await this.guard(() => this.store.get(KEY_PREFIX + clientId));
+    const raw = await unlessStoreDown(() => this.store.get(KEY_PREFIX + clientId));
     if (raw === undefined) return undefined;
     try {
       const record = JSON.parse(raw) as StoredClient;
       return record.v === 1 && record.client_id === clientId ? record : undefined;
     } catch {
       return undefined;
-    }
-  }
-
-  /** The store being down is the client's "try again later", not an internal error. */
-  private async guard<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      return await operation();
-    } catch (error) {
-      if (error instanceof StoreUnavailableError) {
-        throw new TemporarilyUnavailableError('the client store is unavailable; try again shortly', {
-          cause: error,
-        });
-      }
-      throw error;
     }
   }
 }

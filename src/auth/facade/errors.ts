@@ -1,3 +1,4 @@
+import { StoreUnavailableError } from '../../session/store.js';
 /**
  * OAuth errors the authorization server facade answers with, one class per error code (as in
  * the MCP SDK's server/auth). Handlers throw them; the endpoint writes `status` and
@@ -140,4 +141,18 @@ export class InvalidTokenError extends OAuthError {
 export class InsufficientScopeError extends OAuthError {
   readonly code = 'insufficient_scope';
   readonly status = 403;
+}
+
+/** Runs a store operation; the store being down is the client's "try again later" (503), not a 500. */
+export async function unlessStoreDown<T>(operation: () => Promise<T>, what = 'client store'): Promise<T> {
+  try {
+    return await operation();
+  } catch (error) {
+    if (error instanceof StoreUnavailableError) {
+      throw new TemporarilyUnavailableError(`the ${what} is unavailable; try again shortly`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
 }

@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { refuseOverLimit } from '../../pipeline/rate-limit.js';
 import { StoreUnavailableError } from '../../session/store.js';
 import type { AuditEvent, AuditLog } from '../audit.js';
 import type { AuthContext } from '../authenticator.js';
-import { jsonChallenge, writeChallenge } from '../challenge.js';
 import { type FacadeDeps, MCP_SCOPE } from './deps.js';
 import {
   InvalidRequestError,
@@ -160,22 +160,8 @@ export function writeMethodNotAllowed(res: ServerResponse, allow: string): void 
  * The per-IP budget (AUTH_RATE_LIMIT_PER_MINUTE): true when the request was refused with a 429,
  * the same answer /login gives.
  */
-export async function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthContext): Promise<boolean> {
-  const limiter = deps.rateLimiter;
-  if (!limiter) return false;
-  const verdict = await limiter.consume(ctx.clientIp);
-  if (verdict.allowed) return false;
-  writeChallenge(
-    res,
-    jsonChallenge(
-      429,
-      'rate_limited',
-      `Too many requests; retry after ${verdict.retryAfterSeconds} s.`,
-      'rate_limited',
-      [['retry-after', String(verdict.retryAfterSeconds)]],
-    ),
-  );
-  return true;
+export function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthContext): Promise<boolean> {
+  return refuseOverLimit(deps.rateLimiter, ctx.clientIp, res, ctx.requestId);
 }
 
 /**
