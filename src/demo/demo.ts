@@ -1,54 +1,113 @@
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:net';
 import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
 import { createLogger } from '../observability/logger.js';
-import { startProxy } from '../server/app.js';
+import { type RunningProxy, startProxy } from '../server/app.js';
+import { DEFAULT_DEV_USERS, type DevIdp, startDevIdp } from './dev-idp.js';
 import { createSampleMcpServer } from './sample-mcp-server.js';
 
 export interface DemoOptions {
-  /** CLI flags (`--port`, `--host`, `--log-level`, ...), validated like `serve`'s. */
+  /** CLI flags (`--port`, `--host`, `--public-url`, `--auth-mode`, ...), validated like `serve`'s. */
   flags: Record<string, string>;
 }
 
+const DEMO_CLIENT_ID = 'mcp-oidc-proxy-demo';
+
+/** A free port on `host`, so the IdP can register the proxy's exact callback before it listens. */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
 /**
- * `mcp-oidc-proxy demo`: a sample MCP server and the proxy in front of it, in one process,
- * so a new user can point an MCP client at it with nothing else installed.
+ * `mcp-oidc-proxy demo`: in one process, a development OIDC provider with test users, a
+ * sample MCP server, and the proxy in front of it in oidc mode — the whole login flow with
+ * nothing else installed. `--auth-mode bypass` leaves the login out.
  */
 export async function runDemo(options: DemoOptions): Promise<() => Promise<void>> {
+  const host = options.flags.SERVER_HOST ?? '127.0.0.1';
+  const requestedPort = Number(options.flags.SERVER_PORT ?? 8080);
+  const port = Number.isInteger(requestedPort) && requestedPort > 0 ? requestedPort : await freePort(host);
+  const publicUrl = new URL(options.flags.PUBLIC_URL ?? `http://localhost:${port}`);
+  const bypass = options.flags.AUTH_MODE === 'bypass';
+
   const sample = createSampleMcpServer();
-  await new Promise<void>((resolve) => sample.server.listen(0, '127.0.0.1', resolve));
-  const samplePort = (sample.server.address() as AddressInfo).port;
-  let config: ReturnType<typeof loadConfig>;
-  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  let idp: DevIdp | undefined;
+  let proxy: RunningProxy;
+  let config: Config;
   try {
-    config = loadConfig({
-      flags: options.flags,
-      env: {
-        AUTH_MODE: 'bypass',
-        SERVER_HOST: '127.0.0.1',
-        SERVER_PORT: '8080',
-        PROXY_TARGET_URL: `http://127.0.0.1:${samplePort}`,
-        // MCP Inspector's web UI, which may call the server straight from the browser.
-        ALLOWED_ORIGINS: 'http://localhost:6274,http://127.0.0.1:6274',
-      },
-    });
+    await new Promise<void>((resolve) => sample.server.listen(0, '127.0.0.1', resolve));
+    const samplePort = (sample.server.address() as AddressInfo).port;
+    const secret = randomBytes(24).toString('base64url');
+    const env: Record<string, string> = {
+      AUTH_MODE: 'oidc',
+      SERVER_HOST: host,
+      SERVER_PORT: String(port),
+      PUBLIC_URL: publicUrl.origin,
+      PROXY_TARGET_URL: `http://127.0.0.1:${samplePort}`,
+      // MCP Inspector's web UI, which may call the server straight from the browser.
+      ALLOWED_ORIGINS: 'http://localhost:6274,http://127.0.0.1:6274',
+    };
+    if (!bypass) {
+      const idpPort = await freePort(host);
+      idp = await startDevIdp({
+        host,
+        port: idpPort,
+        issuerUrl: `${publicUrl.protocol}//${publicUrl.hostname}:${idpPort}`,
+        clients: [
+          {
+            client_id: DEMO_CLIENT_ID,
+            client_secret: secret,
+            redirect_uris: [`${publicUrl.origin}/callback`],
+            post_logout_redirect_uris: [`${publicUrl.origin}/logout`],
+          },
+        ],
+      });
+      Object.assign(env, {
+        OIDC_DISCOVERY_URL: `${idp.issuer}/.well-known/openid-configuration`,
+        OIDC_CLIENT_ID: DEMO_CLIENT_ID,
+        OIDC_CLIENT_SECRET: secret,
+        OIDC_SCOPES: 'openid email profile groups offline_access',
+      });
+    }
+    config = loadConfig({ flags: { ...options.flags, SERVER_PORT: String(port) }, env });
     proxy = await startProxy({ config, logger: createLogger(config.log.level) });
   } catch (err) {
+    await idp?.close();
     await sample.close();
     throw err;
   }
-  const port = new URL(proxy.url).port;
-  const mcpUrl = `http://localhost:${port}${config.mcpPath}`;
+  const mcpUrl = `${publicUrl.origin}${config.mcpPath}`;
+  const users = idp
+    ? DEFAULT_DEV_USERS.map(
+        (u) => `${u.username} / ${u.password}  (${u.email}, groups: ${u.groups.join(', ')})`,
+      )
+    : [];
   process.stderr.write(
     [
       '',
       'mcp-oidc-proxy demo',
       `  MCP server URL : ${mcpUrl}`,
-      `  health         : http://localhost:${port}/health`,
-      `  metrics        : http://localhost:${port}${config.metrics.path}`,
-      '  sample tools   : echo, count (streams progress), whoami',
-      '  auth mode      : bypass (no login in this version of the demo)',
+      `  browser        : ${publicUrl.origin}/  (any page behind the proxy; you are asked to log in)`,
+      ...(idp
+        ? [
+            `  login at       : ${idp.issuer}  (a development OIDC provider)`,
+            ...users.map((line, i) => `  ${i === 0 ? 'test users     :' : '               '} ${line}`),
+          ]
+        : ['  auth mode      : bypass (no login)']),
+      `  health         : ${publicUrl.origin}/health     metrics: ${publicUrl.origin}${config.metrics.path}`,
+      '  sample tools   : echo, count (streams progress), whoami (shows who you are)',
       '',
-      `  try it         : npx @modelcontextprotocol/inspector  (transport "Streamable HTTP", URL ${mcpUrl})`,
+      `  try it         : npx @modelcontextprotocol/inspector   (Streamable HTTP, URL ${mcpUrl})`,
+      `                   npx mcp-remote ${mcpUrl}`,
       '',
       'Press Ctrl+C to stop.',
       '',
@@ -57,5 +116,6 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
   return async () => {
     await proxy.shutdown();
     await sample.close();
+    await idp?.close();
   };
 }

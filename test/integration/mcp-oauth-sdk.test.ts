@@ -1,77 +1,10 @@
-import type { OAuthClientProvider } from '@modelcontextprotocol/sdk/client/auth.js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type {
-  OAuthClientInformationFull,
-  OAuthClientMetadata,
-  OAuthTokens,
-} from '@modelcontextprotocol/sdk/shared/auth.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
+import { CookieJar } from '../helpers/headless-login.js';
+import { authorizeInBrowser, HeadlessOAuthProvider } from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
-
-const alice = { username: 'alice', password: 'alice-password' };
-const REDIRECT_URL = 'http://127.0.0.1:39871/oauth/callback';
-
-/** The official SDK's OAuth client side, driving the browser part headlessly. */
-class HeadlessOAuthProvider implements OAuthClientProvider {
-  info: OAuthClientInformationFull | undefined;
-  saved: OAuthTokens | undefined;
-  verifier = '';
-  authorizationUrl: URL | undefined;
-
-  get redirectUrl(): string {
-    return REDIRECT_URL;
-  }
-
-  get clientMetadata(): OAuthClientMetadata {
-    return {
-      client_name: 'SDK test client',
-      redirect_uris: [REDIRECT_URL],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    };
-  }
-
-  clientInformation(): OAuthClientInformationFull | undefined {
-    return this.info;
-  }
-  saveClientInformation(info: OAuthClientInformationFull): void {
-    this.info = info;
-  }
-  tokens(): OAuthTokens | undefined {
-    return this.saved;
-  }
-  saveTokens(tokens: OAuthTokens): void {
-    this.saved = tokens;
-  }
-  redirectToAuthorization(url: URL): void {
-    this.authorizationUrl = url;
-  }
-  saveCodeVerifier(verifier: string): void {
-    this.verifier = verifier;
-  }
-  codeVerifier(): string {
-    return this.verifier;
-  }
-}
-
-/** Logs the user in at the IdP, approves the proxy's consent page, and returns the code. */
-async function authorizeInBrowser(url: URL, jar: CookieJar): Promise<URL> {
-  const result = await loginThroughBrowserless(url.href, alice, {
-    jar,
-    stopAt: (target) => target.href.startsWith(REDIRECT_URL),
-    onPage: ({ forms }) => {
-      const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-      return consent
-        ? { action: consent.action, fields: { ...consent.fields, decision: 'approve' } }
-        : undefined;
-    },
-  });
-  return new URL(result.finalUrl);
-}
 
 describe('the official MCP SDK client logs in through the proxy (OAuth 2.1, DCR, PKCE)', () => {
   let stack: OidcStack;

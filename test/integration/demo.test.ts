@@ -1,0 +1,71 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CookieJar } from '../helpers/headless-login.js';
+import { authorizeInBrowser, HeadlessOAuthProvider } from '../helpers/mcp-oauth-client.js';
+import { freePort } from '../helpers/servers.js';
+
+const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+describe('mcp-oidc-proxy demo (the built CLI)', () => {
+  let child: ChildProcess;
+  let banner = '';
+  let mcpUrl: string;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    child = spawn(process.execPath, [CLI, 'demo', '--port', String(port), '--log-level', 'warn'], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.once('exit', (code) => reject(new Error(`demo exited (${code}):\n${banner}`)));
+      child.stderr?.on('data', (d: Buffer) => {
+        banner += d.toString();
+        if (banner.includes('Press Ctrl+C to stop.')) resolve();
+      });
+    });
+    mcpUrl = /MCP server URL : (\S+)/.exec(banner)?.[1] as string;
+  });
+  afterAll(async () => {
+    if (child.exitCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+
+  it('prints the MCP URL and the test users', () => {
+    expect(mcpUrl).toMatch(/^http:\/\/localhost:\d+\/mcp$/);
+    expect(banner).toContain('alice / alice-password');
+    expect(banner).toContain('bob / bob-password');
+  });
+
+  it('lets the SDK client log in through the development provider and call the sample tools', async () => {
+    const provider = new HeadlessOAuthProvider();
+    const first = new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider });
+    await expect(new Client({ name: 'demo-test', version: '1' }).connect(first)).rejects.toThrow(
+      /Unauthorized/i,
+    );
+    const callback = await authorizeInBrowser(provider.authorizationUrl as URL, new CookieJar());
+    await first.finishAuth(callback.searchParams.get('code') as string);
+
+    const client = new Client({ name: 'demo-test', version: '1' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl), { authProvider: provider }));
+    const { tools } = await client.listTools();
+    expect(tools.map((t) => t.name).sort()).toEqual(['count', 'echo', 'whoami']);
+    const whoami = await client.callTool({ name: 'whoami', arguments: {} });
+    expect(JSON.parse((whoami.content as Array<{ text: string }>)[0]?.text ?? '{}')).toMatchObject({
+      user: 'alice',
+      email: 'alice@example.com',
+    });
+    await client.close();
+  });
+
+  it('stops cleanly on SIGTERM', async () => {
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+  });
+});
