@@ -1,0 +1,178 @@
+// The single executable (Node SEA) from `npm run build:binary`. Builds nothing itself and is not
+// part of the default `vitest run` (see vitest.config.ts): run `npm run build:binary` and then
+// `npm run test:binary`. The binary runs from an empty temp dir, so no node_modules is in reach.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, type Listening, startEchoBackend } from '../helpers/servers.js';
+
+const BUILT = fileURLToPath(new URL('../../dist/bin/mcp-oidc-proxy-linux-x64', import.meta.url));
+const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+// A missing binary fails the whole file (rather than skipping its tests).
+if (!existsSync(BUILT)) {
+  throw new Error(
+    `${BUILT} does not exist: run \`npm run build:binary\` first (then \`npm run test:binary\`)`,
+  );
+}
+const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-bin-'));
+const BIN = join(dir, 'mcp-oidc-proxy');
+const children = new Set<ChildProcess>();
+
+beforeAll(() => copyFileSync(BUILT, BIN));
+afterEach(() => {
+  for (const child of children) child.kill('SIGKILL');
+  children.clear();
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Only PATH: the developer's or CI's own settings must not leak into the child. */
+function launch(args: string[], env: Record<string, string> = {}): ChildProcess {
+  const child = spawn(BIN, args, {
+    cwd: dir,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = launch(args, env);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    stdout += c;
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c;
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`binary ${args.join(' ')} did not exit within 15 s:\n${stderr}`));
+    }, 15_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Polls GET url until it answers 200; returns the ms from `since` and the body. */
+async function firstHealthy(
+  url: string,
+  child: ChildProcess,
+  since: number,
+): Promise<{ ms: number; body: unknown }> {
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c;
+  });
+  const deadline = since + 10_000;
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`binary exited with ${child.exitCode}:\n${stderr}`);
+    try {
+      const res = await fetch(url);
+      if (res.status === 200) return { ms: performance.now() - since, body: await res.json() };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`${url} not healthy within 10 s:\n${stderr}`);
+}
+
+function rssMb(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(m?.[1]) / 1024;
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  return closed;
+}
+
+describe('single executable (dist/bin/mcp-oidc-proxy-linux-x64)', () => {
+  it('prints the package version', async () => {
+    const r = await run(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toBe(PACKAGE.version);
+    expect(r.stderr).toBe('');
+  });
+
+  it('check-config validates a bypass config, also from a YAML file', async () => {
+    const fromEnv = await run(['check-config'], { AUTH_MODE: 'bypass' });
+    expect(fromEnv.code).toBe(0);
+    expect(fromEnv.stdout).toMatch(/configuration OK/);
+    expect(fromEnv.stderr).toBe('');
+
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, 'auth:\n  mode: bypass\nserver:\n  port: 9123\n');
+    const fromYaml = await run(['check-config', '--config', file]);
+    expect(fromYaml.stderr).toBe('');
+    expect(fromYaml.code).toBe(0);
+    expect(fromYaml.stdout).toMatch(/SERVER_PORT\s+= 9123/);
+  });
+
+  describe('serve with AUTH_MODE=bypass', () => {
+    let backend: Listening | undefined;
+    afterAll(async () => {
+      await backend?.close();
+    });
+
+    it('answers /health quickly, proxies to the backend and stops on SIGTERM', async () => {
+      backend = await startEchoBackend();
+      const port = await freePort();
+      const started = performance.now();
+      const child = launch([], {
+        AUTH_MODE: 'bypass',
+        SERVER_HOST: '127.0.0.1',
+        SERVER_PORT: String(port),
+        PROXY_TARGET_URL: backend.url,
+      });
+      const { ms, body } = await firstHealthy(`http://127.0.0.1:${port}/health`, child, started);
+      expect(body).toMatchObject({ status: 'healthy', checks: { proxy_target: { status: 'healthy' } } });
+      // Generous bound for loaded CI machines; the figure itself is printed.
+      expect(ms).toBeLessThan(2_000);
+
+      const proxied = await fetch(`http://127.0.0.1:${port}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: '{"jsonrpc":"2.0","id":1,"method":"ping"}',
+      });
+      expect(proxied.status).toBe(200);
+      expect(await proxied.json()).toMatchObject({ method: 'POST', url: '/mcp' });
+
+      await new Promise((r) => setTimeout(r, 500));
+      const rss = rssMb(child.pid as number);
+      console.log(
+        `binary serve: first healthy /health after ${ms.toFixed(0)} ms, idle RSS ${rss.toFixed(1)} MB`,
+      );
+      expect(await stop(child)).toBe(0);
+    });
+  });
+
+  it('demo serves the sample MCP server behind the proxy', async () => {
+    const port = await freePort();
+    const started = performance.now();
+    const child = launch(['demo', '--port', String(port), '--host', '127.0.0.1']);
+    const { ms, body } = await firstHealthy(`http://127.0.0.1:${port}/health`, child, started);
+    expect(body).toMatchObject({ status: 'healthy' });
+    const prm = await fetch(`http://127.0.0.1:${port}/.well-known/oauth-protected-resource/mcp`);
+    expect(prm.status).toBe(200);
+    const rss = rssMb(child.pid as number);
+    console.log(`binary demo: first healthy /health after ${ms.toFixed(0)} ms, RSS ${rss.toFixed(1)} MB`);
+    expect(await stop(child)).toBe(0);
+  });
+});
