@@ -31,7 +31,7 @@ export interface LoadInput {
 export const SECRET_MASK = '********';
 
 /**
- * Paths the proxy answers itself (DESIGN.md, "Endpoints the proxy owns"); the MCP endpoint and
+ * Paths the proxy answers itself (README, "What the proxy does with a request"); the MCP endpoint and
  * the metrics endpoint may not sit on or under them, or requests would never reach them.
  */
 export const RESERVED_PATHS = [

@@ -13,7 +13,7 @@ import type { ClientRegistry } from './clients.js';
 /** The scope MCP clients are granted (the only one the proxy defines). */
 export const MCP_SCOPE = 'mcp';
 
-/** Access tokens live briefly; clients refresh them (MCP-AUTH.md: short-lived). */
+/** Access tokens live briefly; clients refresh them (the MCP authorization spec asks for short-lived tokens). */
 export const ACCESS_TOKEN_TTL_SECONDS = 900;
 
 /**

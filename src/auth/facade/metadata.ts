@@ -5,7 +5,7 @@
  * differs from the URL it was given, and a forged Host must not move the issuer.
  */
 
-/** Paths the facade answers at the origin root (DESIGN.md keeps these names). */
+/** Paths the facade answers at the origin root (the documented defaults; the metadata advertises them). */
 export const FACADE_PATHS = {
   authorize: '/authorize',
   token: '/token',

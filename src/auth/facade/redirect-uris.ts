@@ -1,7 +1,7 @@
 /**
  * Which redirect URIs a client may register, and when a presented one matches a registered one.
  *
- * Allowed kinds (OAuth 2.1 §2.3.1, RFC 8252, MCP-AUTH.md):
+ * Allowed kinds (OAuth 2.1 §2.3.1, RFC 8252, the MCP authorization spec):
  * - `https://host/...` (Claude.ai, ChatGPT, vscode.dev);
  * - loopback `http://127.0.0.1`, `http://[::1]`, `http://localhost`, any port (native apps, CLIs,
  *   mcp-remote, the Inspector);

@@ -108,7 +108,7 @@ export function hashRefreshToken(token: string): string {
  * the same case: exactly one claims the marker and gets a new token, the other gets
  * `reuse_detected` and revokes the family, so the winner's new token is refused at its next use
  * too and the client must authorize again. A client that refreshes from two places at once with
- * one token is indistinguishable from theft; MCP-AUTH.md asks for exactly this.
+ * one token is indistinguishable from theft; the MCP security best practices ask for exactly this.
  */
 export class RefreshTokens {
   private readonly tokenTtlMs: number;
