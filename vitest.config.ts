@@ -3,8 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts', 'src/**/*.test.ts'],
-    // test/binary needs `npm run build:binary` first; it runs via `npm run test:binary`.
-    exclude: ['**/node_modules/**', 'test/binary/**'],
+    // test/binary needs `npm run build:binary` first (`npm run test:binary`); test/package installs
+    // the packed package from the registry (`npm run test:package`). CI runs both once.
+    exclude: ['**/node_modules/**', 'test/binary/**', 'test/package/**'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Integration tests start real servers; keep the 2-core machine from oversubscribing.
