@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type Finished, untilExit } from '../helpers/process.js';
 import { freePort, type Listening, startEchoBackend } from '../helpers/servers.js';
 
 const BUILT = fileURLToPath(new URL('../../dist/bin/mcp-oidc-proxy-linux-x64', import.meta.url));
@@ -43,29 +44,8 @@ function launch(args: string[], env: Record<string, string> = {}): ChildProcess 
   return child;
 }
 
-function run(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = launch(args, env);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    stdout += c;
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    stderr += c;
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`binary ${args.join(' ')} did not exit within 15 s:\n${stderr}`));
-    }, 15_000);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+function run(args: string[], env: Record<string, string> = {}): Promise<Finished> {
+  return untilExit(launch(args, env), `binary ${args.join(' ')}`, 15_000);
 }
 
 /** Polls GET url until it answers 200; returns the ms from `since` and the body. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { SETTINGS, type SettingSpec } from '../../src/config/settings.js';
+import { type Finished, untilExit } from '../helpers/process.js';
 import { freePort, type Listening, startEchoBackend } from '../helpers/servers.js';
 
 // The built CLI: `npm test` builds before vitest; run `npm run build` before running this alone.
@@ -39,33 +40,9 @@ function launch(args: string[], env: Record<string, string>): ChildProcess {
   return child;
 }
 
-interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs the CLI to completion (it must exit on its own). */
 function run(args: string[], env: Record<string, string> = {}, timeoutMs = 15_000): Promise<Finished> {
-  const child = launch(args, env);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    stdout += c;
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    stderr += c;
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mcp-oidc-proxy ${args.join(' ')} did not exit within ${timeoutMs} ms:\n${stderr}`));
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  return untilExit(launch(args, env), `mcp-oidc-proxy ${args.join(' ')}`, timeoutMs);
 }
 
 /** Lines the child writes to stdout, with a way to wait for one. */

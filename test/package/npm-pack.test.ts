@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts } from '../helpers/ports.js';
+import { type Finished, untilExit } from '../helpers/process.js';
 
 // Packs the project as npm would publish it, installs the tarball into an empty project (its
 // dependencies come from the registry) and runs the installed CLI. Uses the built dist/: `npm test`
@@ -33,12 +34,6 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra };
 }
 
-interface Finished {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function run(
   cmd: string,
   args: string[],
@@ -48,26 +43,8 @@ function run(
 ): Promise<Finished> {
   const child = spawn(cmd, args, { cwd, env: childEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.on('data', (c: Buffer) => {
-    stdout += c;
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    stderr += c;
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')} did not finish in ${timeoutMs} ms\n${stderr}`));
-    }, timeoutMs);
-    child.once('error', reject);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      children.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
+  child.once('exit', () => children.delete(child));
+  return untilExit(child, `${cmd} ${args.join(' ')}`, timeoutMs);
 }
 
 beforeAll(async () => {
