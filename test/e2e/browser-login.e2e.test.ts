@@ -6,25 +6,14 @@
  * another Chromium named by CHROMIUM_PATH. Without it the suite fails and says so: it is part of
  * `npm test` and of CI (.ci/run installs the package).
  */
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page, type Response } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { launchChromium, watchedContext } from '../helpers/chromium.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
-/** Playwright's waits give up before vitest's 30 s test timeout, so failures say what was awaited. */
-const WAIT_MS = 10_000;
 const SESSION_COOKIE = 'mcp_oidc_proxy';
 
 const alice = { username: 'alice', password: 'alice-password' };
@@ -33,18 +22,6 @@ const bob = { username: 'bob', password: 'bob-password' };
 interface Echo {
   url: string;
   headers: Record<string, string | undefined>;
-}
-
-function requireChromium(): void {
-  try {
-    accessSync(CHROMIUM, constants.X_OK);
-  } catch {
-    throw new Error(
-      `The browser end-to-end test needs Chromium, and there is no executable at ${CHROMIUM}. ` +
-        'Install it with `apt-get install -y --no-install-recommends chromium` ' +
-        '(or point CHROMIUM_PATH at a Chromium binary).',
-    );
-  }
 }
 
 describe('browser login in a real browser (Chromium)', () => {
@@ -58,10 +35,9 @@ describe('browser login in a real browser (Chromium)', () => {
   });
 
   beforeAll(async () => {
-    requireChromium();
     shots = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-e2e-'));
     stack = await startOidcStack({ ALLOWED_DOMAINS: 'example.com' });
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -69,18 +45,8 @@ describe('browser login in a real browser (Chromium)', () => {
     if (shots) rmSync(shots, { recursive: true, force: true });
   });
 
-  async function newContext(): Promise<BrowserContext> {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(WAIT_MS);
-    context.on('page', watch);
-    return context;
-  }
-
-  function watch(page: Page): void {
-    page.on('console', (msg) => {
-      if (/Content Security Policy/i.test(msg.text())) problems.push(`${page.url()}: ${msg.text()}`);
-    });
-    page.on('pageerror', (err) => problems.push(`${page.url()}: ${err.message}`));
+  function newContext(): Promise<BrowserContext> {
+    return watchedContext(browser, problems);
   }
 
   const onProxy = (path: string) => (url: URL) =>

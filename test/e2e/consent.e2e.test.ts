@@ -4,39 +4,17 @@
  * standing in for the MCP client's redirect URI. Needs Chromium as browser-login.e2e.test.ts does.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, type BrowserContext, chromium, type Page, type Response } from 'playwright-core';
+import type { Browser, BrowserContext, Page, Response } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { launchChromium, WAIT_MS, watchedContext } from '../helpers/chromium.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 import { type Listening, listen } from '../helpers/servers.js';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-  '--disable-quic',
-];
-const WAIT_MS = 10_000;
 const alice = { username: 'alice', password: 'alice-password' };
-
-function requireChromium(): void {
-  try {
-    accessSync(CHROMIUM, constants.X_OK);
-  } catch {
-    throw new Error(
-      `The consent end-to-end test needs Chromium, and there is no executable at ${CHROMIUM}. ` +
-        'Install it with `apt-get install -y --no-install-recommends chromium` ' +
-        '(or point CHROMIUM_PATH at a Chromium binary).',
-    );
-  }
-}
 
 /** The MCP client's side: its redirect URI (/cb) records callbacks; /frame embeds a URL. */
 interface ClientSite extends Listening {
@@ -102,12 +80,11 @@ describe('the consent page in a real browser (Chromium)', () => {
   });
 
   beforeAll(async () => {
-    requireChromium();
     shots = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-consent-'));
     stack = await startOidcStack();
     site = await startClientSite();
     redirectUri = `${site.url}/cb`;
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();
@@ -116,18 +93,8 @@ describe('the consent page in a real browser (Chromium)', () => {
     if (shots) rmSync(shots, { recursive: true, force: true });
   });
 
-  async function newContext(): Promise<BrowserContext> {
-    const context = await browser.newContext();
-    context.setDefaultTimeout(WAIT_MS);
-    context.on('page', watch);
-    return context;
-  }
-
-  function watch(page: Page): void {
-    page.on('console', (msg) => {
-      if (/Content Security Policy/i.test(msg.text())) problems.push(`${page.url()}: ${msg.text()}`);
-    });
-    page.on('pageerror', (err) => problems.push(`${page.url()}: ${err.message}`));
+  function newContext(): Promise<BrowserContext> {
+    return watchedContext(browser, problems);
   }
 
   async function register(name: string): Promise<Registered> {
