@@ -557,6 +557,25 @@ function assemble(
     }),
   );
 
+  const adminEnabled = get<boolean>(values, 'ADMIN_ENABLED');
+  const adminToken = get<string | undefined>(values, 'ADMIN_TOKEN') || undefined;
+  const adminGroups = get<string[]>(values, 'ADMIN_GROUPS') ?? [];
+  if (adminToken !== undefined && adminToken.length < 32) {
+    problem('ADMIN_TOKEN', 'must be at least 32 characters; generate one with `openssl rand -base64 48`');
+  }
+  if (adminEnabled && adminToken === undefined && adminGroups.length === 0) {
+    problem(
+      'ADMIN_ENABLED',
+      'is true but neither ADMIN_TOKEN nor ADMIN_GROUPS is set: nobody could use the admin API; set ADMIN_TOKEN (openssl rand -base64 48) or ADMIN_GROUPS',
+    );
+  }
+  if (adminEnabled && adminToken === undefined && authMode === 'bypass') {
+    problem(
+      'ADMIN_GROUPS',
+      'needs AUTH_MODE=oidc (with AUTH_MODE=bypass nobody logs in); set ADMIN_TOKEN instead',
+    );
+  }
+
   const ms = (key: SettingEnv): number => Math.round((get<number>(values, key) ?? 0) * 1000);
   return {
     server: {
@@ -606,6 +625,7 @@ function assemble(
         forwardIdToken: get<boolean>(values, 'FORWARD_ID_TOKEN'),
       },
       authRateLimitPerMinute: get<number>(values, 'AUTH_RATE_LIMIT_PER_MINUTE'),
+      rateLimitPerMinute: get<number>(values, 'RATE_LIMIT_PER_MINUTE'),
       mcpClients: { dynamicRegistration: get<boolean>(values, 'MCP_DCR_ENABLED'), preRegistered: mcpClients },
     },
     session: {
@@ -619,6 +639,13 @@ function assemble(
     },
     metrics: { enabled: metricsEnabled, path: metricsPath },
     log: { level: get<Config['log']['level']>(values, 'LOG_LEVEL') },
+    tracing: {
+      enabled: get<boolean>(values, 'TRACING_ENABLED'),
+      endpoint: get<URL | undefined>(values, 'TRACING_ENDPOINT'),
+      sampleRate: get<number>(values, 'TRACING_SAMPLE_RATE'),
+    },
+    admin: { enabled: adminEnabled, token: adminToken, groups: adminGroups },
+    watchConfig: get<boolean>(values, 'CONFIG_WATCH'),
     sources: Object.fromEntries([...raw].map(([k, r]) => [k, r.source])),
   };
 }

@@ -64,6 +64,8 @@ export interface Config {
       forwardIdToken: boolean;
     };
     authRateLimitPerMinute: number;
+    /** Every route besides the login endpoints, per user or client IP; 0 = off. */
+    rateLimitPerMinute: number;
     /** Who may be an MCP client: self-registered (DCR, metadata documents) and/or listed ones. */
     mcpClients: { dynamicRegistration: boolean; preRegistered: PreRegisteredClientConfig[] };
   };
@@ -79,6 +81,19 @@ export interface Config {
   };
   metrics: { enabled: boolean; path: string };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
+  tracing: {
+    enabled: boolean;
+    /** OTLP/HTTP base URL (spans go to `/v1/traces` under it); undefined = the OTEL_* defaults. */
+    endpoint: URL | undefined;
+    sampleRate: number;
+  };
+  admin: {
+    enabled: boolean;
+    token: string | undefined;
+    groups: string[];
+  };
+  /** Reload the --config file when it changes. */
+  watchConfig: boolean;
   /** Where each setting came from, for the startup log and `check-config`. */
   sources: Record<string, Source>;
 }
