@@ -1,10 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CookieJar } from '../helpers/headless-login.js';
 import { authorizeInBrowser, HeadlessOAuthProvider } from '../helpers/mcp-oauth-client.js';
+import { connectThroughMcpRemote } from '../helpers/mcp-remote.js';
 import { freePort } from '../helpers/servers.js';
 
 const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
@@ -62,6 +66,33 @@ describe('mcp-oidc-proxy demo (the built CLI)', () => {
     });
     await client.close();
   });
+
+  it('lets mcp-remote (Claude Desktop, Cursor) log in as bob and call a streaming tool', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'demo-mcp-remote-'));
+    const remote = await connectThroughMcpRemote(mcpUrl, tmp, { username: 'bob', password: 'bob-password' });
+    try {
+      expect(remote.authorizationUrl.origin).toBe(new URL(mcpUrl).origin);
+      const progress: number[] = [];
+      const counted = await remote.client.callTool(
+        { name: 'count', arguments: { n: 3, delayMs: 10 } },
+        undefined,
+        { onprogress: (p) => progress.push(p.progress) },
+      );
+      expect(counted.content).toEqual([{ type: 'text', text: 'counted to 3' }]);
+      expect(progress).toEqual([1, 2, 3]);
+      const whoami = await remote.client.callTool({ name: 'whoami', arguments: {} });
+      expect(JSON.parse((whoami.content as Array<{ text: string }>)[0]?.text ?? '{}')).toMatchObject({
+        user: 'bob',
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}\n--- mcp-remote stderr ---\n${remote.stderr()}`, {
+        cause: error,
+      });
+    } finally {
+      await remote.close();
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('stops cleanly on SIGTERM', async () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
