@@ -1,4 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TraceSpan } from '../observability/spans.js';
+import type { RateLimits } from '../pipeline/rate-limit.js';
 import type { Challenge } from './challenge.js';
 
 /** Who the caller is, as the backend learns it through identity headers. */
@@ -30,6 +32,8 @@ export interface AuthContext {
   path: string;
   /** Including the leading `?`, or empty. */
   search: string;
+  /** The request's span: the parent of the stage's own (session lookup, token checks, IdP calls). */
+  trace?: TraceSpan;
 }
 
 /** An endpoint the stage answers itself (/login, /callback, /logout): never forwarded. */
@@ -46,6 +50,16 @@ export interface Authenticator {
   readonly publicPaths?: ReadonlySet<string>;
   /** Cookies that belong to the proxy: removed from the Cookie header the backend gets. */
   readonly cookieNames?: ReadonlySet<string>;
+  /**
+   * The budgets, when the stage built them itself (sharing its session store's Redis); the
+   * pipeline builds in-memory ones otherwise.
+   */
+  readonly rateLimits?: RateLimits;
+  /**
+   * Owned endpoints that spend the per-IP login budget (AUTH_RATE_LIMIT_PER_MINUTE) themselves:
+   * the per-user budget (RATE_LIMIT_PER_MINUTE) leaves them out.
+   */
+  readonly authLimitedPaths?: ReadonlySet<string>;
   /**
    * Sync or async: a stage that decides from the request alone (bypass) returns the
    * decision directly, so the request is forwarded in the same tick; one that must wait

@@ -2,7 +2,8 @@ import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { createRateLimiter } from '../pipeline/rate-limit.js';
+import type { TraceSpan, Tracing } from '../observability/spans.js';
+import { RateLimits } from '../pipeline/rate-limit.js';
 import {
   createSessionStore,
   RedisSessionStore,
@@ -13,7 +14,7 @@ import { SessionKeys } from '../session/keys.js';
 import { SessionManager } from '../session/sessions.js';
 import { type AuditEvent, type AuditFields, AuditLog } from './audit.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
-import { BrowserLogin } from './browser/browser-login.js';
+import { type BrowserAuthResult, BrowserLogin } from './browser/browser-login.js';
 import { jsonChallenge } from './challenge.js';
 import { createAuthorizeHandler } from './facade/authorize.js';
 import { ClientMetadataDocuments } from './facade/cimd.js';
@@ -46,8 +47,11 @@ export class SessionAuthenticator implements Authenticator {
   readonly cookieNames: ReadonlySet<string>;
   /** Endpoints any origin may call (no cookies involved): discovery, JWKS, /register, /token, /revoke. */
   readonly publicPaths: ReadonlySet<string>;
+  readonly authLimitedPaths: ReadonlySet<string>;
   private readonly resource: string;
   private readonly resourceMetadataUrl: string;
+  /** `sub NUL client_id` pairs that already made their first call, for `mcp_first_call`. */
+  private readonly calledBefore = new Set<string>();
 
   private constructor(
     private readonly config: Config,
@@ -55,7 +59,9 @@ export class SessionAuthenticator implements Authenticator {
     readonly sessions: SessionManager,
     readonly provider: Provider,
     private readonly login: BrowserLogin,
-    private readonly facade: FacadeDeps,
+    /** The authorization server's parts; the admin API lists and revokes through them. */
+    readonly facade: FacadeDeps,
+    readonly rateLimits: RateLimits,
   ) {
     const routes = new Map<string, RouteHandler>([
       ...login.routes,
@@ -69,12 +75,19 @@ export class SessionAuthenticator implements Authenticator {
     this.publicPaths = new Set(
       [...routes.keys()].filter((path) => !login.routes.has(path) && path !== FACADE_PATHS.authorize),
     );
+    this.authLimitedPaths = new Set([
+      ...login.authLimitedPaths,
+      FACADE_PATHS.authorize,
+      FACADE_PATHS.token,
+      FACADE_PATHS.revoke,
+      FACADE_PATHS.register,
+    ]);
     this.cookieNames = sessions.cookieNames;
     this.resource = resourceUrl(config.server.publicUrl, config.mcpPath);
     this.resourceMetadataUrl = protectedResourceMetadataUrl(config.server.publicUrl, config.mcpPath);
   }
 
-  static create(config: Config, logger: Logger, metrics?: Metrics): SessionAuthenticator {
+  static create(config: Config, logger: Logger, metrics?: Metrics, tracing?: Tracing): SessionAuthenticator {
     const store = createSessionStore({
       kind: config.session.store,
       redisUrl: config.session.redisUrl,
@@ -95,12 +108,13 @@ export class SessionAuthenticator implements Authenticator {
         'SESSION_SECRET is not set: a random key is used, so sessions end when the process restarts and are not shared between instances',
       );
     }
-    const provider = createProvider(config, logger);
-    const rateLimiter = createRateLimiter({
-      perMinute: config.auth.authRateLimitPerMinute,
-      keyPrefix: 'mcp-oidc-proxy:rl:auth',
-      redis: store instanceof RedisSessionStore ? store.redis : undefined,
-    });
+    const provider = createProvider(config, logger, tracing?.root);
+    // Both budgets count in the session store's Redis, when there is one, across instances.
+    const rateLimits = new RateLimits(
+      config.auth,
+      store instanceof RedisSessionStore ? store.redis : undefined,
+    );
+    const rateLimiter = rateLimits.authLimiter;
     // Every audit event also counts in mcp_oidc_proxy_auth_events_total, by client name.
     const { dynamicRegistration, preRegistered } = config.auth.mcpClients;
     const clients = new ClientRegistry({
@@ -129,7 +143,7 @@ export class SessionAuthenticator implements Authenticator {
     // Discovery starts now; while the provider is unreachable the proxy stays up, reports
     // itself unhealthy and retries with backoff (it never lets anyone through without login).
     provider.ready().catch(() => {});
-    return new SessionAuthenticator(config, store, sessions, provider, login, facade);
+    return new SessionAuthenticator(config, store, sessions, provider, login, facade, rateLimits);
   }
 
   /**
@@ -139,9 +153,9 @@ export class SessionAuthenticator implements Authenticator {
   async authenticate(req: IncomingMessage, ctx: AuthContext): Promise<AuthDecision> {
     const authorization = req.headers.authorization;
     if (authorization !== undefined && /^bearer /i.test(authorization)) {
-      return this.authenticateBearer(authorization.slice(7).trim());
+      return this.authenticateBearer(authorization.slice(7).trim(), ctx.trace);
     }
-    const result = await this.login.authenticate(req, ctx.clientIp, ctx.path + ctx.search);
+    const result = await this.login.authenticate(req, ctx.clientIp, ctx.path + ctx.search, ctx.trace);
     if (result.kind === 'challenge') return result;
     const { forwardAccessToken, forwardIdToken } = this.config.auth.identityHeaders;
     const extra: Array<[string, string]> = [];
@@ -151,10 +165,17 @@ export class SessionAuthenticator implements Authenticator {
     return { kind: 'allow', identity: result.identity, credentialsConsumed: true, extraHeaders: extra };
   }
 
-  private async authenticateBearer(token: string): Promise<AuthDecision> {
+  /** The browser session check alone (no bearer token): the admin API's group members log in this way. */
+  authenticateBrowser(req: IncomingMessage, ctx: AuthContext): Promise<BrowserAuthResult> {
+    return this.login.authenticate(req, ctx.clientIp, ctx.path + ctx.search);
+  }
+
+  private async authenticateBearer(token: string, trace: TraceSpan | undefined): Promise<AuthDecision> {
     let claims: Awaited<ReturnType<AccessTokens['verifyAccessToken']>>;
+    const verify = (): Promise<typeof claims> =>
+      this.facade.accessTokens.verifyAccessToken(token, { audience: this.resource });
     try {
-      claims = await this.facade.accessTokens.verifyAccessToken(token, { audience: this.resource });
+      claims = await (trace ? trace.child('token.verify', verify) : verify());
     } catch (err) {
       if (err instanceof StoreUnavailableError) {
         return {
@@ -189,11 +210,26 @@ export class SessionAuthenticator implements Authenticator {
     if (!verdict.allowed) {
       return { kind: 'challenge', challenge: jsonChallenge(403, 'access_denied', verdict.reason, 'denied') };
     }
+    this.noteFirstCall(claims.sub, claims.clientId);
     return {
       kind: 'allow',
       identity: { user: claims.sub, email: claims.email, groups: claims.groups },
       credentialsConsumed: true,
     };
+  }
+
+  /**
+   * The login funnel's last step: the first authenticated request of a user through a client,
+   * as this instance sees it (a bounded set; the oldest pairs are forgotten first).
+   */
+  private noteFirstCall(sub: string, clientId: string): void {
+    const pair = `${sub}\u0000${clientId}`;
+    if (this.calledBefore.has(pair)) return;
+    if (this.calledBefore.size >= MAX_FIRST_CALL_PAIRS) {
+      this.calledBefore.delete(this.calledBefore.values().next().value as string);
+    }
+    this.calledBefore.add(pair);
+    this.facade.audit.record('mcp_first_call', { sub, client_id: clientId });
   }
 
   private bearerChallenge(
@@ -219,6 +255,9 @@ export class SessionAuthenticator implements Authenticator {
   }
 }
 
+/** How many user and client pairs `mcp_first_call` remembers. */
+const MAX_FIRST_CALL_PAIRS = 10_000;
+
 /** Distinct client names a metric label may take; past it, `other` (registration is open to anyone). */
 const MAX_CLIENT_LABELS = 100;
 
@@ -235,6 +274,8 @@ function countAuthEvents(
     return name;
   };
   return (event, fields) => {
+    // Admin actions are audited, but they are no login or authorization step.
+    if (event.startsWith('admin_')) return;
     const clientId = typeof fields.client_id === 'string' ? fields.client_id : undefined;
     if (typeof fields.client_name === 'string' || !clientId) {
       metrics.authEvents.inc({ event, client: clientId ? label(fields.client_name as string) : 'browser' });

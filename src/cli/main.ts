@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { describeConfig, loadConfig } from '../config/load.js';
+import { describeConfig, type LoadInput, loadConfig } from '../config/load.js';
+import { ConfigReloader } from '../config/reload.js';
 import { ConfigError } from '../config/types.js';
 import { createLogger } from '../observability/logger.js';
 import { startProxy } from '../server/app.js';
@@ -7,7 +8,9 @@ import { helpText, type ParsedArgs, parseArgs, UsageError } from './args.js';
 import { packageVersion } from './version.js';
 
 async function serve(args: ParsedArgs): Promise<void> {
-  const config = loadConfig({ flags: args.flags, configFile: args.configFile });
+  // A reload reads the --config file again; flags and the environment stay as they were.
+  const input: LoadInput = { flags: args.flags, env: { ...process.env }, configFile: args.configFile };
+  const config = loadConfig(input);
   const logger = createLogger(config.log.level);
   let proxy: Awaited<ReturnType<typeof startProxy>>;
   try {
@@ -25,8 +28,17 @@ async function serve(args: ParsedArgs): Promise<void> {
     setTimeout(() => process.exit(code), 1000).unref();
     logger.flush(() => process.exit(code));
   };
+  const reloader = new ConfigReloader({
+    input,
+    logger,
+    apply: (next, trigger) => proxy.reload(next, trigger),
+    onRejected: () => proxy.metrics.configReloads.inc({ result: 'rejected' }),
+  });
+  reloader.watch(config.watchConfig);
+  process.on('SIGHUP', () => reloader.reload('SIGHUP'));
   const stop = (signal: string): void => {
     logger.info({ signal }, 'signal received');
+    reloader.close();
     proxy.shutdown().then(
       () => exit(0),
       (err: Error) => {

@@ -88,7 +88,34 @@ export function loadConfig(input: LoadInput = {}): Config {
   }
   const config = assemble(values, raw, problems);
   if (problems.length > 0) throw new ConfigError(problems.map(maskSecret));
+  SETTING_VALUES.set(config, comparableValues(values, config));
   return config;
+}
+
+/** Every set setting's effective value, comparable as text: what a reload compares. */
+export type SettingValues = ReadonlyMap<SettingEnv, string>;
+
+const SETTING_VALUES = new WeakMap<Config, SettingValues>();
+
+function comparableValues(values: Map<SettingEnv, unknown>, config: Config): SettingValues {
+  // URLs serialise as their href; lists and structures as JSON.
+  const out = new Map([...values].map(([key, value]) => [key, JSON.stringify(value)] as const));
+  // A CA file replaced at the same path is a change too (a rotated certificate).
+  if (values.has('PROXY_CA_FILE'))
+    out.set('PROXY_CA_FILE', JSON.stringify([values.get('PROXY_CA_FILE'), config.target.ca]));
+  if (values.has('REDIS_CA_FILE'))
+    out.set('REDIS_CA_FILE', JSON.stringify([values.get('REDIS_CA_FILE'), config.session.redisCa]));
+  return out;
+}
+
+/**
+ * The setting values `config` was built from (as `loadConfig` returned it, before any reload
+ * changed it); secrets included, so never log them.
+ */
+export function settingValues(config: Config): SettingValues {
+  const found = SETTING_VALUES.get(config);
+  if (!found) throw new Error('the configuration was not built by loadConfig');
+  return found;
 }
 
 /** A secret's value never reaches an error message, a log line or the terminal. */

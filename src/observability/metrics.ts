@@ -15,6 +15,7 @@ export interface Metrics {
   breakerState: Gauge;
   activeStreams: Gauge<'kind'>;
   authEvents: Counter<'event' | 'client'>;
+  configReloads: Counter<'result'>;
 }
 
 /**
@@ -71,6 +72,12 @@ export function createMetrics(): Metrics {
       name: 'mcp_oidc_proxy_active_streams',
       help: 'Long-lived streams open through the proxy, by kind (sse, websocket).',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    configReloads: new Counter({
+      name: 'mcp_oidc_proxy_config_reloads_total',
+      help: 'Reloads of the --config file (SIGHUP, CONFIG_WATCH), by result: applied, or rejected (invalid; the running configuration stayed).',
+      labelNames: ['result'],
       registers: [registry],
     }),
   };

@@ -3,8 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 /** Request headers browser-based MCP clients (MCP Inspector) send. */
 const ALLOW_HEADERS =
   'Authorization, Content-Type, Accept, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name';
-/** Response headers such clients must be able to read. */
-export const EXPOSE_HEADERS = 'Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate';
+/** Response headers such clients must be able to read (Retry-After: when a 429 ends). */
+export const EXPOSE_HEADERS = 'Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Retry-After';
 
 /** A CORS preflight: OPTIONS with Access-Control-Request-Method (it never carries credentials). */
 export function isPreflight(req: IncomingMessage): boolean {

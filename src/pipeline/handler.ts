@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { AuthContext, AuthDecision, Authenticator } from '../auth/authenticator.js';
+import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from '../auth/authenticator.js';
 import { writeChallenge } from '../auth/challenge.js';
 import type { Config } from '../config/types.js';
 import type { HealthChecker } from '../observability/health.js';
 import { type Logger, redactUrl } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { TraceSpan, Tracing } from '../observability/spans.js';
 import type { Forwarder } from '../proxy/forward.js';
 import { canonicalHeaderName, upstreamRequestHeaders } from '../proxy/headers.js';
 import type { Upstream } from '../proxy/upstream.js';
@@ -15,6 +16,7 @@ import { rawResponseHead, type TunnelRegistry, tunnelWebSocket } from '../proxy/
 import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
 import { answerPreflight, corsHeaders, isPreflight } from './cors.js';
 import type { OriginGuard } from './origin-guard.js';
+import { type RateLimits, sendTooManyRequests, tooManyRequests } from './rate-limit.js';
 import { checkRequestTarget } from './request-target.js';
 import { applySecurityHeaders } from './security-headers.js';
 
@@ -27,7 +29,8 @@ export type RouteClass =
   | 'proxied'
   | 'invalid'
   | 'forbidden'
-  | 'websocket';
+  | 'websocket'
+  | 'admin';
 
 /** What one request accumulated on its way through the stages, for the access log and metrics. */
 interface RequestScope {
@@ -39,6 +42,8 @@ interface RequestScope {
   upstreamStatus?: number;
   outcome?: string;
   auth?: string;
+  /** The request's SERVER span; none while tracing is off. */
+  trace?: TraceSpan;
 }
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
@@ -56,10 +61,16 @@ export interface PipelineDeps {
   forwarder: Forwarder;
   upstream: Upstream;
   tunnels: TunnelRegistry;
+  /** OpenTelemetry spans (NO_TRACING while TRACING_ENABLED is off). */
+  tracing: Tracing;
+  /** `requests` (RATE_LIMIT_PER_MINUTE) is spent here; `auth` by the login endpoints. */
+  rateLimits: RateLimits;
   securityHeaders: ReadonlyArray<readonly [string, string]>;
   /** True once shutdown began: responses then ask clients to close their connection. */
   draining: () => boolean;
   onResponseDone: (socket: Socket | null) => void;
+  /** `/admin` and below (ADMIN_ENABLED); undefined when off, so /admin is then a path like any other. */
+  admin?: RouteHandler;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -67,6 +78,34 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 function requestIdFrom(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
   return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+/** Whose RATE_LIMIT_PER_MINUTE budget a request spends: its user's, or its client IP's when anonymous. */
+function budgetKey(decision: AuthDecision, clientIp: string): string {
+  return decision.kind === 'allow' && decision.identity ? `user:${decision.identity.user}` : `ip:${clientIp}`;
+}
+
+/**
+ * The identity header names a client may not send (they are the proxy's to set). With tracing
+ * on, so are the W3C trace context fields: the backend's parent span is the proxy's.
+ */
+function ownedHeaderNames(config: Config, traced: boolean): ReadonlySet<string> {
+  const names = config.auth.identityHeaders;
+  const owned = [names.user, names.email, names.groups].map(canonicalHeaderName);
+  if (traced) owned.push('traceparent', 'tracestate');
+  return new Set(owned);
+}
+
+/** The authenticated user on the request's span (OpenTelemetry `enduser.id`). */
+function recordUser(trace: TraceSpan | undefined, decision: AuthDecision): void {
+  if (trace?.recording && decision.kind === 'allow' && decision.identity) {
+    trace.setAttributes({ 'enduser.id': decision.identity.user });
+  }
+}
+
+/** `/admin` or a path under it (the proxy's own while ADMIN_ENABLED is on). */
+function isAdminPath(path: string): boolean {
+  return path.startsWith('/admin') && (path.length === 6 || path[6] === '/');
 }
 
 /** Writes a JSON error the proxy answers itself, OAuth-style (`error`, `error_description`). */
@@ -94,11 +133,21 @@ export function sendJsonError(
  */
 export class Pipeline {
   /** Configured identity header names: a client-sent copy is dropped like the default names. */
-  private readonly ownedHeaders: ReadonlySet<string>;
+  private ownedHeaders: ReadonlySet<string>;
 
   constructor(private readonly deps: PipelineDeps) {
-    const names = deps.config.auth.identityHeaders;
-    this.ownedHeaders = new Set([names.user, names.email, names.groups].map(canonicalHeaderName));
+    this.ownedHeaders = ownedHeaderNames(deps.config, deps.tracing.enabled);
+  }
+
+  /**
+   * A reload: new requests use these parts and the config's current identity header names;
+   * requests and streams already running keep the parts they started with.
+   */
+  reconfigure(
+    parts: Partial<Pick<PipelineDeps, 'forwarder' | 'upstream' | 'guard' | 'trusted' | 'securityHeaders'>>,
+  ): void {
+    Object.assign(this.deps, parts);
+    this.ownedHeaders = ownedHeaderNames(this.deps.config, this.deps.tracing.enabled);
   }
 
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
@@ -110,6 +159,7 @@ export class Pipeline {
       upstreamStatus: undefined,
       outcome: undefined,
       auth: undefined,
+      trace: this.deps.tracing.enabled ? this.startServerSpan(req) : undefined,
     };
     // The access line is written once both the response closed and the stages returned,
     // so it carries the upstream status and outcome the forwarder learned.
@@ -167,6 +217,21 @@ export class Pipeline {
       this.prepareLocal(res, scope);
       return sendJsonError(res, 403, 'forbidden', refusal, scope.id);
     }
+    // The admin API and page authenticate their callers themselves, and take no CORS: the
+    // guard above already refused foreign Hosts and Origins.
+    const { admin } = this.deps;
+    if (admin !== undefined && isAdminPath(path)) {
+      scope.route = 'admin';
+      scope.client = resolveClientAddress(req, this.deps.trusted);
+      this.prepareLocal(res, scope);
+      return admin(req, res, {
+        clientIp: scope.client.ip,
+        requestId: scope.id,
+        path,
+        search,
+        trace: scope.trace,
+      });
+    }
     // Browser-based clients (MCP Inspector) call across origins: an allowed origin may read
     // the responses, and preflights are answered here (they carry no credentials).
     const cors = corsHeaders(req.headers.origin, publicEndpoint);
@@ -176,12 +241,25 @@ export class Pipeline {
       return answerPreflight(res, cors);
     }
     scope.client = resolveClientAddress(req, this.deps.trusted);
-    const ctx: AuthContext = { clientIp: scope.client.ip, requestId: scope.id, path, search };
+    const ctx: AuthContext = {
+      clientIp: scope.client.ip,
+      requestId: scope.id,
+      path,
+      search,
+      trace: scope.trace,
+    };
     const route = authenticator.routes?.get(path);
     if (route) {
       scope.route = 'auth';
       this.prepareLocal(res, scope);
       for (const [name, value] of cors) res.setHeader(name, value);
+      // Owned endpoints take no identity here: those without a login budget of their own
+      // (/logout, discovery, JWKS) spend the client IP's.
+      const limiter = this.deps.rateLimits.requests;
+      if (limiter && !authenticator.authLimitedPaths?.has(path)) {
+        const verdict = await limiter.consume(`ip:${ctx.clientIp}`);
+        if (!verdict.allowed) return this.refuseOverLimit(res, scope, cors, verdict.retryAfterSeconds);
+      }
       return route(req, res, ctx);
     }
     scope.route = path === config.mcpPath || path.startsWith(`${config.mcpPath}/`) ? 'mcp' : 'proxied';
@@ -194,14 +272,30 @@ export class Pipeline {
       mode: authenticator.mode,
       result: decision.kind === 'allow' ? 'allowed' : decision.challenge.result,
     });
+    // After authentication, so a user's requests count as theirs whatever their address;
+    // challenged requests count against their client IP, so hammering is refused too.
+    const limiter = this.deps.rateLimits.requests;
+    if (limiter) {
+      const verdict = await limiter.consume(budgetKey(decision, scope.client.ip));
+      if (!verdict.allowed) return this.refuseOverLimit(res, scope, cors, verdict.retryAfterSeconds);
+    }
     if (decision.kind === 'challenge') {
       scope.auth = decision.challenge.result;
       this.prepareLocal(res, scope);
       for (const [name, value] of cors) res.setHeader(name, value);
       return writeChallenge(res, decision.challenge);
     }
+    recordUser(scope.trace, decision);
     const headers = this.upstreamHeaders(req, scope.client, scope.id, decision);
-    const result = await this.deps.forwarder.forward(req, res, path + search, headers, scope.id, cors);
+    const result = await this.deps.forwarder.forward(
+      req,
+      res,
+      path + search,
+      headers,
+      scope.id,
+      cors,
+      scope.trace,
+    );
     scope.upstreamStatus = result.upstreamStatus;
     scope.outcome = result.outcome;
     this.deps.metrics.proxyRequests.inc({
@@ -222,11 +316,31 @@ export class Pipeline {
     }
   }
 
+  /** RATE_LIMIT_PER_MINUTE is used up: 429 with Retry-After, and nothing is forwarded. */
+  private refuseOverLimit(
+    res: ServerResponse,
+    scope: RequestScope,
+    cors: ReadonlyArray<readonly [string, string]>,
+    retryAfterSeconds: number,
+  ): void {
+    scope.outcome = 'rate_limited';
+    this.prepareLocal(res, scope);
+    for (const [name, value] of cors) res.setHeader(name, value);
+    sendTooManyRequests(res, retryAfterSeconds, scope.id);
+  }
+
   /** WebSocket upgrades pass the same stages, then are tunnelled. */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const id = requestIdFrom(req);
     const start = performance.now();
-    const refuse = (status: number, reason: string, error: string, description: string): void => {
+    const trace = this.deps.tracing.enabled ? this.startServerSpan(req) : undefined;
+    const refuse = (
+      status: number,
+      reason: string,
+      error: string,
+      description: string,
+      extra: ReadonlyArray<readonly [string, string]> = [],
+    ): void => {
       const body = JSON.stringify({ error, error_description: description, request_id: id });
       socket.end(
         rawResponseHead(status, reason, [
@@ -234,10 +348,11 @@ export class Pipeline {
           ['content-length', String(Buffer.byteLength(body))],
           ['x-request-id', id],
           ['connection', 'close'],
+          ...extra,
           ...this.deps.securityHeaders,
         ]) + body,
       );
-      this.logAccess({ id, start, route: 'websocket', outcome: error }, req, status);
+      this.logAccess({ id, start, route: 'websocket', outcome: error, trace }, req, status);
     };
     socket.on('error', () => socket.destroy());
     const checked = checkRequestTarget(req.url);
@@ -251,10 +366,24 @@ export class Pipeline {
       return refuse(503, 'Service Unavailable', 'shutting_down', 'The proxy is shutting down.');
     const client = resolveClientAddress(req, this.deps.trusted);
     const { path, search } = checked.target;
-    const authenticate = async (): Promise<AuthDecision> =>
-      this.deps.authenticator.authenticate(req, { clientIp: client.ip, requestId: id, path, search });
-    authenticate().then(
-      (decision) => {
+    if (this.deps.admin !== undefined && isAdminPath(path)) {
+      return refuse(404, 'Not Found', 'not_found', 'The admin API takes no WebSocket upgrades.');
+    }
+    // An upgrade spends RATE_LIMIT_PER_MINUTE like any request (once: the messages do not).
+    const admit = async (): Promise<{ decision: AuthDecision; retryAfterSeconds?: number }> => {
+      const ctx = { clientIp: client.ip, requestId: id, path, search, trace };
+      const decision = await this.deps.authenticator.authenticate(req, ctx);
+      const limiter = this.deps.rateLimits.requests;
+      if (!limiter) return { decision };
+      const verdict = await limiter.consume(budgetKey(decision, client.ip));
+      return verdict.allowed ? { decision } : { decision, retryAfterSeconds: verdict.retryAfterSeconds };
+    };
+    admit().then(
+      ({ decision, retryAfterSeconds }) => {
+        if (retryAfterSeconds !== undefined) {
+          const { retryAfter, description } = tooManyRequests(retryAfterSeconds);
+          return refuse(429, 'Too Many Requests', 'rate_limited', description, [['retry-after', retryAfter]]);
+        }
         if (decision.kind === 'challenge') {
           const { challenge } = decision;
           socket.end(
@@ -267,12 +396,13 @@ export class Pipeline {
             ]) + challenge.body,
           );
           this.logAccess(
-            { id, start, route: 'websocket', client, auth: challenge.result },
+            { id, start, route: 'websocket', client, auth: challenge.result, trace },
             req,
             challenge.status,
           );
           return;
         }
+        recordUser(trace, decision);
         this.tunnel(
           req,
           socket,
@@ -282,6 +412,7 @@ export class Pipeline {
           id,
           start,
           client,
+          trace,
         );
       },
       () => refuse(500, 'Internal Server Error', 'server_error', 'The proxy failed to handle the request.'),
@@ -297,7 +428,10 @@ export class Pipeline {
     id: string,
     start: number,
     client: ClientAddress,
+    trace: TraceSpan | undefined,
   ): void {
+    // The backend's upgrade request names the upgrade's span as its parent.
+    trace?.inject(headers);
     const extra = [['x-request-id', id] as const, ...this.deps.securityHeaders];
     tunnelWebSocket(
       this.deps.upstream,
@@ -322,6 +456,7 @@ export class Pipeline {
           client,
           upstreamStatus: result.upstreamStatus,
           outcome: result.outcome,
+          trace,
         },
         req,
         result.upstreamStatus ?? result.failure?.status ?? 0,
@@ -406,12 +541,70 @@ export class Pipeline {
     this.deps.onResponseDone(req.socket);
   }
 
+  /** The request's SERVER span; named when it ends, once the route is known. */
+  private startServerSpan(req: IncomingMessage): TraceSpan {
+    const span = this.deps.tracing.startServer(`HTTP ${req.method ?? 'GET'}`, req.headers);
+    // Origin-form targets only: an absolute-form one (refused anyway) may carry credentials.
+    if (span.recording && req.url?.startsWith('/')) {
+      const url = redactUrl(req.url);
+      const q = url.indexOf('?');
+      span.setAttributes({
+        'http.request.method': req.method,
+        'url.path': q < 0 ? url : url.slice(0, q),
+        'url.query': q < 0 ? undefined : url.slice(q + 1),
+        'network.peer.address': req.socket.remoteAddress,
+      });
+    }
+    return span;
+  }
+
+  private endSpan(span: TraceSpan, scope: RequestScope, req: IncomingMessage, status: number): void {
+    if (span.recording) {
+      const route = this.routeTemplate(scope.route, req);
+      span.updateName(`HTTP ${req.method ?? 'GET'} ${route ?? `(${scope.route})`}`);
+      span.setAttributes({
+        'http.route': route,
+        // 499 is the access log's "client went away": no response was sent.
+        'http.response.status_code': status > 0 && status !== 499 ? status : undefined,
+        'client.address': scope.client?.ip ?? req.socket.remoteAddress,
+        'mcp_oidc_proxy.request_id': scope.id,
+        'mcp_oidc_proxy.route': scope.route,
+        'mcp_oidc_proxy.outcome': scope.outcome,
+        'mcp_oidc_proxy.auth': scope.auth,
+      });
+      if (status >= 500) span.fail(String(status));
+    }
+    span.end();
+  }
+
+  /** A low-cardinality route (`http.route`); none for arbitrary forwarded paths. */
+  private routeTemplate(route: RouteClass, req: IncomingMessage): string | undefined {
+    switch (route) {
+      case 'mcp':
+        return this.deps.config.mcpPath;
+      case 'health':
+        return '/health';
+      case 'metrics':
+        return this.deps.config.metrics.path;
+      case 'auth': {
+        // The proxy's own endpoints, matched by exact path: a fixed set.
+        const url = req.url ?? '';
+        const q = url.indexOf('?');
+        return q < 0 ? url : url.slice(0, q);
+      }
+      default:
+        return undefined;
+    }
+  }
+
   private logAccess(
     scope: RequestScope,
     req: IncomingMessage,
     status: number,
     elapsedMs = performance.now() - scope.start,
   ): void {
+    // Every request ends here, HTTP or WebSocket upgrade: so does its span.
+    if (scope.trace) this.endSpan(scope.trace, scope, req, status);
     const { logger } = this.deps;
     if (!logger.isLevelEnabled('info')) return;
     logger.info(

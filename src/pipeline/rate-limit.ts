@@ -88,19 +88,80 @@ class LibraryRateLimiter implements RateLimiter {
   }
 }
 
+/** Redis key prefixes of the two budgets: instances sharing a Redis share each budget. */
+export const AUTH_RATE_LIMIT_PREFIX = 'mcp-oidc-proxy:rl:auth';
+export const REQUEST_RATE_LIMIT_PREFIX = 'mcp-oidc-proxy:rl:req';
+
+export interface RateLimitSettings {
+  /** AUTH_RATE_LIMIT_PER_MINUTE. */
+  authRateLimitPerMinute: number;
+  /** RATE_LIMIT_PER_MINUTE. */
+  rateLimitPerMinute: number;
+}
+
+/**
+ * The proxy's two budgets, replaced as a whole when a reload changes one, so readers take the
+ * current limiter on every request:
+ * - `auth` (AUTH_RATE_LIMIT_PER_MINUTE): per client IP, spent by the login and authorization
+ *   endpoints themselves; they hold `authLimiter`, which follows reloads;
+ * - `requests` (RATE_LIMIT_PER_MINUTE): per user, or client IP when anonymous, spent by the
+ *   pipeline on every other route; `undefined` when off, so that costs one property read.
+ * With Redis the counters live there, so a reload that changes a budget keeps the counts
+ * (without it, a changed budget starts counting afresh).
+ */
+export class RateLimits {
+  auth: RateLimiter | undefined;
+  requests: RateLimiter | undefined;
+  /** The auth budget as one limiter that always uses the current one (allows all while off). */
+  readonly authLimiter: RateLimiter = {
+    consume: (key) => (this.auth ? this.auth.consume(key) : Promise.resolve(ALLOWED)),
+  };
+  private settings: RateLimitSettings = { authRateLimitPerMinute: 0, rateLimitPerMinute: 0 };
+
+  constructor(
+    settings: RateLimitSettings,
+    private readonly redis?: Redis | Cluster,
+  ) {
+    this.configure(settings);
+  }
+
+  /** Rebuilds the budgets whose per-minute number changed. */
+  configure(settings: RateLimitSettings): void {
+    const { redis } = this;
+    if (settings.authRateLimitPerMinute !== this.settings.authRateLimitPerMinute) {
+      const perMinute = settings.authRateLimitPerMinute;
+      this.auth = createRateLimiter({ perMinute, keyPrefix: AUTH_RATE_LIMIT_PREFIX, redis });
+    }
+    if (settings.rateLimitPerMinute !== this.settings.rateLimitPerMinute) {
+      const perMinute = settings.rateLimitPerMinute;
+      this.requests = createRateLimiter({ perMinute, keyPrefix: REQUEST_RATE_LIMIT_PREFIX, redis });
+    }
+    this.settings = {
+      authRateLimitPerMinute: settings.authRateLimitPerMinute,
+      rateLimitPerMinute: settings.rateLimitPerMinute,
+    };
+  }
+}
+
+/** The `Retry-After` value (whole seconds, at least 1) and the `error_description` of a 429. */
+export function tooManyRequests(retryAfterSeconds: number): { retryAfter: string; description: string } {
+  const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  return { retryAfter: String(seconds), description: `Too many requests; retry after ${seconds} s.` };
+}
+
 /** Answers 429 with `Retry-After` and an OAuth-style JSON error body. */
 export function sendTooManyRequests(res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
-  const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  const { retryAfter, description } = tooManyRequests(retryAfterSeconds);
   const body = JSON.stringify({
     error: 'rate_limited',
-    error_description: `Too many requests; retry after ${seconds} s.`,
+    error_description: description,
     request_id: requestId,
   });
   res.writeHead(429, {
     'Content-Type': 'application/json',
     'Content-Length': Buffer.byteLength(body),
     'Cache-Control': 'no-store',
-    'Retry-After': String(seconds),
+    'Retry-After': retryAfter,
     'X-Request-Id': requestId,
   });
   res.end(body);

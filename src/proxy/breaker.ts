@@ -20,7 +20,19 @@ export class CircuitBreaker {
   private probeInFlight = false;
   private current: BreakerState = 'closed';
 
-  constructor(private readonly options: BreakerOptions) {}
+  constructor(private options: BreakerOptions) {}
+
+  /**
+   * A reload: a new threshold and reset time apply from the next request. For a new target,
+   * `reset` closes the circuit: the old target's failures say nothing about the new one.
+   */
+  reconfigure(settings: Pick<BreakerOptions, 'threshold' | 'resetMs'>, reset: boolean): void {
+    this.options = { ...this.options, threshold: settings.threshold, resetMs: settings.resetMs };
+    if (!reset) return;
+    this.failures = 0;
+    this.probeInFlight = false;
+    if (this.current !== 'closed') this.transition('closed');
+  }
 
   get state(): BreakerState {
     return this.current;

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
+import { serverAttributes, type TraceSpan } from '../observability/spans.js';
 import type { CircuitBreaker } from './breaker.js';
 import { circuitOpenFailure, classifyUpstreamError, type UpstreamFailure } from './errors.js';
 import { responseHead } from './headers.js';
@@ -102,14 +103,40 @@ export class Forwarder {
     private readonly streams: StreamRegistry,
   ) {}
 
-  /** Takes `headers` over: the upstream `Host` is appended to it, once for every attempt. */
-  async forward(
+  /**
+   * Takes `headers` over: the upstream `Host` is appended to it, once for every attempt. Under a
+   * request span (tracing on), the call is a CLIENT span whose `traceparent` the backend gets.
+   */
+  forward(
     req: IncomingMessage,
     res: ServerResponse,
     pathAndQuery: string,
     headers: string[],
     requestId: string,
     responseExtras: ReadonlyArray<readonly [string, string]> = NO_HEADERS,
+    trace?: TraceSpan,
+  ): Promise<ForwardResult> {
+    if (!trace) return this.exchange(req, res, pathAndQuery, headers, requestId, responseExtras);
+    const method = req.method ?? 'GET';
+    return trace.child(
+      `HTTP ${method}`,
+      async (span) => {
+        span.inject(headers);
+        const result = await this.exchange(req, res, pathAndQuery, headers, requestId, responseExtras);
+        if (span.recording) recordUpstreamCall(span, this.upstream, method, result);
+        return result;
+      },
+      'client',
+    );
+  }
+
+  private async exchange(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pathAndQuery: string,
+    headers: string[],
+    requestId: string,
+    responseExtras: ReadonlyArray<readonly [string, string]>,
   ): Promise<ForwardResult> {
     const withBody = hasBody(req);
     const method = req.method ?? 'GET';
@@ -210,6 +237,25 @@ export class Forwarder {
       );
     });
   }
+}
+
+/** The upstream call's span attributes (OpenTelemetry HTTP client conventions). */
+function recordUpstreamCall(
+  span: TraceSpan,
+  upstream: Upstream,
+  method: string,
+  result: ForwardResult,
+): void {
+  span.setAttributes({
+    'http.request.method': method,
+    ...serverAttributes(upstream.origin),
+    'http.response.status_code': result.upstreamStatus,
+    // One span covers the retries (a refused connection, a stale keep-alive socket).
+    'http.request.resend_count': result.attempts > 1 ? result.attempts - 1 : undefined,
+    'mcp_oidc_proxy.outcome': result.outcome,
+  });
+  if (result.failure) span.fail(result.failure.code);
+  else if ((result.upstreamStatus ?? 0) >= 500) span.fail(String(result.upstreamStatus));
 }
 
 /** Timer callback without a per-request closure: the exchange rides along as the argument. */

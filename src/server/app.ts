@@ -2,17 +2,28 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Authenticator, BypassAuthenticator } from '../auth/authenticator.js';
 import type { SessionAuthenticator } from '../auth/session-authenticator.js';
+import { packageVersion } from '../cli/version.js';
+import { type SettingValues, settingValues } from '../config/load.js';
+import {
+  type ConfigChanges,
+  compareSettings,
+  describeChanges,
+  takeReloadable,
+  valuesAfterReload,
+} from '../config/reload.js';
 import type { Config } from '../config/types.js';
 import { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { BREAKER_STATE_VALUE, createMetrics, type Metrics } from '../observability/metrics.js';
+import { startTracing, type Tracing } from '../observability/spans.js';
 import { TrustedProxies } from '../pipeline/client-address.js';
 import { Pipeline } from '../pipeline/handler.js';
 import { OriginGuard } from '../pipeline/origin-guard.js';
+import { RateLimits } from '../pipeline/rate-limit.js';
 import { securityHeaders } from '../pipeline/security-headers.js';
 import { CircuitBreaker } from '../proxy/breaker.js';
 import { Forwarder, type LiveStream } from '../proxy/forward.js';
-import { createUpstream } from '../proxy/upstream.js';
+import { createUpstream, type Upstream } from '../proxy/upstream.js';
 import { goingAwayFrame, rawResponseHead, type Tunnel } from '../proxy/websocket.js';
 import { ConnectionTracker } from './connections.js';
 
@@ -24,6 +35,12 @@ export interface RunningProxy {
   breaker: CircuitBreaker;
   /** Graceful shutdown: stop accepting, end streams, let in-flight requests finish within the deadline. */
   shutdown(): Promise<void>;
+  /**
+   * Takes over the reloadable settings of `next` (a new load of the --config file) without
+   * dropping connections or sessions; every other setting keeps its running value. The config
+   * given to startProxy is the running one: it is updated in place. Logs one line.
+   */
+  reload(next: Config, trigger?: string): ConfigChanges;
 }
 
 export interface StartOptions {
@@ -78,7 +95,12 @@ function trackedSet<T>(onChange: (size: number) => void): {
   };
 }
 
-async function chooseAuthenticator(config: Config, logger: Logger, metrics: Metrics): Promise<Authenticator> {
+async function chooseAuthenticator(
+  config: Config,
+  logger: Logger,
+  metrics: Metrics,
+  tracing: Tracing,
+): Promise<Authenticator> {
   if (config.auth.mode === 'bypass') {
     logger.warn(
       'AUTH_MODE=bypass: NO LOGIN. Every request reaches the MCP server unauthenticated. Use only for local development.',
@@ -87,15 +109,20 @@ async function chooseAuthenticator(config: Config, logger: Logger, metrics: Metr
   }
   // Loaded on demand: openid-client, the session stores and Redis are no weight in bypass mode.
   const { SessionAuthenticator } = await import('../auth/session-authenticator.js');
-  return SessionAuthenticator.create(config, logger, metrics);
+  return SessionAuthenticator.create(config, logger, metrics, tracing);
 }
 
 /** Composition root: builds every part from the config and starts listening. */
 export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const { config, logger } = options;
   const metrics = createMetrics();
-  const authenticator = options.authenticator ?? (await chooseAuthenticator(config, logger, metrics));
+  // Before the authenticator: identity provider discovery, which starts with it, is traced.
+  const tracing = await startTracing(config, logger);
+  const authenticator =
+    options.authenticator ?? (await chooseAuthenticator(config, logger, metrics, tracing));
   const sessionSource = sessionSourceOf(authenticator);
+  // Loaded on demand, before listening: the admin API and page weigh nothing while ADMIN_ENABLED is off.
+  const adminModule = config.admin.enabled ? await import('../admin/admin.js') : undefined;
   const breaker = new CircuitBreaker({
     threshold: config.target.breakerThreshold,
     resetMs: config.target.breakerResetMs,
@@ -108,23 +135,26 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   metrics.breakerState.set(0);
   metrics.sessionsActive.set(0);
 
-  const upstream = createUpstream(config.target);
+  let upstream = createUpstream(config.target);
   const streams = trackedSet<LiveStream>((n) => metrics.activeStreams.set({ kind: 'sse' }, n));
   const tunnels = trackedSet<Tunnel>((n) => metrics.activeStreams.set({ kind: 'websocket' }, n));
-  const headers = securityHeaders(config.security.contentSecurityPolicy);
-  const forwarder = new Forwarder(
-    upstream,
-    breaker,
-    {
-      retries: config.target.retries,
-      idleTimeoutMs: config.target.idleTimeoutMs,
-      sseKeepaliveMs: config.target.sseKeepaliveMs,
-      responseDefaults: config.security.headersOnProxied ? headers : [],
-      errorHeaders: headers,
-      draining: () => draining,
-    },
-    streams,
-  );
+  let headers = securityHeaders(config.security.contentSecurityPolicy);
+  // Built again when a reload changes the target or the headers; a request keeps the one it started with.
+  const forwarderFor = (to: Upstream): Forwarder =>
+    new Forwarder(
+      to,
+      breaker,
+      {
+        retries: config.target.retries,
+        idleTimeoutMs: config.target.idleTimeoutMs,
+        sseKeepaliveMs: config.target.sseKeepaliveMs,
+        responseDefaults: config.security.headersOnProxied ? headers : [],
+        errorHeaders: headers,
+        draining: () => draining,
+      },
+      streams,
+    );
+  const forwarder = forwarderFor(upstream);
   const targetUrl = config.target.url;
   const countSessions = sessionCounter(sessionSource?.sessions);
   // The gauge is read from the store when /metrics is scraped, so every instance sharing a
@@ -137,8 +167,14 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     } catch {}
   };
   const health = new HealthChecker({
-    targetHost: targetUrl.hostname,
-    targetPort: Number(targetUrl.port) || (targetUrl.protocol === 'https:' ? 443 : 80),
+    // Read at every check: a reload may have changed the target.
+    get targetHost() {
+      return config.target.url.hostname;
+    },
+    get targetPort() {
+      const { port, protocol } = config.target.url;
+      return Number(port) || (protocol === 'https:' ? 443 : 80);
+    },
     breakerState: () => breaker.state,
     activeSessions: async () => {
       const n = await countSessions();
@@ -172,6 +208,21 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const publicUrl =
     config.sources.PUBLIC_URL === undefined ? new URL(`http://localhost:${port}`) : config.server.publicUrl;
   const connections = new ConnectionTracker(server);
+  // Bypass mode has no store (and no Redis): its budgets count in memory.
+  const rateLimits = authenticator.rateLimits ?? new RateLimits(config.auth);
+  const admin = adminModule
+    ? new adminModule.AdminApi({
+        config,
+        logger,
+        metrics,
+        health,
+        breakerState: () => breaker.state,
+        publicUrl,
+        authMode: authenticator.mode,
+        version: packageVersion(),
+        identity: adminModule.identitySourceOf(authenticator),
+      })
+    : undefined;
   const pipeline = new Pipeline({
     config,
     logger,
@@ -183,9 +234,12 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     forwarder,
     upstream,
     tunnels,
+    tracing,
+    rateLimits,
     securityHeaders: headers,
     draining: () => draining,
     onResponseDone: (socket) => connections.responseDone(socket),
+    admin: admin?.handle,
   });
   server.on('request', pipeline.handle);
   server.on('upgrade', pipeline.handleUpgrade);
@@ -218,6 +272,53 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     },
     'mcp-oidc-proxy listening',
   );
+
+  /** Pools of targets a reload replaced, closing once their last request or stream ends. */
+  const retiring = new Set<Promise<void>>();
+  let running: SettingValues | undefined;
+  const reload = (next: Config, trigger = 'reload'): ConfigChanges => {
+    running ??= settingValues(config);
+    const nextValues = settingValues(next);
+    const changes = compareSettings(running, nextValues);
+    const previousTarget = config.target;
+    takeReloadable(config, next);
+    running = valuesAfterReload(running, nextValues, changes.applied);
+    rateLimits.configure(config.auth);
+    if (changes.applied.length > 0) {
+      const newTarget = JSON.stringify(previousTarget) !== JSON.stringify(config.target);
+      breaker.reconfigure(
+        { threshold: config.target.breakerThreshold, resetMs: config.target.breakerResetMs },
+        previousTarget.url.href !== config.target.url.href,
+      );
+      headers = securityHeaders(config.security.contentSecurityPolicy);
+      const parts: Parameters<Pipeline['reconfigure']>[0] = {
+        guard: new OriginGuard(publicUrl, config.server.allowedOrigins),
+        trusted: new TrustedProxies(config.server.trustedProxies),
+        securityHeaders: headers,
+      };
+      if (newTarget) {
+        // New requests go to the new pool; the old one finishes what it carries, then closes.
+        const old = upstream;
+        upstream = createUpstream(config.target);
+        parts.upstream = upstream;
+        const closing: Promise<void> = old.pool
+          .close()
+          .catch(() => old.pool.destroy())
+          .finally(() => retiring.delete(closing));
+        retiring.add(closing);
+      }
+      parts.forwarder = forwarderFor(upstream);
+      pipeline.reconfigure(parts);
+    }
+    // Written at the more verbose of the old and new levels: turning logging down still says so.
+    const level = config.log.level;
+    if (logger.levelVal > logger.levels.values[level]!) logger.level = level;
+    const log = changes.needsRestart.length > 0 ? logger.warn.bind(logger) : logger.info.bind(logger);
+    log({ trigger, applied: changes.applied, needs_restart: changes.needsRestart }, describeChanges(changes));
+    logger.level = level;
+    metrics.configReloads.inc({ result: 'applied' });
+    return changes;
+  };
 
   let shutdownPromise: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
@@ -262,12 +363,14 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         }
         await closed;
       }
-      await upstream.pool.close().catch(() => upstream.pool.destroy());
+      await Promise.all([upstream.pool.close().catch(() => upstream.pool.destroy()), ...retiring]);
       await authenticator.close?.();
+      // Last: the spans of the requests that just finished are exported too (bounded in time).
+      await tracing.shutdown();
       logger.info('shutdown complete');
     })();
     return shutdownPromise;
   };
 
-  return { server, url, metrics, breaker, shutdown };
+  return { server, url, metrics, breaker, shutdown, reload };
 }

@@ -41,6 +41,16 @@ export interface SessionManagerOptions {
   now?: () => number;
 }
 
+/** A live session as the admin API lists it (never its tokens' values outside `record`). */
+export interface ListedSession {
+  id: string;
+  record: SessionRecord;
+  /** Epoch ms of the last recorded request. */
+  lastSeenAt: number;
+  /** Epoch ms when the session ends unless used again (idle) or at the latest (absolute). */
+  expiresAt: number;
+}
+
 export type SessionLookup =
   | { kind: 'none' }
   | { kind: 'invalid' }
@@ -194,6 +204,38 @@ export class SessionManager {
 
   count(): Promise<number> {
     return this.store.count(SESSION_PREFIX);
+  }
+
+  /**
+   * Every live session (for the admin API). Read only: a session past a timeout is left out,
+   * not destroyed, and the idle clock is not touched. One store read per key, so this is for
+   * occasional use, not the request path.
+   */
+  async list(): Promise<ListedSession[]> {
+    const now = this.now();
+    const keys = await this.store.keys(SESSION_PREFIX);
+    const found = await Promise.all(
+      keys.map(async (key): Promise<ListedSession | undefined> => {
+        const id = key.slice(SESSION_PREFIX.length);
+        const [sealed, seen] = await Promise.all([this.store.get(key), this.store.get(SEEN_PREFIX + id)]);
+        const record = sealed === undefined ? undefined : this.open(id, sealed);
+        if (!record || seen === undefined) return undefined;
+        const lastSeenAt = Number(seen);
+        const expiresAt = Math.min(
+          record.createdAt + this.options.maxAgeMs,
+          lastSeenAt + this.options.idleTimeoutMs,
+        );
+        return expiresAt > now ? { id, record, lastSeenAt, expiresAt } : undefined;
+      }),
+    );
+    return found.filter((s): s is ListedSession => s !== undefined);
+  }
+
+  /** Ends every session of the user `sub` (admin "revoke user"); how many there were. */
+  async destroySubject(sub: string): Promise<number> {
+    const mine = (await this.list()).filter((s) => s.record.identity.sub === sub);
+    await Promise.all(mine.map((s) => this.destroy(s.id)));
+    return mine.length;
   }
 
   /** A lock so only one instance refreshes a session's upstream tokens at a time. */

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { type Finished, firstHealthy, terminate, untilExit } from '../helpers/process.js';
 import { freePort, type Listening, startEchoBackend } from '../helpers/servers.js';
 
@@ -110,6 +111,42 @@ describe('single executable (dist/bin/mcp-oidc-proxy-linux-x64)', () => {
         `binary serve: first healthy /health after ${ms.toFixed(0)} ms, idle RSS ${rss.toFixed(1)} MB`,
       );
       expect(await terminate(child)).toBe(0);
+    });
+
+    it('exports OpenTelemetry spans with TRACING_ENABLED=true (and honours OTEL_*)', async () => {
+      backend ??= await startEchoBackend();
+      const receiver = await startOtlpReceiver();
+      try {
+        const port = await freePort();
+        const child = launch([], {
+          AUTH_MODE: 'bypass',
+          SERVER_HOST: '127.0.0.1',
+          SERVER_PORT: String(port),
+          PROXY_TARGET_URL: backend.url,
+          TRACING_ENABLED: 'true',
+          TRACING_ENDPOINT: receiver.url,
+          OTEL_SERVICE_NAME: 'proxy-from-binary',
+          OTEL_EXPORTER_OTLP_HEADERS: 'x-collector-tenant=binary-test',
+        });
+        await firstHealthy(`http://127.0.0.1:${port}/health`, child, performance.now());
+        const traceId = '0af7651916cd43dd8448eb211c80319c';
+        const proxied = await fetch(`http://127.0.0.1:${port}/mcp`, {
+          headers: { traceparent: `00-${traceId}-b7ad6b7169203331-01` },
+        });
+        const echo = (await proxied.json()) as { headers: Record<string, string> };
+        expect(echo.headers.traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-01$`));
+        // SIGTERM: the graceful shutdown exports what is still buffered before the process exits.
+        expect(await terminate(child)).toBe(0);
+        const spans = receiver.spans.filter((s) => s.traceId === traceId);
+        expect(spans.map((s) => `${s.kind} ${s.name}`).sort()).toEqual([
+          'client HTTP GET',
+          'server HTTP GET /mcp',
+        ]);
+        expect(spans[0]?.resource['service.name']).toBe('proxy-from-binary');
+        expect(receiver.requests[0]?.headers['x-collector-tenant']).toBe('binary-test');
+      } finally {
+        await receiver.close();
+      }
     });
   });
 

@@ -283,3 +283,22 @@ export async function loginThroughBrowserless(
   }
   throw new Error(`headless login: no end after ${maxSteps} requests: ${visited.join(' -> ')}`);
 }
+
+/**
+ * Signs `user` in through the proxy's own browser login (`/login`), stopping once the proxy sends
+ * the browser home; the jar then holds the proxy's session cookie.
+ */
+export async function signInThroughProxy(
+  proxyUrl: string,
+  user: { username: string; password: string },
+  jar = new CookieJar(),
+): Promise<CookieJar> {
+  await loginThroughBrowserless(`${proxyUrl}/login?rd=%2F`, user, {
+    jar,
+    stopAt: (target) => target.href === `${proxyUrl}/`,
+  });
+  if (!jar.list(proxyUrl).some((c) => /mcp_oidc_proxy$/.test(c.name))) {
+    throw new Error(`signing in ${user.username} at ${proxyUrl} set no session cookie`);
+  }
+  return jar;
+}

@@ -69,3 +69,64 @@ export function terminate(child: ChildProcess): Promise<number | null> {
   child.kill('SIGTERM');
   return closed;
 }
+
+export interface JsonLog {
+  /** Every JSON line the child wrote to stdout so far, parsed (other lines are skipped). */
+  lines: Array<Record<string, unknown>>;
+  /**
+   * Resolves with the first line matching `pred` written after this call (call it before
+   * causing the line); rejects after `timeoutMs`, or if the child exits first.
+   */
+  next(
+    pred: (line: Record<string, unknown>) => boolean,
+    what: string,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
+}
+
+/** Follows a child's JSON log lines on stdout (the proxy's pino log). */
+export function jsonLines(child: ChildProcess): JsonLog {
+  const lines: Array<Record<string, unknown>> = [];
+  const waiters = new Set<() => void>();
+  let partial = '';
+  let stderr = '';
+  child.stderr?.on('data', (c: Buffer) => {
+    stderr += c;
+  });
+  child.stdout?.on('data', (c: Buffer) => {
+    const parts = (partial + c.toString('utf8')).split('\n');
+    partial = parts.pop() ?? '';
+    for (const part of parts) {
+      try {
+        lines.push(JSON.parse(part) as Record<string, unknown>);
+      } catch {}
+    }
+    for (const w of waiters) w();
+  });
+  return {
+    lines,
+    next: (pred, what, timeoutMs = 15_000) => {
+      const from = lines.length;
+      return new Promise((resolve, reject) => {
+        const finish = (then: () => void): void => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          child.off('exit', onExit);
+          then();
+        };
+        const check = (): void => {
+          const hit = lines.slice(from).find(pred);
+          if (hit) finish(() => resolve(hit));
+        };
+        const onExit = (code: number | null): void =>
+          finish(() => reject(new Error(`exited (${code}) before ${what}:\n${stderr}`)));
+        const timer = setTimeout(
+          () => finish(() => reject(new Error(`timed out waiting for ${what}:\n${stderr}`))),
+          timeoutMs,
+        );
+        waiters.add(check);
+        child.once('exit', onExit);
+      });
+    },
+  };
+}

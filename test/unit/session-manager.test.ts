@@ -307,6 +307,37 @@ describe('SessionManager', () => {
     expect(await sessions.lockRefresh(id)).toBe(true);
   });
 
+  it('lists live sessions read-only (past timeouts left out, nothing touched) and ends all of one user', async () => {
+    const { sessions, clock, store } = harness({
+      idleTimeoutMs: 1_000,
+      maxAgeMs: 10_000,
+      touchIntervalMs: 100,
+    });
+    const a = await sessions.create('generic', identity, tokens);
+    const b = await sessions.create('generic', { ...identity, sub: 'bob' }, tokens);
+    clock.now += 500;
+    const idle = await sessions.create('generic', identity, tokens);
+    const listed = await sessions.list();
+    expect(listed.map((s) => s.id).sort()).toEqual([a.id, b.id, idle.id].sort());
+    expect(listed.find((s) => s.id === a.id)).toMatchObject({
+      record: { identity },
+      lastSeenAt: clock.now - 500,
+      expiresAt: clock.now - 500 + 1_000,
+    });
+    clock.now += 600; // a and b idled out; idle was created 600 ms ago
+    const seenBefore = await store.get(`seen:${idle.id}`);
+    expect((await sessions.list()).map((s) => s.id)).toEqual([idle.id]);
+    expect(await store.get(`seen:${idle.id}`)).toBe(seenBefore);
+    // Listing destroyed nothing: the idle sessions are still stored until a request finds them.
+    expect(await sessions.count()).toBe(3);
+
+    await sessions.load(sent(idle.setCookie));
+    const more = await sessions.create('generic', identity, tokens);
+    expect(await sessions.destroySubject('alice')).toBe(2);
+    expect((await sessions.load(sent(more.setCookie))).kind).toBe('expired');
+    expect(await sessions.destroySubject('alice')).toBe(0);
+  });
+
   it('clears both cookies on logout', () => {
     const { sessions } = harness();
     expect(sessions.clearCookies()).toEqual([

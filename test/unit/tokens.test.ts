@@ -423,6 +423,43 @@ describe('access tokens', () => {
     expect(await store.get('revoked-jti:late')).toBeUndefined();
   });
 
+  it('revokes everything a user or a client was issued until now, on every instance, until those tokens expire', async () => {
+    const store = newStore();
+    const a = instance(store);
+    const b = instance(store, a.clock);
+    const alices = await a.access.mintAccessToken(input);
+    const bobs = await a.access.mintAccessToken({ ...input, sub: 'bob' });
+    const otherClient = await a.access.mintAccessToken({ ...input, sub: 'carol', clientId: 'client-2' });
+    await a.access.revokeSubject('alice');
+    expect(
+      (await accessFailure(b.access.verifyAccessToken(alices.token, { audience: RESOURCE }))).reason,
+    ).toBe('revoked');
+    await expect(b.access.verifyAccessToken(bobs.token, { audience: RESOURCE })).resolves.toBeTruthy();
+    await a.access.revokeClient('client-1');
+    expect((await accessFailure(b.access.verifyAccessToken(bobs.token, { audience: RESOURCE }))).reason).toBe(
+      'revoked',
+    );
+    await expect(b.access.verifyAccessToken(otherClient.token, { audience: RESOURCE })).resolves.toBeTruthy();
+    // A token minted after the cut-off second is accepted: revoking is not banning.
+    a.clock.now += 1000;
+    const fresh = await a.access.mintAccessToken(input);
+    await expect(b.access.verifyAccessToken(fresh.token, { audience: RESOURCE })).resolves.toBeTruthy();
+    expect(await store.keys('revoked-sub:')).toEqual(['revoked-sub:alice']);
+    expect(await store.keys('revoked-client:')).toEqual(['revoked-client:client-1']);
+  });
+
+  it('keeps subjects apart in the cut-off keys (an encoded : or % cannot name another user)', async () => {
+    const store = newStore();
+    const { access } = instance(store);
+    const tricky = await access.mintAccessToken({ ...input, sub: 'a:b%3A' });
+    const plain = await access.mintAccessToken({ ...input, sub: 'a:b:' });
+    await access.revokeSubject('a:b:');
+    await expect(access.verifyAccessToken(tricky.token, { audience: RESOURCE })).resolves.toBeTruthy();
+    expect((await accessFailure(access.verifyAccessToken(plain.token, { audience: RESOURCE }))).reason).toBe(
+      'revoked',
+    );
+  });
+
   it('reports an unreachable store as StoreUnavailableError, not as a bad token', async () => {
     const store = newStore();
     const { access } = instance(store);
@@ -530,6 +567,20 @@ describe('refresh tokens', () => {
     expect((await refreshFailure(refresh.rotate(c.token))).reason).toBe('revoked');
     expect((await refreshFailure(refresh.rotate(d.token))).reason).toBe('revoked');
     await expect(refresh.rotate(b.token)).resolves.toBeTruthy();
+  });
+
+  it('lists live families (no token values) and revokes those of one client', async () => {
+    const { refresh } = instance(newStore());
+    const a = await refresh.issue(family);
+    const b = await refresh.issue({ ...family, sub: 'bob' });
+    const c = await refresh.issue({ ...family, clientId: 'client-2' });
+    const listed = await refresh.list();
+    expect(listed.map((f) => f.id).sort()).toEqual([a.family.id, b.family.id, c.family.id].sort());
+    expect(JSON.stringify(listed)).not.toContain(a.token);
+    expect(await refresh.revokeClient('client-1')).toBe(2);
+    expect((await refresh.list()).map((f) => f.clientId)).toEqual(['client-2']);
+    expect((await refreshFailure(refresh.rotate(b.token))).reason).toBe('revoked');
+    await expect(refresh.rotate(c.token)).resolves.toBeTruthy();
   });
 
   it('expires a token after its lifetime, and the family at its absolute limit however often rotated', async () => {

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
 import type { Config } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
+import { NOOP_SPAN, type TraceSpan } from '../../observability/spans.js';
 import { type RateLimiter, refuseOverLimit } from '../../pipeline/rate-limit.js';
 import type { SessionLookup, SessionManager, SessionRecord } from '../../session/sessions.js';
 import { StoreUnavailableError } from '../../session/store.js';
@@ -30,7 +31,7 @@ export interface BrowserLoginDeps {
   sessions: SessionManager;
   audit: AuditLog;
   logger: Logger;
-  /** Limits /login and /callback per client IP; undefined = off. */
+  /** Limits /login and /callback per client IP (AUTH_RATE_LIMIT_PER_MINUTE); undefined = off. */
   rateLimiter: RateLimiter | undefined;
 }
 
@@ -47,16 +48,20 @@ function wantsHtml(req: IncomingMessage): boolean {
  */
 export class BrowserLogin {
   readonly routes: ReadonlyMap<string, RouteHandler>;
+  /** The routes that spend the per-IP login budget (AUTH_RATE_LIMIT_PER_MINUTE). */
+  readonly authLimitedPaths: ReadonlySet<string>;
 
   constructor(private readonly deps: BrowserLoginDeps) {
     const callback: RouteHandler = (req, res, ctx) => this.callback(req, res, ctx);
+    // OIDC_REDIRECT_URL may name another path: the provider sends the browser there.
+    const callbackPath = deps.config.auth.oidc.redirectUrl.pathname;
     this.routes = new Map([
       ['/login', (req, res, ctx) => this.login(req, res, ctx)],
       ['/callback', callback],
-      // OIDC_REDIRECT_URL may name another path: the provider sends the browser there.
-      [deps.config.auth.oidc.redirectUrl.pathname, callback],
+      [callbackPath, callback],
       ['/logout', (req, res, ctx) => this.logout(req, res, ctx)],
     ]);
+    this.authLimitedPaths = new Set(['/login', '/callback', callbackPath]);
   }
 
   /** The session check: allow with an identity, or the challenge to answer with. */
@@ -64,14 +69,16 @@ export class BrowserLogin {
     req: IncomingMessage,
     clientIp: string,
     pathAndQuery: string,
+    trace: TraceSpan = NOOP_SPAN,
   ): Promise<BrowserAuthResult> {
     const { sessions, audit } = this.deps;
     let lookup: SessionLookup;
     try {
-      lookup = await sessions.load(req.headers.cookie);
+      lookup = await trace.child('session.lookup', () => sessions.load(req.headers.cookie));
     } catch (err) {
       return { kind: 'challenge', challenge: this.storeUnavailable(req, err) };
     }
+    if (trace.recording) trace.setAttributes({ 'mcp_oidc_proxy.session': lookup.kind });
     if (lookup.kind === 'expired' && lookup.reason !== 'gone') {
       audit.record('session_expired', {
         reason: lookup.reason,
@@ -86,7 +93,7 @@ export class BrowserLogin {
     if (needsRefresh(record)) {
       let refreshed: SessionRecord | 'ended';
       try {
-        refreshed = await this.refresh(lookup.id, record, clientIp);
+        refreshed = await this.refresh(lookup.id, record, clientIp, trace);
       } catch (err) {
         return { kind: 'challenge', challenge: this.storeUnavailable(req, err) };
       }
@@ -108,6 +115,7 @@ export class BrowserLogin {
     id: string,
     loaded: SessionRecord,
     clientIp: string,
+    trace: TraceSpan,
   ): Promise<SessionRecord | 'ended'> {
     const { sessions, provider, audit, logger } = this.deps;
     if (!(await sessions.lockRefresh(id))) return loaded;
@@ -125,7 +133,7 @@ export class BrowserLogin {
       }
       let refreshed: Awaited<ReturnType<Provider['refresh']>>;
       try {
-        refreshed = await provider.refresh(current.tokens, current.identity.sub);
+        refreshed = await provider.refresh(current.tokens, current.identity.sub, trace);
       } catch (err) {
         if (err instanceof ProviderUnavailableError) {
           // The provider is down: keep the session as it is rather than log everyone out.
@@ -220,8 +228,9 @@ export class BrowserLogin {
   }
 
   private async login(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return this.methodNotAllowed(res, 'GET');
+    // Every request spends the budget, whatever its method: it counts requests, not logins.
     if (await this.limited(res, ctx)) return;
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.methodNotAllowed(res, 'GET');
     const { provider, sessions, config } = this.deps;
     try {
       await provider.ready();
@@ -261,8 +270,8 @@ export class BrowserLogin {
   }
 
   private async callback(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
-    if (req.method !== 'GET') return this.methodNotAllowed(res, 'GET');
     if (await this.limited(res, ctx)) return;
+    if (req.method !== 'GET') return this.methodNotAllowed(res, 'GET');
     const { provider, sessions, audit, config } = this.deps;
     const params = new URLSearchParams(ctx.search);
     const fail = (status: number, reason: string, message: string): void => {
@@ -308,11 +317,11 @@ export class BrowserLogin {
     callbackUrl.search = ctx.search;
     let result: Awaited<ReturnType<Provider['redeem']>>;
     try {
-      result = await provider.redeem(callbackUrl, {
-        state,
-        nonce: login.nonce,
-        codeVerifier: login.codeVerifier,
-      });
+      result = await provider.redeem(
+        callbackUrl,
+        { state, nonce: login.nonce, codeVerifier: login.codeVerifier },
+        ctx.trace,
+      );
     } catch (err) {
       if (err instanceof ProviderUnavailableError) {
         audit.record('login_failure', {

@@ -93,6 +93,24 @@ export class AuthorizationCodes {
   }
 
   /**
+   * Deletes the codes not redeemed yet whose grant matches (admin "revoke user" or "revoke
+   * client"), so a code issued just before the revocation cannot mint tokens after it; how many.
+   */
+  async revokeWhere(matches: (grant: AuthorizationGrant) => boolean): Promise<number> {
+    const keys = await this.store.keys(CODE_PREFIX);
+    const revoked = await Promise.all(
+      keys.map(async (key) => {
+        const sealed = await this.store.get(key);
+        const plain = sealed === undefined ? undefined : this.keys.decrypt(sealed, key);
+        if (plain === undefined || !matches(JSON.parse(plain) as AuthorizationGrant)) return false;
+        await this.store.delete(key);
+        return true;
+      }),
+    );
+    return revoked.filter(Boolean).length;
+  }
+
+  /**
    * Records what the redemption of `hash` issued. True when the code was replayed meanwhile:
    * the caller then revokes what it issued instead of handing it out.
    */

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomId } from '../../session/keys.js';
-import { StoreUnavailableError } from '../../session/store.js';
+import { type SessionStore, StoreUnavailableError } from '../../session/store.js';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { page } from '../browser/pages.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
@@ -70,6 +70,24 @@ export function consentKey(sub: string, clientId: string): string {
 
 export function consentKeyPrefix(sub: string): string {
   return `${CONSENT_PREFIX}${encodeURIComponent(sub)}:`;
+}
+
+/**
+ * Forgets remembered approvals (admin "revoke user" / "revoke client"), so the consent page is
+ * shown again; how many. The client id is whatever follows the encoded subject's `:`.
+ */
+export async function forgetConsents(
+  store: SessionStore,
+  match: { sub: string } | { clientId: string },
+): Promise<number> {
+  const keys =
+    'sub' in match
+      ? await store.keys(consentKeyPrefix(match.sub))
+      : (await store.keys(CONSENT_PREFIX)).filter(
+          (key) => key.slice(key.indexOf(':', CONSENT_PREFIX.length) + 1) === match.clientId,
+        );
+  await Promise.all(keys.map((key) => store.delete(key)));
+  return keys.length;
 }
 
 /** A checked authorization request. */
@@ -390,9 +408,9 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
   }
 
   return async (req, res, ctx) => {
+    if (await rateLimited(deps, res, ctx)) return;
     if (req.method !== 'GET' && req.method !== 'POST') return writeMethodNotAllowed(res, 'GET, POST');
     try {
-      if (await rateLimited(deps, res, ctx)) return;
       if (req.method === 'GET') await get(req, res, ctx);
       else await post(req, res, ctx);
     } catch (error) {

@@ -12,8 +12,8 @@ const MAX_REGISTRATION_BYTES = 64 * 1024;
  */
 export function createRegisterHandler(deps: FacadeDeps): RouteHandler {
   return async (req, res, ctx) => {
-    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
     if (await rateLimited(deps, res, ctx)) return;
+    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
     try {
       const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
       if (type !== 'application/json') {

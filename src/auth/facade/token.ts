@@ -232,10 +232,10 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
   }
 
   return async (req, res, ctx) => {
+    if (await rateLimited(deps, res, ctx)) return;
     if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
     const basic = usesBasicAuth(req);
     try {
-      if (await rateLimited(deps, res, ctx)) return;
       const params = await readFormBody(req, res);
       const { client } = await authenticateClient(deps.clients, req, params);
       const grantType = requiredParam(params, 'grant_type');

@@ -1,5 +1,6 @@
 import * as client from 'openid-client';
 import type { Logger } from '../../observability/logger.js';
+import { NOOP_SPAN, type TraceSpan, traceCall } from '../../observability/spans.js';
 import {
   type LoginChecks,
   LoginRejectedError,
@@ -18,8 +19,11 @@ export interface GitHubProviderOptions {
   webUrl: URL;
   /** https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server. */
   apiUrl: URL;
-  /** Ask for read:org, needed to list organisations and teams (for ALLOWED_GROUPS). */
-  readOrgs: boolean;
+  /**
+   * Whether to ask for read:org, needed to list organisations and teams (for ALLOWED_GROUPS);
+   * asked at every login, so a reloaded ALLOWED_GROUPS applies to the next one.
+   */
+  readOrgs: () => boolean;
   logger: Logger;
 }
 
@@ -54,6 +58,8 @@ const MAX_PAGES = 10;
 export class GitHubProvider implements Provider {
   readonly name = 'github';
   private readonly config: client.Configuration;
+  /** On every span of a call to GitHub. */
+  private readonly spanAttributes = { 'mcp_oidc_proxy.idp': 'github' };
 
   constructor(private readonly options: GitHubProviderOptions) {
     const web = options.webUrl.href.replace(/\/+$/, '');
@@ -85,7 +91,7 @@ export class GitHubProvider implements Provider {
   ): URL {
     return client.buildAuthorizationUrl(this.config, {
       redirect_uri: this.options.redirectUri,
-      scope: this.options.readOrgs ? 'read:user user:email read:org' : 'read:user user:email',
+      scope: this.options.readOrgs() ? 'read:user user:email read:org' : 'read:user user:email',
       state: checks.state,
       code_challenge: checks.codeChallenge,
       code_challenge_method: 'S256',
@@ -95,34 +101,55 @@ export class GitHubProvider implements Provider {
     });
   }
 
-  async redeem(callbackUrl: URL, checks: LoginChecks): Promise<UpstreamLogin> {
+  async redeem(callbackUrl: URL, checks: LoginChecks, trace: TraceSpan = NOOP_SPAN): Promise<UpstreamLogin> {
     let response: client.TokenEndpointResponse;
     try {
-      response = await client.authorizationCodeGrant(this.config, callbackUrl, {
-        pkceCodeVerifier: checks.codeVerifier,
-        expectedState: checks.state,
-        idTokenExpected: false,
-      });
+      response = await traceCall(
+        trace,
+        'idp.token_exchange',
+        this.config.serverMetadata().token_endpoint,
+        () =>
+          client.authorizationCodeGrant(this.config, callbackUrl, {
+            pkceCodeVerifier: checks.codeVerifier,
+            expectedState: checks.state,
+            idTokenExpected: false,
+          }),
+        this.spanAttributes,
+      );
     } catch (err) {
       throw translate(err, 'code exchange');
     }
-    return this.loginWith(response.access_token, response.refresh_token, response.expires_in);
+    return this.loginWith(
+      response.access_token,
+      response.refresh_token,
+      response.expires_in,
+      undefined,
+      trace,
+    );
   }
 
-  async refresh(tokens: UpstreamTokens, sub: string): Promise<UpstreamLogin> {
+  async refresh(tokens: UpstreamTokens, sub: string, trace: TraceSpan = NOOP_SPAN): Promise<UpstreamLogin> {
     // OAuth apps' tokens do not expire; GitHub Apps' user tokens do and come with a refresh token.
-    if (!tokens.refreshToken) return this.loginWith(tokens.accessToken, undefined, undefined, sub);
+    const { refreshToken } = tokens;
+    if (!refreshToken) return this.loginWith(tokens.accessToken, undefined, undefined, sub, trace);
     let response: client.TokenEndpointResponse;
     try {
-      response = await client.refreshTokenGrant(this.config, tokens.refreshToken);
+      response = await traceCall(
+        trace,
+        'idp.refresh',
+        this.config.serverMetadata().token_endpoint,
+        () => client.refreshTokenGrant(this.config, refreshToken),
+        this.spanAttributes,
+      );
     } catch (err) {
       throw translate(err, 'refresh');
     }
     return this.loginWith(
       response.access_token,
-      response.refresh_token ?? tokens.refreshToken,
+      response.refresh_token ?? refreshToken,
       response.expires_in,
       sub,
+      trace,
     );
   }
 
@@ -136,22 +163,23 @@ export class GitHubProvider implements Provider {
     accessToken: string,
     refreshToken: string | undefined,
     expiresIn: number | undefined,
-    expectedSub?: string,
+    expectedSub: string | undefined,
+    trace: TraceSpan,
   ): Promise<UpstreamLogin> {
-    const { body: user } = await this.api<GitHubUser>('/user', accessToken);
+    const { body: user } = await this.api<GitHubUser>('/user', accessToken, trace);
     const sub = String(user.id);
     if (expectedSub && sub !== expectedSub) {
       throw new LoginRejectedError('the refreshed token belongs to another GitHub user', 'subject_changed');
     }
-    const emails = await this.list<GitHubEmail>('/user/emails', accessToken);
+    const emails = await this.list<GitHubEmail>('/user/emails', accessToken, trace);
     // Only the primary address, and only when GitHub verified it: an unverified address is one
     // anybody could have typed, so it must not reach ALLOWED_EMAILS or the backend.
     const primary = emails.find((e) => e.primary && e.verified);
     const groups: string[] = [];
-    if (this.options.readOrgs) {
+    if (this.options.readOrgs()) {
       const [orgs, teams] = await Promise.all([
-        this.list<GitHubOrg>('/user/orgs', accessToken),
-        this.list<GitHubTeam>('/user/teams', accessToken),
+        this.list<GitHubOrg>('/user/orgs', accessToken, trace),
+        this.list<GitHubTeam>('/user/teams', accessToken, trace),
       ]);
       for (const org of orgs) groups.push(org.login);
       for (const team of teams) groups.push(`${team.organization.login}/${team.slug}`);
@@ -178,6 +206,7 @@ export class GitHubProvider implements Provider {
   private async api<T>(
     pathOrUrl: string | URL,
     accessToken: string,
+    trace: TraceSpan,
   ): Promise<{ body: T; next: URL | undefined }> {
     const url =
       typeof pathOrUrl === 'string'
@@ -186,15 +215,22 @@ export class GitHubProvider implements Provider {
     const path = url.pathname;
     let res: Response;
     try {
-      res = await fetch(url, {
-        headers: {
-          authorization: `Bearer ${accessToken}`,
-          accept: 'application/vnd.github+json',
-          'x-github-api-version': '2022-11-28',
-          'user-agent': 'mcp-oidc-proxy',
-        },
-        signal: AbortSignal.timeout(10_000),
-      });
+      res = await traceCall(
+        trace,
+        'idp.api',
+        url,
+        () =>
+          fetch(url, {
+            headers: {
+              authorization: `Bearer ${accessToken}`,
+              accept: 'application/vnd.github+json',
+              'x-github-api-version': '2022-11-28',
+              'user-agent': 'mcp-oidc-proxy',
+            },
+            signal: AbortSignal.timeout(10_000),
+          }),
+        { ...this.spanAttributes, 'url.path': path },
+      );
     } catch (err) {
       throw new ProviderUnavailableError(`GitHub's API could not be reached (${path})`, { cause: err });
     }
@@ -224,7 +260,7 @@ export class GitHubProvider implements Provider {
   }
 
   /** Every page of a list endpoint (100 per page, following `Link: <...>; rel="next"`). */
-  private async list<T>(path: string, accessToken: string): Promise<T[]> {
+  private async list<T>(path: string, accessToken: string, trace: TraceSpan): Promise<T[]> {
     const items: T[] = [];
     let page: string | URL | undefined = `${path}?per_page=100`;
     for (let n = 0; page !== undefined; n++) {
@@ -232,7 +268,11 @@ export class GitHubProvider implements Provider {
         this.options.logger.warn({ path, max_pages: MAX_PAGES }, 'GitHub list truncated');
         break;
       }
-      const { body, next }: { body: T[]; next: URL | undefined } = await this.api<T[]>(page, accessToken);
+      const { body, next }: { body: T[]; next: URL | undefined } = await this.api<T[]>(
+        page,
+        accessToken,
+        trace,
+      );
       if (!Array.isArray(body))
         throw new LoginRejectedError(`GitHub's ${path} is not a list`, 'invalid_response');
       items.push(...body);

@@ -1,5 +1,6 @@
 import * as client from 'openid-client';
 import type { Logger } from '../../observability/logger.js';
+import { NOOP_SPAN, type SpanAttributes, type TraceSpan, traceCall } from '../../observability/spans.js';
 import { claimAtPath, groupsFromClaim } from '../policy/policy.js';
 import {
   type LoginChecks,
@@ -34,6 +35,8 @@ export interface OidcProviderOptions {
   logger: Logger;
   /** Seconds for each call to the provider. */
   timeoutSeconds?: number;
+  /** Parent of the discovery spans (each begins a trace); none: discovery is not traced. */
+  background?: TraceSpan;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
@@ -81,9 +84,12 @@ export class OidcProvider implements Provider {
   private retryDelayMs = 1000;
   private lastError: Error | undefined;
   private closed = false;
+  /** On every span of a call to the provider. */
+  private readonly spanAttributes: SpanAttributes;
 
   constructor(private readonly options: OidcProviderOptions) {
     this.name = options.name;
+    this.spanAttributes = { 'mcp_oidc_proxy.idp': options.name };
   }
 
   isReady(): boolean {
@@ -119,12 +125,19 @@ export class OidcProvider implements Provider {
     const insecure =
       discoveryUrl.protocol === 'http:' && LOOPBACK.has(discoveryUrl.host.replace(/:\d+$/, ''));
     try {
-      this.config = await client.discovery(
-        discoveryTarget(discoveryUrl),
-        clientId,
-        clientSecret,
-        clientSecret ? client.ClientSecretPost(clientSecret) : client.None(),
-        { timeout: timeoutSeconds, ...(insecure ? { execute: [client.allowInsecureRequests] } : {}) },
+      this.config = await traceCall(
+        this.options.background ?? NOOP_SPAN,
+        'idp.discovery',
+        discoveryUrl,
+        () =>
+          client.discovery(
+            discoveryTarget(discoveryUrl),
+            clientId,
+            clientSecret,
+            clientSecret ? client.ClientSecretPost(clientSecret) : client.None(),
+            { timeout: timeoutSeconds, ...(insecure ? { execute: [client.allowInsecureRequests] } : {}) },
+          ),
+        this.spanAttributes,
       );
       this.config.timeout = timeoutSeconds;
       this.retryDelayMs = 1000;
@@ -189,32 +202,46 @@ export class OidcProvider implements Provider {
     });
   }
 
-  async redeem(callbackUrl: URL, checks: LoginChecks): Promise<UpstreamLogin> {
+  async redeem(callbackUrl: URL, checks: LoginChecks, trace: TraceSpan = NOOP_SPAN): Promise<UpstreamLogin> {
     const config = this.requireConfig();
     let response: Awaited<ReturnType<typeof client.authorizationCodeGrant>>;
     try {
-      response = await client.authorizationCodeGrant(config, callbackUrl, {
-        pkceCodeVerifier: checks.codeVerifier,
-        expectedState: checks.state,
-        expectedNonce: checks.nonce,
-        idTokenExpected: true,
-      });
+      response = await traceCall(
+        trace,
+        'idp.token_exchange',
+        config.serverMetadata().token_endpoint,
+        () =>
+          client.authorizationCodeGrant(config, callbackUrl, {
+            pkceCodeVerifier: checks.codeVerifier,
+            expectedState: checks.state,
+            expectedNonce: checks.nonce,
+            idTokenExpected: true,
+          }),
+        this.spanAttributes,
+      );
     } catch (err) {
       throw this.translate(err, 'code exchange');
     }
-    return this.loginFrom(config, response, undefined);
+    return this.loginFrom(config, response, undefined, trace);
   }
 
-  async refresh(tokens: UpstreamTokens, sub: string): Promise<UpstreamLogin> {
+  async refresh(tokens: UpstreamTokens, sub: string, trace: TraceSpan = NOOP_SPAN): Promise<UpstreamLogin> {
     const config = this.requireConfig();
-    if (!tokens.refreshToken) throw new LoginRejectedError('no refresh token', 'no_refresh_token');
+    const { refreshToken } = tokens;
+    if (!refreshToken) throw new LoginRejectedError('no refresh token', 'no_refresh_token');
     let response: Awaited<ReturnType<typeof client.refreshTokenGrant>>;
     try {
-      response = await client.refreshTokenGrant(config, tokens.refreshToken);
+      response = await traceCall(
+        trace,
+        'idp.refresh',
+        config.serverMetadata().token_endpoint,
+        () => client.refreshTokenGrant(config, refreshToken),
+        this.spanAttributes,
+      );
     } catch (err) {
       throw this.translate(err, 'refresh');
     }
-    return this.loginFrom(config, response, { tokens, sub });
+    return this.loginFrom(config, response, { tokens, sub }, trace);
   }
 
   endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): URL | undefined {
@@ -236,6 +263,7 @@ export class OidcProvider implements Provider {
     config: client.Configuration,
     response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers,
     previous: { tokens: UpstreamTokens; sub: string } | undefined,
+    trace: TraceSpan,
   ): Promise<UpstreamLogin> {
     const idClaims = response.claims() as Record<string, unknown> | undefined;
     // A refresh response may carry no new ID token: the subject stays the one of the login.
@@ -246,7 +274,13 @@ export class OidcProvider implements Provider {
     let claims: Record<string, unknown> = { ...(idClaims ?? {}), sub };
     if (config.serverMetadata().userinfo_endpoint && sub) {
       try {
-        const info = await client.fetchUserInfo(config, response.access_token, sub);
+        const info = await traceCall(
+          trace,
+          'idp.userinfo',
+          config.serverMetadata().userinfo_endpoint,
+          () => client.fetchUserInfo(config, response.access_token, sub),
+          this.spanAttributes,
+        );
         claims = { ...info, ...claims, ...pickGroupClaims(info, this.options.quirks.groupClaims) };
       } catch (err) {
         if (isNetworkError(err)) throw this.translate(err, 'userinfo');

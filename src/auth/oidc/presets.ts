@@ -1,5 +1,6 @@
 import type { Config } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
+import type { TraceSpan } from '../../observability/spans.js';
 import { GitHubProvider } from './github.js';
 import { OidcProvider, type OidcQuirks } from './oidc.js';
 import type { Provider } from './provider.js';
@@ -65,7 +66,8 @@ export function quirksFor(config: Config['auth']): OidcQuirks {
   }
 }
 
-export function createProvider(config: Config, logger: Logger): Provider {
+/** `background` is the parent of calls no request makes (discovery): tracing's root, when on. */
+export function createProvider(config: Config, logger: Logger, background?: TraceSpan): Provider {
   const { oidc } = config.auth;
   if (oidc.provider === 'github') {
     return new GitHubProvider({
@@ -74,7 +76,7 @@ export function createProvider(config: Config, logger: Logger): Provider {
       redirectUri: oidc.redirectUrl.href,
       webUrl: oidc.githubUrl,
       apiUrl: oidc.githubApiUrl,
-      readOrgs: config.auth.policy.groups.length > 0,
+      readOrgs: () => config.auth.policy.groups.length > 0,
       logger,
     });
   }
@@ -87,5 +89,6 @@ export function createProvider(config: Config, logger: Logger): Provider {
     scopes: oidc.scopes,
     quirks: quirksFor(config.auth),
     logger,
+    background,
   });
 }

@@ -1,3 +1,5 @@
+import type { TraceSpan } from '../../observability/spans.js';
+
 /** Who the upstream provider says the user is, normalised across providers. */
 export interface UpstreamIdentity {
   /** Stable subject at the provider (GitHub: the numeric user id). */
@@ -43,10 +45,13 @@ export interface Provider {
   isReady(): boolean;
   /** `prompt` (OIDC `login` / `select_account`) asks the provider not to reuse its session. */
   authorizationUrl(checks: LoginChecks & { codeChallenge: string; prompt?: 'login' | 'select_account' }): URL;
-  /** Exchanges the code in `callbackUrl` (state, nonce and PKCE verified) and loads the identity. */
-  redeem(callbackUrl: URL, checks: LoginChecks): Promise<UpstreamLogin>;
+  /**
+   * Exchanges the code in `callbackUrl` (state, nonce and PKCE verified) and loads the identity.
+   * Each call to the provider is a CLIENT span under `trace`, when given.
+   */
+  redeem(callbackUrl: URL, checks: LoginChecks, trace?: TraceSpan): Promise<UpstreamLogin>;
   /** Uses a refresh token; the identity is reloaded so allow-lists see current groups. */
-  refresh(tokens: UpstreamTokens, sub: string): Promise<UpstreamLogin>;
+  refresh(tokens: UpstreamTokens, sub: string, trace?: TraceSpan): Promise<UpstreamLogin>;
   /** RP-initiated logout URL when the provider has an end_session_endpoint. */
   endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): URL | undefined;
   close(): void;

@@ -11,6 +11,9 @@ export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5;
 export const MAX_CLOCK_TOLERANCE_SECONDS = 30;
 
 const REVOKED_PREFIX = 'revoked-jti:';
+/** `<prefix><encoded sub or client id>` = epoch seconds: tokens issued then or earlier are refused. */
+const REVOKED_SUBJECT_PREFIX = 'revoked-sub:';
+const REVOKED_CLIENT_PREFIX = 'revoked-client:';
 
 /** The issuer (`iss`) for a PUBLIC_URL: its origin, no path, no trailing slash. */
 export function issuerFromPublicUrl(publicUrl: string): string {
@@ -104,8 +107,10 @@ export interface VerifyAccessTokenOptions {
 
 /**
  * Mints and verifies the proxy's access tokens: RFC 9068 JWTs signed ES256 with the active key
- * of SigningKeys. Revocation is by `jti`, remembered in the store until the token's expiry, so
- * it holds across instances.
+ * of SigningKeys. Revocation is by `jti`, or of everything a user or a client was issued up to
+ * now (a cut-off time per subject or client id); both are remembered in the store until the
+ * tokens they cover have expired, so they hold across instances. A cut-off has one-second
+ * resolution (`iat`): a token minted in the very second of the revocation is refused too.
  */
 export class AccessTokens {
   readonly issuer: string;
@@ -174,10 +179,37 @@ export class AccessTokens {
    */
   async verifyAccessToken(token: string, options: VerifyAccessTokenOptions): Promise<AccessTokenClaims> {
     const claims = await this.verifySigned(token, options);
-    if ((await this.store.get(REVOKED_PREFIX + claims.jti)) !== undefined) {
+    // Three independent reads, sent together: on Redis they share one round trip.
+    const [byJti, subjectCutoff, clientCutoff] = await Promise.all([
+      this.store.get(REVOKED_PREFIX + claims.jti),
+      this.store.get(REVOKED_SUBJECT_PREFIX + encodeURIComponent(claims.sub)),
+      this.store.get(REVOKED_CLIENT_PREFIX + encodeURIComponent(claims.clientId)),
+    ]);
+    if (
+      byJti !== undefined ||
+      claims.issuedAt <= Number(subjectCutoff ?? Number.NEGATIVE_INFINITY) ||
+      claims.issuedAt <= Number(clientCutoff ?? Number.NEGATIVE_INFINITY)
+    ) {
       throw new AccessTokenError('revoked', 'the access token has been revoked');
     }
     return claims;
+  }
+
+  /** Refuses every access token issued to the user `sub` until now (admin "revoke user"). */
+  revokeSubject(sub: string): Promise<void> {
+    return this.revokeIssuedUntilNow(REVOKED_SUBJECT_PREFIX + encodeURIComponent(sub));
+  }
+
+  /** Refuses every access token issued to the client until now (admin "revoke client"). */
+  revokeClient(clientId: string): Promise<void> {
+    return this.revokeIssuedUntilNow(REVOKED_CLIENT_PREFIX + encodeURIComponent(clientId));
+  }
+
+  private async revokeIssuedUntilNow(key: string): Promise<void> {
+    const cutoff = Math.floor(this.now() / 1000);
+    // Kept as long as a token issued before the cut-off can live, then it has nothing left to refuse.
+    const ttlMs = (this.signingKeys.maxTokenTtlSeconds + this.clockTolerance + 1) * 1000;
+    await this.store.set(key, String(cutoff), ttlMs);
   }
 
   /** Refuses the token with this `jti` until `expiresAt` (epoch seconds) has passed. */

@@ -213,14 +213,27 @@ export class RefreshTokens {
   }
 
   /** Revokes every family of a user (allow-list removal, admin "delete user"); how many. */
-  async revokeSubject(sub: string): Promise<number> {
-    let revoked = 0;
-    for (const key of await this.store.keys(FAMILY_PREFIX)) {
-      const id = key.slice(FAMILY_PREFIX.length);
-      const family = await this.readFamily(id);
-      if (family?.sub === sub && (await this.revokeFamily(id))) revoked++;
-    }
-    return revoked;
+  revokeSubject(sub: string): Promise<number> {
+    return this.revokeWhere((family) => family.sub === sub);
+  }
+
+  /** Revokes every family granted to a client (admin "delete client"); how many. */
+  revokeClient(clientId: string): Promise<number> {
+    return this.revokeWhere((family) => family.clientId === clientId);
+  }
+
+  /** Every live family (the grants MCP clients hold), for the admin API; no token values. */
+  async list(): Promise<RefreshFamily[]> {
+    const keys = await this.store.keys(FAMILY_PREFIX);
+    const families = await Promise.all(keys.map((key) => this.readFamily(key.slice(FAMILY_PREFIX.length))));
+    return families.filter((f): f is RefreshFamily => f !== undefined);
+  }
+
+  private async revokeWhere(matches: (family: RefreshFamily) => boolean): Promise<number> {
+    const revoked = await Promise.all(
+      (await this.list()).filter(matches).map((family) => this.revokeFamily(family.id)),
+    );
+    return revoked.filter(Boolean).length;
   }
 
   /** The family when it is live, for callers that need it without rotating. */

@@ -1,0 +1,327 @@
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { loadConfig, settingValues } from '../../src/config/load.js';
+import {
+  ConfigReloader,
+  compareSettings,
+  describeChanges,
+  RELOADABLE_SETTINGS,
+  type ReloadTrigger,
+  takeReloadable,
+  valuesAfterReload,
+} from '../../src/config/reload.js';
+import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
+import type { Config } from '../../src/config/types.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { waitFor } from '../helpers/servers.js';
+import { makeTestPki, type TestPki } from '../helpers/tls.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-reload-'));
+let pki: TestPki | undefined;
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  pki?.cleanup();
+});
+
+const BASE = { AUTH_MODE: 'bypass', SERVER_HOST: '127.0.0.1', SERVER_PORT: '8080' };
+
+/** A valid value for every setting that differs from its value in BASE (or its default). */
+function alternatives(): Record<SettingEnv, string> {
+  pki ??= makeTestPki();
+  const redisCa = join(dir, 'redis-ca.pem');
+  writeFileSync(redisCa, pki.ca);
+  return {
+    SERVER_HOST: '127.0.0.2',
+    SERVER_PORT: '9090',
+    PUBLIC_URL: 'https://mcp.example.com',
+    ALLOWED_ORIGINS: 'https://app.example.com',
+    TRUSTED_PROXIES: '10.0.0.0/8',
+    SHUTDOWN_TIMEOUT: '3',
+    PROXY_TARGET_HOST: 'backend.internal',
+    PROXY_TARGET_PORT: '4000',
+    PROXY_TARGET_URL: 'https://backend.example.com/api',
+    PROXY_CA_FILE: pki.caFile,
+    MCP_PATH: '/api/mcp',
+    PROXY_CONNECT_TIMEOUT: '2',
+    PROXY_HEADERS_TIMEOUT: '60',
+    PROXY_IDLE_TIMEOUT: '60',
+    PROXY_RETRIES: '0',
+    CIRCUIT_BREAKER_THRESHOLD: '9',
+    CIRCUIT_BREAKER_RESET_TIMEOUT: '7',
+    SSE_KEEPALIVE_INTERVAL: '5',
+    SECURITY_HEADERS_ON_PROXIED: 'false',
+    CONTENT_SECURITY_POLICY: "default-src 'none'",
+    AUTH_MODE: 'oidc',
+    OIDC_DISCOVERY_URL: 'https://idp.example.com/.well-known/openid-configuration',
+    OIDC_CLIENT_ID: 'proxy',
+    OIDC_CLIENT_SECRET: 'a-client-secret',
+    OIDC_REDIRECT_URL: 'https://mcp.example.com/oauth/callback',
+    OIDC_SCOPES: 'openid email',
+    OIDC_PROVIDER: 'keycloak',
+    OIDC_AUDIENCE: 'https://api.example.com',
+    OIDC_GROUPS_CLAIM: 'roles',
+    GITHUB_URL: 'https://github.example.com',
+    GITHUB_API_URL: 'https://github.example.com/api/v3',
+    ALLOWED_EMAILS: 'alice@example.com',
+    ALLOWED_DOMAINS: 'example.org',
+    ALLOWED_GROUPS: 'mcp-users',
+    IDENTITY_HEADER_USER: 'X-User',
+    IDENTITY_HEADER_EMAIL: 'X-Email',
+    IDENTITY_HEADER_GROUPS: 'X-Groups',
+    FORWARD_ACCESS_TOKEN: 'true',
+    FORWARD_ID_TOKEN: 'true',
+    MCP_DCR_ENABLED: 'false',
+    MCP_CLIENTS: '[{"client_id": "claude", "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]}]',
+    AUTH_RATE_LIMIT_PER_MINUTE: '7',
+    RATE_LIMIT_PER_MINUTE: '100',
+    SESSION_STORE: 'redis',
+    SESSION_COOKIE_SECURE: 'true',
+    SESSION_SECRET: 'a-session-secret-of-at-least-32-characters',
+    SESSION_IDLE_TIMEOUT: '120',
+    SESSION_MAX_AGE: '7200',
+    REDIS_URL: 'redis://redis.internal:6379',
+    REDIS_CA_FILE: redisCa,
+    METRICS_ENABLED: 'false',
+    METRICS_PATH: '/prometheus',
+    LOG_LEVEL: 'warn',
+    TRACING_ENABLED: 'true',
+    TRACING_ENDPOINT: 'http://collector:4318',
+    TRACING_SAMPLE_RATE: '0.5',
+    ADMIN_ENABLED: 'true',
+    ADMIN_TOKEN: 'an-admin-token-of-at-least-32-characters',
+    ADMIN_GROUPS: 'mcp-admins',
+    CONFIG_WATCH: 'true',
+  };
+}
+
+/** The config without its sources, as comparable JSON. */
+function shape(config: Config): unknown {
+  return JSON.parse(JSON.stringify({ ...config, sources: undefined }));
+}
+
+function pick(keys: Iterable<SettingEnv>): Record<string, string> {
+  const all = alternatives();
+  return Object.fromEntries([...keys].map((k) => [k, all[k]]));
+}
+
+const ALL = SETTINGS.map((s) => s.env);
+const RESTART_ONLY = ALL.filter((k) => !RELOADABLE_SETTINGS.has(k));
+
+describe('which settings reload', () => {
+  it('has an alternative value for every setting (a new setting must decide whether it reloads)', () => {
+    expect(Object.keys(alternatives()).sort()).toEqual([...ALL].sort());
+  });
+
+  it('reloads the allow-lists, log level, rate limits, target and header settings', () => {
+    for (const key of [
+      'ALLOWED_EMAILS',
+      'ALLOWED_DOMAINS',
+      'ALLOWED_GROUPS',
+      'LOG_LEVEL',
+      'AUTH_RATE_LIMIT_PER_MINUTE',
+      'RATE_LIMIT_PER_MINUTE',
+      'PROXY_TARGET_URL',
+      'PROXY_TARGET_HOST',
+      'PROXY_TARGET_PORT',
+      'IDENTITY_HEADER_USER',
+      'FORWARD_ACCESS_TOKEN',
+      'CONTENT_SECURITY_POLICY',
+      'ALLOWED_ORIGINS',
+      'TRUSTED_PROXIES',
+    ] as const)
+      expect(RELOADABLE_SETTINGS.has(key), key).toBe(true);
+    for (const key of [
+      'SERVER_PORT',
+      'SERVER_HOST',
+      'PUBLIC_URL',
+      'MCP_PATH',
+      'AUTH_MODE',
+      'OIDC_CLIENT_ID',
+      'SESSION_STORE',
+      'SESSION_SECRET',
+      'REDIS_URL',
+      'ADMIN_TOKEN',
+      'TRACING_ENABLED',
+    ] as const)
+      expect(RELOADABLE_SETTINGS.has(key), key).toBe(false);
+  });
+
+  it('takes over every reloadable setting, and only those', () => {
+    const running = loadConfig({ env: BASE });
+    const next = loadConfig({ env: { ...BASE, ...pick(RELOADABLE_SETTINGS) } });
+    const changes = compareSettings(settingValues(running), settingValues(next));
+    expect(changes).toEqual({ applied: ALL.filter((k) => RELOADABLE_SETTINGS.has(k)), needsRestart: [] });
+    expect(shape(running)).not.toEqual(shape(next));
+    takeReloadable(running, next);
+    expect(shape(running)).toEqual(shape(next));
+    expect(running.sources.PROXY_TARGET_URL).toBe('env');
+  });
+
+  it('keeps every restart-only setting at its running value, and names it', () => {
+    const running = loadConfig({ env: BASE });
+    const before = shape(running);
+    const next = loadConfig({ env: { ...BASE, ...pick(RESTART_ONLY) } });
+    const changes = compareSettings(settingValues(running), settingValues(next));
+    expect(changes).toEqual({ applied: [], needsRestart: RESTART_ONLY });
+    takeReloadable(running, next);
+    expect(shape(running)).toEqual(before);
+  });
+
+  it('sees a CA file replaced at the same path', () => {
+    pki ??= makeTestPki();
+    const path = join(dir, 'rotating-ca.pem');
+    writeFileSync(path, pki.ca);
+    const running = loadConfig({ env: { ...BASE, PROXY_CA_FILE: path } });
+    writeFileSync(path, `${pki.ca}\n${pki.cert}`);
+    const next = loadConfig({ env: { ...BASE, PROXY_CA_FILE: path } });
+    expect(compareSettings(settingValues(running), settingValues(next)).applied).toEqual(['PROXY_CA_FILE']);
+  });
+
+  it('keeps reporting a restart-only change until the restart', () => {
+    const running = settingValues(loadConfig({ env: BASE }));
+    const next = settingValues(loadConfig({ env: { ...BASE, SERVER_PORT: '9091', LOG_LEVEL: 'warn' } }));
+    const changes = compareSettings(running, next);
+    expect(changes).toEqual({ applied: ['LOG_LEVEL'], needsRestart: ['SERVER_PORT'] });
+    const after = valuesAfterReload(running, next, changes.applied);
+    expect(compareSettings(after, next)).toEqual({ applied: [], needsRestart: ['SERVER_PORT'] });
+  });
+
+  it('is documented in the README: each reloadable setting by name, every other one by name or prefix', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const section = /### Reloading\n([\s\S]*?)\n## /.exec(readme)?.[1] ?? '';
+    const applied = /\*\*Applied at once:\*\*([\s\S]*?)\n- \*\*Need a restart\*\*/.exec(section)?.[1] ?? '';
+    const restart = /\*\*Need a restart\*\*([\s\S]*?)\n\n/.exec(section)?.[1] ?? '';
+    const named = (text: string, key: string): boolean =>
+      text.includes(`\`${key}\``) || text.includes(`\`${key.split('_')[0]}_*\``);
+    for (const key of RELOADABLE_SETTINGS) expect(applied.includes(`\`${key}\``), key).toBe(true);
+    for (const key of RESTART_ONLY) {
+      expect(named(restart, key), key).toBe(true);
+      expect(applied.includes(`\`${key}\``), key).toBe(false);
+    }
+  });
+
+  it('describes a reload by setting names only', () => {
+    expect(describeChanges({ applied: [], needsRestart: [] })).toBe(
+      'configuration reloaded: nothing changed',
+    );
+    expect(describeChanges({ applied: ['ALLOWED_EMAILS', 'LOG_LEVEL'], needsRestart: ['SERVER_PORT'] })).toBe(
+      'configuration reloaded: applied ALLOWED_EMAILS, LOG_LEVEL; changed but needs a restart: SERVER_PORT',
+    );
+  });
+});
+
+describe('ConfigReloader', () => {
+  const reloaders: ConfigReloader[] = [];
+  afterEach(() => {
+    for (const r of reloaders.splice(0)) r.close();
+  });
+
+  function start(configFile: string | undefined, env: Record<string, string> = BASE) {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const applied: Array<{ next: Config; trigger: ReloadTrigger }> = [];
+    let rejected = 0;
+    const reloader = new ConfigReloader({
+      input: { env, configFile },
+      logger: createLogger('debug', sink),
+      apply: (next, trigger) => applied.push({ next, trigger }),
+      onRejected: () => {
+        rejected++;
+      },
+      debounceMs: 20,
+    });
+    reloaders.push(reloader);
+    return { reloader, lines, applied, rejected: () => rejected };
+  }
+
+  it('without --config there is nothing to reload, and it says so', () => {
+    const r = start(undefined);
+    r.reloader.reload('SIGHUP');
+    expect(r.applied).toEqual([]);
+    expect(r.lines.at(-1)?.msg).toBe(
+      'nothing to reload: no --config file was given (environment and flags are read only at start)',
+    );
+  });
+
+  it('refuses an invalid file with every problem in one line, secrets masked, and applies nothing', () => {
+    const file = join(dir, 'invalid.yaml');
+    writeFileSync(
+      file,
+      'server:\n  port: abc\nproxy:\n  target_url: not a url\noidc:\n  client_secret: "s3cret\\tvalue"\n',
+    );
+    const r = start(file, { AUTH_MODE: 'bypass' });
+    r.reloader.reload('SIGHUP');
+    expect(r.applied).toEqual([]);
+    expect(r.rejected()).toBe(1);
+    const line = r.lines.at(-1) as { level: string; msg: string; problems: string[] };
+    expect(line.level).toBe('error');
+    expect(line.msg).toMatch(/^configuration reload refused, keeping the current configuration: /);
+    expect(line.msg).toContain(`SERVER_PORT="abc" (from file ${file}): must be an integer from 0 to 65535`);
+    expect(line.msg).toContain('PROXY_TARGET_URL="not a url"');
+    expect(line.msg).toContain('OIDC_CLIENT_SECRET="********"');
+    expect(line.problems).toHaveLength(3);
+    expect(JSON.stringify(r.lines)).not.toContain('s3cret');
+  });
+
+  it('reads the file again, keeping the environment it started with', () => {
+    const file = join(dir, 'env-wins.yaml');
+    writeFileSync(file, 'log:\n  level: error\npolicy:\n  allowed_emails: [bob@example.com]\n');
+    const r = start(file, { ...BASE, LOG_LEVEL: 'debug' });
+    r.reloader.reload('SIGHUP');
+    expect(r.applied).toHaveLength(1);
+    const { next } = r.applied[0] as { next: Config };
+    expect(next.log.level).toBe('debug');
+    expect(next.auth.policy.emails).toEqual(['bob@example.com']);
+  });
+
+  it('with CONFIG_WATCH reloads on a change, also when an editor replaces the file', async () => {
+    const sub = mkdtempSync(join(dir, 'watched-'));
+    const file = join(sub, 'config.yaml');
+    // The file keeps CONFIG_WATCH on: a reload takes it over like any reloadable setting.
+    const text = (email: string): string => `config:\n  watch: true\npolicy:\n  allowed_emails: [${email}]\n`;
+    writeFileSync(file, text('a@example.com'));
+    const r = start(file);
+    r.reloader.watch(true);
+    expect(r.lines.at(-1)?.msg).toBe('watching the configuration file for changes (CONFIG_WATCH)');
+
+    writeFileSync(file, text('b@example.com'));
+    await waitFor(() => r.applied.length === 1, 5000, 'a reload after an in-place write');
+    expect(r.applied[0]?.trigger).toBe('file change');
+    expect(r.applied[0]?.next.auth.policy.emails).toEqual(['b@example.com']);
+
+    // Rename-on-save: the new text arrives as a new file under the same name.
+    const temp = join(sub, '.config.yaml.swp');
+    writeFileSync(temp, text('c@example.com'));
+    renameSync(temp, file);
+    await waitFor(() => r.applied.length === 2, 5000, 'a reload after a rename-on-save');
+    expect(r.applied[1]?.next.auth.policy.emails).toEqual(['c@example.com']);
+
+    // And once more, in place: the watch on the file itself followed the replacement.
+    writeFileSync(file, text('d@example.com'));
+    await waitFor(() => r.applied.length === 3, 5000, 'a reload after the replaced file changed');
+    expect(r.applied[2]?.next.auth.policy.emails).toEqual(['d@example.com']);
+
+    // The same text again is no reload, and neither is another file in the directory.
+    const unchanged = (): number =>
+      r.lines.filter((l) => l.msg === 'configuration file unchanged: not reloaded').length;
+    writeFileSync(file, text('d@example.com'));
+    await waitFor(() => unchanged() === 1, 5000, 'the unchanged file to be seen');
+    writeFileSync(join(sub, 'unrelated.txt'), 'x');
+    writeFileSync(file, text('d@example.com'));
+    await waitFor(() => unchanged() === 2, 5000, 'the unchanged file to be seen again');
+    expect(r.applied).toHaveLength(3);
+
+    // An invalid edit is refused.
+    writeFileSync(file, `${text('e@example.com')}proxy:\n  target_url: not a url\n`);
+    await waitFor(() => r.rejected() === 1, 5000, 'the refusal of an invalid edit');
+    expect(r.applied).toHaveLength(3);
+  });
+});
