@@ -1,5 +1,3 @@
-import type { IncomingMessage } from 'node:http';
-import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -7,6 +5,7 @@ import type { AuthDecision, Authenticator } from '../../src/auth/authenticator.j
 import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { type RunningProxy, startProxy } from '../../src/server/app.js';
+import { hostOf, type RawResponse, rawGet, rawRequest, startRecordingEcho } from '../helpers/raw-http.js';
 import {
   type Listening,
   startBackend,
@@ -15,84 +14,6 @@ import {
   type TestProxy,
   waitFor,
 } from '../helpers/servers.js';
-
-/** One HTTP response as it came off the wire, header names and order preserved. */
-interface RawResponse {
-  status: number;
-  headers: Array<[string, string]>;
-  body: string;
-  /** All values of `name` (case-insensitive). */
-  all(name: string): string[];
-  get(name: string): string | undefined;
-  json(): Record<string, unknown>;
-}
-
-function parseResponse(raw: Buffer): RawResponse {
-  const text = raw.toString('latin1');
-  const split = text.indexOf('\r\n\r\n');
-  if (split < 0) throw new Error(`no complete response head in ${JSON.stringify(text.slice(0, 200))}`);
-  const [statusLine, ...lines] = text.slice(0, split).split('\r\n');
-  const status = Number(statusLine?.split(' ')[1]);
-  const headers = lines.map((line): [string, string] => {
-    const colon = line.indexOf(':');
-    return [line.slice(0, colon), line.slice(colon + 1).trim()];
-  });
-  const all = (name: string): string[] =>
-    headers.filter(([n]) => n.toLowerCase() === name.toLowerCase()).map(([, v]) => v);
-  let body = text.slice(split + 4);
-  if ((all('transfer-encoding')[0] ?? '').toLowerCase() === 'chunked') {
-    let decoded = '';
-    let rest = body;
-    for (;;) {
-      const eol = rest.indexOf('\r\n');
-      const size = Number.parseInt(rest.slice(0, eol), 16);
-      if (!size) break;
-      decoded += rest.slice(eol + 2, eol + 2 + size);
-      rest = rest.slice(eol + 2 + size + 2);
-    }
-    body = decoded;
-  }
-  return {
-    status,
-    headers,
-    body,
-    all,
-    get: (name) => all(name)[0],
-    json: () => JSON.parse(body) as Record<string, unknown>,
-  };
-}
-
-/**
- * Sends `head` byte for byte over a plain TCP socket, so nothing normalises the request line
- * or header names, and reads until the server closes. `head` is lines without the final
- * blank line; `Connection: close` should be among them unless the server closes by itself.
- */
-function rawRequest(url: string, head: string[], body = ''): Promise<RawResponse> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), '127.0.0.1');
-    const chunks: Buffer[] = [];
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      try {
-        resolve(parseResponse(Buffer.concat(chunks)));
-      } catch (err) {
-        reject(err);
-      }
-    });
-    socket.write(Buffer.from(`${head.join('\r\n')}\r\n\r\n${body}`, 'latin1'));
-  });
-}
-
-function hostOf(url: string): string {
-  return new URL(url).host;
-}
-
-/** A GET over raw TCP with the usual Host and Connection: close, plus `extra` header lines. */
-function rawGet(url: string, target: string, extra: string[] = []): Promise<RawResponse> {
-  return rawRequest(url, [`GET ${target} HTTP/1.1`, `Host: ${hostOf(url)}`, ...extra, 'Connection: close']);
-}
 
 interface Echoed {
   method: string;
@@ -113,18 +34,6 @@ function receivedValues(echoed: Echoed, name: string): string[] {
       out.push(echoed.rawHeaders[i + 1] as string);
   }
   return out;
-}
-
-/** The echo backend, recording every request target it was asked for (HTTP and upgrades). */
-async function startRecordingEcho(): Promise<Listening & { seen: string[] }> {
-  const backend = await startEchoBackend();
-  const seen: string[] = [];
-  backend.server.on('request', (req: IncomingMessage) => seen.push(req.url ?? ''));
-  backend.server.on('upgrade', (req: IncomingMessage, socket) => {
-    seen.push(`upgrade ${req.url}`);
-    socket.destroy();
-  });
-  return { ...backend, seen };
 }
 
 const SECURITY_HEADERS = [
