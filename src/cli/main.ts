@@ -12,6 +12,12 @@ async function serve(args: ParsedArgs): Promise<void> {
   const input: LoadInput = { flags: args.flags, env: { ...process.env }, configFile: args.configFile };
   const config = loadConfig(input);
   const logger = createLogger(config.log.level);
+  // Installed before the start: SIGHUP's default action would end the process.
+  let reloader: ConfigReloader | undefined;
+  process.on('SIGHUP', () => {
+    if (reloader) reloader.reload('SIGHUP');
+    else logger.warn('SIGHUP while starting: ignored; send it again once the proxy listens');
+  });
   let proxy: Awaited<ReturnType<typeof startProxy>>;
   try {
     proxy = await startProxy({ config, logger });
@@ -28,17 +34,17 @@ async function serve(args: ParsedArgs): Promise<void> {
     setTimeout(() => process.exit(code), 1000).unref();
     logger.flush(() => process.exit(code));
   };
-  const reloader = new ConfigReloader({
+  const configReloader = new ConfigReloader({
     input,
     logger,
     apply: (next, trigger) => proxy.reload(next, trigger),
     onRejected: () => proxy.metrics.configReloads.inc({ result: 'rejected' }),
   });
-  reloader.watch(config.watchConfig);
-  process.on('SIGHUP', () => reloader.reload('SIGHUP'));
+  configReloader.watch(config.watchConfig);
+  reloader = configReloader;
   const stop = (signal: string): void => {
     logger.info({ signal }, 'signal received');
-    reloader.close();
+    configReloader.close();
     proxy.shutdown().then(
       () => exit(0),
       (err: Error) => {
