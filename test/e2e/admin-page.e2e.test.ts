@@ -180,7 +180,8 @@ describe('the monitoring page in a real browser (Chromium)', () => {
 
     expect(problems).toEqual([]);
     await context.close();
-  });
+    // Two status polls (2 s apart) and a full-page screenshot: more than the default on a busy machine.
+  }, 60_000);
 
   it('revokes a session and a user from the page: that browser signs in again, the MCP client is refused', async () => {
     const erinJar = await signInThroughProxy(stack.url, erin);

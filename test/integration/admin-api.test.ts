@@ -4,6 +4,7 @@
  * as the users whose sessions, clients and grants are listed and revoked.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { request } from 'node:http';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../src/admin/status.js';
@@ -707,6 +708,28 @@ describe('the admin API (oidc mode, memory store)', () => {
       expect(page).not.toMatch(/<script>|<style>| style=| on[a-z]+=/i);
       expect(page).not.toMatch(/https?:\/\//);
       expect((await fetch(`${stack.url}/admin`, { method: 'POST' })).status).toBe(405);
+    });
+
+    it("takes no WebSocket upgrade under /admin (the path is the proxy's own while enabled)", async () => {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(`${stack.url}/admin/api/status`, {
+          headers: {
+            connection: 'Upgrade',
+            upgrade: 'websocket',
+            'sec-websocket-version': '13',
+            'sec-websocket-key': randomBytes(16).toString('base64'),
+            authorization: `Bearer ${ADMIN_TOKEN}`,
+          },
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('upgrade', () => reject(new Error('the upgrade was accepted')));
+        req.on('error', reject);
+        req.end();
+      });
+      expect(status).toBe(404);
     });
   });
 
