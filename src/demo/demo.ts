@@ -14,6 +14,7 @@ export interface DemoOptions {
 }
 
 const DEMO_CLIENT_ID = 'mcp-oidc-proxy-demo';
+const DEMO_ADMIN_GROUP = 'engineering';
 
 /** A free port on `host`, so the IdP can register the proxy's exact callback before it listens. */
 function freePort(host: string): Promise<number> {
@@ -76,6 +77,9 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
         OIDC_CLIENT_ID: DEMO_CLIENT_ID,
         OIDC_CLIENT_SECRET: secret,
         OIDC_SCOPES: 'openid email profile groups offline_access',
+        // The monitoring page and admin API, for the test user in the engineering group (alice).
+        ADMIN_ENABLED: 'true',
+        ADMIN_GROUPS: DEMO_ADMIN_GROUP,
       });
     }
     config = loadConfig({ flags: { ...options.flags, SERVER_PORT: String(port) }, env });
@@ -103,6 +107,11 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
             ...users.map((line, i) => `  ${i === 0 ? 'test users     :' : '               '} ${line}`),
           ]
         : ['  auth mode      : bypass (no login)']),
+      ...(idp
+        ? [
+            `  monitoring     : ${publicUrl.origin}/admin  (admin page: log in as a ${DEMO_ADMIN_GROUP} user, alice)`,
+          ]
+        : []),
       `  health         : ${publicUrl.origin}/health     metrics: ${publicUrl.origin}${config.metrics.path}`,
       '  sample tools   : echo, count (streams progress), whoami (shows who you are)',
       '',

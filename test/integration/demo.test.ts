@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CookieJar } from '../helpers/headless-login.js';
+import { CookieJar, signInThroughProxy } from '../helpers/headless-login.js';
 import { authorizeInBrowser, HeadlessOAuthProvider } from '../helpers/mcp-oauth-client.js';
 import { connectThroughMcpRemote } from '../helpers/mcp-remote.js';
 import { freePort } from '../helpers/servers.js';
@@ -93,6 +93,23 @@ describe('mcp-oidc-proxy demo (the built CLI)', () => {
       await rm(tmp, { recursive: true, force: true });
     }
   }, 60_000);
+
+  it('serves the monitoring page and admin API to alice (engineering) and refuses bob', async () => {
+    const origin = new URL(mcpUrl).origin;
+    expect(banner).toContain(`monitoring     : ${origin}/admin`);
+    expect((await fetch(`${origin}/admin/api/status`)).status).toBe(401);
+    const alice = await signInThroughProxy(origin, { username: 'alice', password: 'alice-password' });
+    const status = await fetch(`${origin}/admin/api/status`, { headers: { cookie: alice.get(origin) } });
+    expect(status.status).toBe(200);
+    expect(await status.json()).toMatchObject({ auth_mode: 'oidc' });
+    const page = await fetch(`${origin}/admin`, { headers: { cookie: alice.get(origin) } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const bob = await signInThroughProxy(origin, { username: 'bob', password: 'bob-password' });
+    expect((await fetch(`${origin}/admin/api/status`, { headers: { cookie: bob.get(origin) } })).status).toBe(
+      403,
+    );
+  });
 
   it('stops cleanly on SIGTERM', async () => {
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
