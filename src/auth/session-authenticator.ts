@@ -204,7 +204,7 @@ export class SessionAuthenticator implements Authenticator {
     }
     // The allow-lists apply to every request, so removing a user takes effect at once.
     const verdict = evaluatePolicy(
-      { email: claims.email, groups: claims.groups ?? [] },
+      { email: claims.email, emailVerified: claims.emailVerified, groups: claims.groups ?? [] },
       this.config.auth.policy,
     );
     if (!verdict.allowed) {

@@ -233,6 +233,20 @@ describe('access tokens', () => {
     expect((await access.mintAccessToken(input)).jti).not.toBe(minted.jti);
   });
 
+  it('carries the provider’s email_verified, so the allow-lists can read it on every request', async () => {
+    const { access } = instance(newStore());
+    for (const emailVerified of [false, true]) {
+      const minted = await access.mintAccessToken({ ...input, emailVerified });
+      expect(decodeSegment(minted.token, 1).email_verified).toBe(emailVerified);
+      const claims = await access.verifyAccessToken(minted.token, { audience: RESOURCE });
+      expect(claims.emailVerified).toBe(emailVerified);
+    }
+    const unknown = await access.verifyAccessToken((await access.mintAccessToken(input)).token, {
+      audience: RESOURCE,
+    });
+    expect(unknown).not.toHaveProperty('emailVerified');
+  });
+
   it('derives the issuer from the PUBLIC_URL origin', () => {
     expect(issuerFromPublicUrl('https://proxy.example.com/some/path/')).toBe('https://proxy.example.com');
     expect(issuerFromPublicUrl('http://localhost:8080')).toBe('http://localhost:8080');
@@ -492,6 +506,13 @@ describe('refresh tokens', () => {
     expect(second.family).toMatchObject(family);
     const third = await refresh.rotate(second.token);
     expect(third.family.id).toBe(first.family.id);
+  });
+
+  it('keeps an unverified email marked as such through every rotation', async () => {
+    const { refresh } = instance(newStore());
+    const first = await refresh.issue({ ...family, emailVerified: false });
+    const second = await refresh.rotate(first.token);
+    expect(second.family.emailVerified).toBe(false);
   });
 
   it('treats a used token as reuse: the whole family is revoked', async () => {

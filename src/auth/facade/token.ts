@@ -133,6 +133,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       scope: grant.scope,
       audience: grant.resource,
       ...(grant.email !== undefined ? { email: grant.email } : {}),
+      ...(grant.emailVerified !== undefined ? { emailVerified: grant.emailVerified } : {}),
       groups: grant.groups,
       ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
     });
@@ -143,6 +144,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
           scope: grant.scope,
           resource: grant.resource,
           ...(grant.email !== undefined ? { email: grant.email } : {}),
+          ...(grant.emailVerified !== undefined ? { emailVerified: grant.emailVerified } : {}),
           groups: grant.groups,
         })
       : undefined;
@@ -200,7 +202,12 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     if (requestedScope !== undefined && !requestedScope.every((s) => granted.includes(s))) {
       throw new InvalidScopeError('a refresh may narrow the granted scope, never widen it');
     }
-    const subject = { sub: family.sub, email: family.email, groups: family.groups ?? [] };
+    const subject = {
+      sub: family.sub,
+      email: family.email,
+      emailVerified: family.emailVerified,
+      groups: family.groups ?? [],
+    };
     if (!stillAllowed(subject, client.client_id, ctx)) {
       await deps.refreshTokens.revokeFamily(family.id);
       throw new InvalidGrantError('the user is no longer allowed to use this server; the grant is revoked');
@@ -212,6 +219,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       scope,
       audience: family.resource,
       ...(family.email !== undefined ? { email: family.email } : {}),
+      ...(family.emailVerified !== undefined ? { emailVerified: family.emailVerified } : {}),
       ...(family.groups !== undefined ? { groups: family.groups } : {}),
       ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
     });

@@ -28,6 +28,8 @@ export interface MintAccessTokenInput {
   /** The resource URL (RFC 8707) the token is for; becomes `aud`. */
   audience: string;
   email?: string;
+  /** The provider's `email_verified`, when it sent one: the allow-lists read it on every request. */
+  emailVerified?: boolean;
   groups?: string[];
   ttlSeconds: number;
 }
@@ -53,6 +55,7 @@ export interface AccessTokenClaims {
   /** Epoch seconds. */
   expiresAt: number;
   email?: string;
+  emailVerified?: boolean;
   groups?: string[];
 }
 
@@ -159,6 +162,7 @@ export class AccessTokens {
     const jti = randomBytes(16).toString('base64url');
     const claims: JWTPayload = { client_id: input.clientId, scope: input.scope };
     if (input.email !== undefined) claims.email = input.email;
+    if (input.emailVerified !== undefined) claims.email_verified = input.emailVerified;
     if (input.groups !== undefined) claims.groups = [...input.groups];
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: SIGNING_ALG, kid, typ: ACCESS_TOKEN_TYP })
@@ -273,6 +277,7 @@ export class AccessTokens {
       throw new AccessTokenError('audience', 'the access token is for another audience as well');
     }
     const { sub, jti, exp, iat, client_id: clientId, scope, email, groups } = payload;
+    const emailVerified = payload.email_verified;
     if (
       typeof sub !== 'string' ||
       typeof jti !== 'string' ||
@@ -281,6 +286,7 @@ export class AccessTokens {
       typeof clientId !== 'string' ||
       (scope !== undefined && typeof scope !== 'string') ||
       (email !== undefined && typeof email !== 'string') ||
+      (emailVerified !== undefined && typeof emailVerified !== 'boolean') ||
       (groups !== undefined && !(Array.isArray(groups) && groups.every((g) => typeof g === 'string')))
     ) {
       throw new AccessTokenError('claims', 'the access token claims have the wrong types');
@@ -295,6 +301,7 @@ export class AccessTokens {
       issuedAt: iat,
       expiresAt: exp,
       ...(email !== undefined ? { email } : {}),
+      ...(emailVerified !== undefined ? { emailVerified } : {}),
       ...(groups !== undefined ? { groups: groups as string[] } : {}),
     };
   }

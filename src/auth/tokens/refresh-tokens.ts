@@ -21,6 +21,8 @@ export interface RefreshFamilyInput {
   /** The resource (RFC 8707) the access tokens are for. */
   resource: string;
   email?: string;
+  /** The provider's `email_verified` at the authorization: the allow-lists read it at each refresh. */
+  emailVerified?: boolean;
   groups?: string[];
   /** Absolute lifetime of the family, from now; defaults to the service's setting. */
   maxLifetimeSeconds?: number;
@@ -33,6 +35,7 @@ export interface RefreshFamily {
   scope: string;
   resource: string;
   email?: string;
+  emailVerified?: boolean;
   groups?: string[];
   /** Epoch ms. */
   createdAt: number;
@@ -145,6 +148,7 @@ export class RefreshTokens {
       scope: input.scope,
       resource: input.resource,
       ...(input.email !== undefined ? { email: input.email } : {}),
+      ...(input.emailVerified !== undefined ? { emailVerified: input.emailVerified } : {}),
       ...(input.groups !== undefined ? { groups: [...input.groups] } : {}),
       createdAt: now,
       expiresAt: now + lifetimeMs,
