@@ -70,6 +70,9 @@ export function loadConfig(input: LoadInput = {}): Config {
   const fileValues = input.configFile
     ? readConfigFile(input.configFile, problems)
     : new Map<string, string>();
+  // A file that cannot be read or parsed may hold the settings reported missing below
+  // (OIDC_DISCOVERY_URL is required...): naming them would only hide the cause.
+  const fileFailed = problems.length > 0;
   const env = input.env ?? process.env;
   const raw = new Map<SettingEnv, RawValue>();
 
@@ -87,7 +90,8 @@ export function loadConfig(input: LoadInput = {}): Config {
     else values.set(spec.env as SettingEnv, parsed.value);
   }
   const config = assemble(values, raw, problems);
-  if (problems.length > 0) throw new ConfigError(problems.map(maskSecret));
+  const reported = fileFailed ? problems.filter((p) => p.source !== 'unset') : problems;
+  if (reported.length > 0) throw new ConfigError(reported.map(maskSecret));
   SETTING_VALUES.set(config, comparableValues(values, config));
   return config;
 }
@@ -564,6 +568,13 @@ function assemble(
   if (authMode === 'oidc' && provider !== 'github' && !scopes.includes('openid')) {
     problem('OIDC_SCOPES', 'must include openid for an OpenID Connect provider, e.g. "openid email profile"');
   }
+  const graphUrl = get<URL | undefined>(values, 'MICROSOFT_GRAPH_URL');
+  if (graphUrl?.protocol === 'http:' && !['localhost', '127.0.0.1', '[::1]'].includes(graphUrl.hostname)) {
+    problem(
+      'MICROSOFT_GRAPH_URL',
+      "must be https: it is sent the users' access tokens (plain http only on loopback, for a local test server)",
+    );
+  }
 
   const policy = {
     emails: get<string[]>(values, 'ALLOWED_EMAILS') ?? [],
@@ -642,6 +653,7 @@ function assemble(
         groupsClaims: get<string[]>(values, 'OIDC_GROUPS_CLAIM') ?? [],
         githubUrl: get<URL>(values, 'GITHUB_URL'),
         githubApiUrl: get<URL>(values, 'GITHUB_API_URL'),
+        microsoftGraphUrl: get<URL>(values, 'MICROSOFT_GRAPH_URL'),
       },
       policy,
       identityHeaders: {

@@ -332,6 +332,14 @@ export const SETTINGS = [
     doc: "GitHub's REST API URL (GitHub Enterprise Server: https://HOST/api/v3), for OIDC_PROVIDER=github.",
   },
   {
+    env: 'MICROSOFT_GRAPH_URL',
+    yaml: 'oidc.microsoft.graph_url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    default: 'https://graph.microsoft.com',
+    doc: 'Microsoft Graph (national clouds: https://graph.microsoft.us, https://dod-graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn), for OIDC_PROVIDER=microsoft: where the groups of a user in too many groups for the ID token are read.',
+  },
+  {
     env: 'ALLOWED_EMAILS',
     yaml: 'policy.allowed_emails',
     kind: 'list',

@@ -54,6 +54,8 @@ export interface Config {
       groupsClaims: string[];
       githubUrl: URL;
       githubApiUrl: URL;
+      /** Microsoft Graph, for Entra ID's groups overage (OIDC_PROVIDER=microsoft). */
+      microsoftGraphUrl: URL;
     };
     policy: { emails: string[]; domains: string[]; groups: string[] };
     identityHeaders: {

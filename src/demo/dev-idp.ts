@@ -20,6 +20,12 @@ export interface DevUser {
   groups: string[];
   /** Subject identifier; defaults to the username. */
   sub?: string;
+  /**
+   * For tests, Microsoft Entra ID's "groups overage": the tokens carry no `groups` but, with
+   * `endpoint`, `_claim_names`/`_claim_sources` pointing there (a distributed claim, OpenID Connect
+   * Core 1.0 §5.6.2), or with `hasgroups`, only `hasgroups: true`.
+   */
+  groupsOverage?: { endpoint: string } | 'hasgroups';
 }
 
 export interface DevClient {
@@ -208,7 +214,7 @@ export async function startDevIdp(options: DevIdpOptions): Promise<DevIdp> {
             email_verified: true,
             name: user.name,
             preferred_username: user.username,
-            groups: [...user.groups],
+            ...groupClaims(user),
           }),
         };
       },
@@ -216,7 +222,7 @@ export async function startDevIdp(options: DevIdpOptions): Promise<DevIdp> {
         openid: ['sub'],
         email: ['email', 'email_verified'],
         profile: ['name', 'preferred_username'],
-        groups: ['groups'],
+        groups: ['groups', 'hasgroups'],
       },
       scopes: ['openid', 'offline_access'],
       responseTypes: ['code'],
@@ -393,6 +399,13 @@ async function grantConsent(
   }
   const grantId = await grant.save();
   await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
+function groupClaims(user: DevUser): Record<string, unknown> {
+  const overage = user.groupsOverage;
+  if (overage === undefined) return { groups: [...user.groups] };
+  if (overage === 'hasgroups') return { hasgroups: true };
+  return { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: overage.endpoint } } };
 }
 
 function safeEqual(a: string, b: string): boolean {

@@ -65,6 +65,7 @@ function alternatives(): Record<SettingEnv, string> {
     OIDC_GROUPS_CLAIM: 'roles',
     GITHUB_URL: 'https://github.example.com',
     GITHUB_API_URL: 'https://github.example.com/api/v3',
+    MICROSOFT_GRAPH_URL: 'https://graph.microsoft.us',
     ALLOWED_EMAILS: 'alice@example.com',
     ALLOWED_DOMAINS: 'example.org',
     ALLOWED_GROUPS: 'mcp-users',

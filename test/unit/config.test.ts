@@ -311,6 +311,14 @@ describe('validation: every problem at once, each naming key, value and fix', ()
     expect(err.problems[0]?.message).toMatch(/file not found; check the path/);
   });
 
+  it('names only the file when it is not valid YAML, not the settings it would have set', () => {
+    const path = join(dir, 'broken.yaml');
+    writeFileSync(path, 'auth:\n  mode: bypass\nauth:\n  mode: oidc\n');
+    const err = failure({ configFile: path, env: {} });
+    expect(err.problems.map((p) => p.key)).toEqual(['--config']);
+    expect(err.problems[0]?.message).toMatch(/is not valid YAML: Map keys must be unique/);
+  });
+
   it('requires OIDC_DISCOVERY_URL and OIDC_CLIENT_ID for AUTH_MODE=oidc, reporting both with the ways to set them', () => {
     const err = failure({ env: {} });
     expect(err.problems.map((p) => p.key)).toEqual(['OIDC_DISCOVERY_URL', 'OIDC_CLIENT_ID']);

@@ -2,6 +2,7 @@ import { Writable } from 'node:stream';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { type Dispatcher, getGlobalDispatcher, MockAgent, setGlobalDispatcher } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hasGroupsOverage } from '../../src/auth/oidc/entra-groups.js';
 import { discoveryTarget, identityFromClaims } from '../../src/auth/oidc/oidc.js';
 import { createProvider, quirksFor } from '../../src/auth/oidc/presets.js';
 import { LoginRejectedError, type Provider } from '../../src/auth/oidc/provider.js';
@@ -138,6 +139,7 @@ describe('google: the ID token `hd` claim (checkClaims)', () => {
   const check = (domains: string, env: Record<string, string> = {}) =>
     quirksFor(
       configFor({ OIDC_PROVIDER: 'google', ALLOWED_DOMAINS: domains, ...env }, 'https://g.example/x').auth,
+      logger,
     ).checkClaims;
 
   it('accepts an account of the Workspace', () => {
@@ -167,7 +169,8 @@ describe('groups claims per preset (identityFromClaims)', () => {
   const groupsOf = (env: Record<string, string>, claims: Record<string, unknown>): string[] =>
     identityFromClaims(
       { sub: 'u1', ...claims },
-      quirksFor(configFor(env, 'https://idp.example/.well-known/openid-configuration').auth).groupClaims,
+      quirksFor(configFor(env, 'https://idp.example/.well-known/openid-configuration').auth, logger)
+        .groupClaims,
     ).groups;
 
   const keycloakToken = {
@@ -421,5 +424,45 @@ describe('microsoft: Entra ID issuers, multi-tenant and single tenant', () => {
     const provider = await ready();
     idToken = await signIdToken(`${ENTRA}/00000000-0000-0000-0000-000000000bad/v2.0`, TENANT);
     await expect(provider.redeem(callback, CHECKS)).rejects.toBeInstanceOf(LoginRejectedError);
+  });
+});
+
+describe('microsoft: groups overage (Entra ID, groups read from Microsoft Graph)', () => {
+  it('sees the overage indicators only when the claims carry no `groups`', () => {
+    const pointer = { _claim_names: { groups: 'src1' }, _claim_sources: { src1: { endpoint: 'x' } } };
+    expect(hasGroupsOverage(pointer)).toBe(true);
+    expect(hasGroupsOverage({ hasgroups: true })).toBe(true);
+    expect(hasGroupsOverage({ ...pointer, groups: ['g1'] })).toBe(false);
+    expect(hasGroupsOverage({ groups: [] })).toBe(false);
+    expect(hasGroupsOverage({ _claim_names: { address: 'src1' } })).toBe(false);
+    expect(hasGroupsOverage({ hasgroups: false })).toBe(false);
+    expect(hasGroupsOverage({})).toBe(false);
+  });
+
+  it('looks groups up only when they are read from the `groups` claim', () => {
+    const quirks = (env: Record<string, string>) =>
+      quirksFor(
+        configFor(
+          { OIDC_PROVIDER: 'microsoft', ...env },
+          'https://login.example/.well-known/openid-configuration',
+        ).auth,
+        logger,
+      );
+    expect(quirks({}).groupsOverage).toBeDefined();
+    expect(quirks({ OIDC_GROUPS_CLAIM: 'roles' }).groupsOverage).toBeUndefined();
+    expect(quirks({ OIDC_PROVIDER: 'keycloak' }).groupsOverage).toBeUndefined();
+  });
+
+  it('MICROSOFT_GRAPH_URL must be https, plain http only on loopback (it is sent access tokens)', () => {
+    const discovery = 'https://login.example/.well-known/openid-configuration';
+    expect(configFor({ OIDC_PROVIDER: 'microsoft' }, discovery).auth.oidc.microsoftGraphUrl.href).toBe(
+      'https://graph.microsoft.com/',
+    );
+    expect(
+      configFor({ MICROSOFT_GRAPH_URL: 'http://127.0.0.1:9999' }, discovery).auth.oidc.microsoftGraphUrl.href,
+    ).toBe('http://127.0.0.1:9999/');
+    expect(() => configFor({ MICROSOFT_GRAPH_URL: 'http://graph.internal' }, discovery)).toThrow(
+      /MICROSOFT_GRAPH_URL.*must be https/,
+    );
   });
 });

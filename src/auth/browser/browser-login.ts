@@ -138,7 +138,12 @@ export class BrowserLogin {
         if (err instanceof ProviderUnavailableError) {
           // The provider is down: keep the session as it is rather than log everyone out.
           logger.warn({ err: err.message }, 'token refresh failed: identity provider unreachable');
-          return current;
+          if (!err.tokens) return current;
+          // The refresh itself went through (a later call failed): the old refresh token may be
+          // spent, so the session keeps its identity with the new tokens.
+          const kept: SessionRecord = { ...current, tokens: err.tokens };
+          await sessions.save(id, kept);
+          return kept;
         }
         await sessions.destroy(id);
         audit.record('session_expired', {
@@ -333,7 +338,12 @@ export class BrowserLogin {
       }
       const reason = err instanceof LoginRejectedError ? err.reason : 'invalid_response';
       this.deps.logger.warn({ err: (err as Error).message }, 'login rejected');
-      return fail(401, reason, 'The sign-in response could not be verified.');
+      return fail(
+        401,
+        reason,
+        (err instanceof LoginRejectedError && err.userMessage) ||
+          'The sign-in response could not be verified.',
+      );
     }
     const refusal = this.checkPolicy(req, result.identity, ctx.clientIp);
     if (refusal) return writeChallenge(res, refusal);

@@ -22,6 +22,14 @@ export interface OidcQuirks {
   groupClaims: string[];
   /** Extra check on the ID token claims (Google: `hd` must be the asked domain). */
   checkClaims?: (claims: Record<string, unknown>) => string | undefined;
+  /**
+   * Where the groups are when the claims only point to them (Entra ID's groups overage): read
+   * with the user's access token; a failure fails the login.
+   */
+  groupsOverage?: {
+    applies(claims: Record<string, unknown>): boolean;
+    groups(accessToken: string, trace: TraceSpan): Promise<string[]>;
+  };
 }
 
 export interface OidcProviderOptions {
@@ -241,7 +249,12 @@ export class OidcProvider implements Provider {
     } catch (err) {
       throw this.translate(err, 'refresh');
     }
-    return this.loginFrom(config, response, { tokens, sub }, trace);
+    try {
+      return await this.loginFrom(config, response, { tokens, sub }, trace);
+    } catch (err) {
+      if (err instanceof ProviderUnavailableError) err.tokens ??= tokensFrom(response, tokens);
+      throw err;
+    }
   }
 
   endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): URL | undefined {
@@ -302,15 +315,14 @@ export class OidcProvider implements Provider {
     }
     const problem = this.options.quirks.checkClaims?.(claims);
     if (problem) throw new LoginRejectedError(problem, 'claims_rejected');
-    const expiresIn = response.expiresIn();
+    const overage = this.options.quirks.groupsOverage;
+    if (overage?.applies(claims)) {
+      // At login and at every refresh, so the groups stay as current as the tokens.
+      claims = { ...claims, groups: await overage.groups(response.access_token, trace) };
+    }
     return {
       identity: identityFromClaims(claims, this.options.quirks.groupClaims),
-      tokens: {
-        accessToken: response.access_token,
-        refreshToken: response.refresh_token ?? previous?.tokens.refreshToken,
-        idToken: response.id_token ?? previous?.tokens.idToken,
-        expiresAt: expiresIn !== undefined ? Date.now() + expiresIn * 1000 : undefined,
-      },
+      tokens: tokensFrom(response, previous?.tokens),
     };
   }
 
@@ -324,6 +336,20 @@ export class OidcProvider implements Provider {
     const reason = e.error ?? e.code ?? 'invalid_response';
     return new LoginRejectedError(`${step} failed: ${e.message ?? reason}`, reason, { cause: err });
   }
+}
+
+/** The tokens of a token response; a refresh response keeps what it does not replace. */
+function tokensFrom(
+  response: client.TokenEndpointResponse & client.TokenEndpointResponseHelpers,
+  previous: UpstreamTokens | undefined,
+): UpstreamTokens {
+  const expiresIn = response.expiresIn();
+  return {
+    accessToken: response.access_token,
+    refreshToken: response.refresh_token ?? previous?.refreshToken,
+    idToken: response.id_token ?? previous?.idToken,
+    expiresAt: expiresIn !== undefined ? Date.now() + expiresIn * 1000 : undefined,
+  };
 }
 
 function pickGroupClaims(claims: Record<string, unknown>, paths: string[]): Record<string, unknown> {

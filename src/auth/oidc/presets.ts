@@ -1,6 +1,7 @@
 import type { Config } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
 import type { TraceSpan } from '../../observability/spans.js';
+import { EntraGroups, hasGroupsOverage } from './entra-groups.js';
 import { GitHubProvider } from './github.js';
 import { OidcProvider, type OidcQuirks } from './oidc.js';
 import type { Provider } from './provider.js';
@@ -10,11 +11,12 @@ import type { Provider } from './provider.js';
  * - auth0: the API `audience` parameter (OIDC_AUDIENCE) so the access token is a JWT for it;
  * - google: `hd` when exactly one domain is allowed, and then an address in that domain must come
  *   with the ID token's `hd` claim naming it (an account the Workspace manages);
- * - microsoft: `offline_access` for a refresh token; groups (object ids) and app roles;
+ * - microsoft: `offline_access` for a refresh token; groups (object ids) and app roles; for a user
+ *   in too many groups for the token (groups overage), the groups from Microsoft Graph;
  * - keycloak: groups from the group mapper's `groups` claim and realm roles;
  * - github: plain OAuth 2 through GitHub's API (see github.ts).
  */
-export function quirksFor(config: Config['auth']): OidcQuirks {
+export function quirksFor(config: Config['auth'], logger: Logger): OidcQuirks {
   const { oidc, policy } = config;
   const groupClaims = (fallback: string[]): string[] =>
     oidc.groupsClaims.length > 0 ? oidc.groupsClaims : fallback;
@@ -49,12 +51,21 @@ export function quirksFor(config: Config['auth']): OidcQuirks {
           : undefined,
       };
     }
-    case 'microsoft':
+    case 'microsoft': {
+      const paths = groupClaims(['groups', 'roles']);
+      // Only when the groups are read from the `groups` claim (OIDC_GROUPS_CLAIM may name others).
+      const graph = paths.includes('groups')
+        ? new EntraGroups({ graphUrl: oidc.microsoftGraphUrl, logger })
+        : undefined;
       return {
         authParams: {},
         extraScopes: ['offline_access'],
-        groupClaims: groupClaims(['groups', 'roles']),
+        groupClaims: paths,
+        groupsOverage: graph
+          ? { applies: hasGroupsOverage, groups: (token, trace) => graph.groups(token, trace) }
+          : undefined,
       };
+    }
     case 'keycloak':
       return { authParams: {}, extraScopes: [], groupClaims: groupClaims(['groups', 'realm_access.roles']) };
     default:
@@ -87,7 +98,7 @@ export function createProvider(config: Config, logger: Logger, background?: Trac
     clientSecret: oidc.clientSecret,
     redirectUri: oidc.redirectUrl.href,
     scopes: oidc.scopes,
-    quirks: quirksFor(config.auth),
+    quirks: quirksFor(config.auth, logger),
     logger,
     background,
   });

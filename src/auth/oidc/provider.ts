@@ -60,6 +60,11 @@ export interface Provider {
 /** The provider cannot be reached (discovery or a token call failed for network reasons). */
 export class ProviderUnavailableError extends Error {
   readonly code = 'IDP_UNAVAILABLE';
+  /**
+   * Tokens a refresh obtained before a later call failed (userinfo, Microsoft Graph): the provider
+   * may have rotated the refresh token already, so the old one is spent and these must be kept.
+   */
+  tokens: UpstreamTokens | undefined;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'ProviderUnavailableError';
@@ -69,12 +74,15 @@ export class ProviderUnavailableError extends Error {
 /** The provider answered, but the login is not acceptable (bad state, invalid token, denied). */
 export class LoginRejectedError extends Error {
   readonly code = 'LOGIN_REJECTED';
+  /** What the sign-in page tells the user, when more useful than that the response failed checks. */
+  readonly userMessage: string | undefined;
   constructor(
     message: string,
     readonly reason: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; userMessage?: string },
   ) {
     super(message, options);
     this.name = 'LoginRejectedError';
+    this.userMessage = options?.userMessage;
   }
 }
