@@ -196,13 +196,22 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     headersTimeout: 30_000,
     keepAliveTimeout: 65_000,
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.server.port, config.server.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.server.port, config.server.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    // Port taken, say: release what was built (store connection, discovery retries, pool) so the
+    // caller can report the error and exit, or try again, without leftovers keeping it alive.
+    await upstream.pool.destroy();
+    await authenticator.close?.();
+    await tracing.shutdown();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   // With SERVER_PORT=0 the default public URL names the port actually chosen.
   const publicUrl =
