@@ -8,6 +8,12 @@
 // (warm-up, then the measured run, --latency, a Lua `done` hook printing JSON); measures the
 // proxy's idle RSS; holds 1,000 SSE streams through the proxy; prints a table with PASS/FAIL per
 // target and writes .bench/latest.json. Every child and nginx is stopped on exit, error or signal.
+// The proxy is also measured in AUTH_MODE=oidc with a bearer token, the path MCP clients take:
+// the dev IdP (dist/demo/dev-idp.js) runs in this process, and the token is obtained through the
+// proxy's own OAuth flow (scripts/oauth-token.mjs), so every request pays the token check.
+// For each proxy the table gives its CPU time per request (utime+stime / requests): on a shared
+// machine that moves much less than req/s. BENCH_BASELINE measures a second build of the proxy
+// in the same rounds, right after this one, for before/after comparisons on a noisy machine.
 // Exit status: 0 when the harness ran (even if a target is missed), 1 on a harness error,
 // 2 when nginx or wrk is missing.
 //
@@ -18,10 +24,14 @@
 //   BENCH_SSE_CONNECTIONS=1000  BENCH_SSE_HOLD=15    SSE hold test size / seconds (0 connections = skip)
 //   BENCH_ROUNDS=1           repeat direct/nginx/proxy this many times, report the median run (1-10)
 //   BENCH_FLOOR=1            also measure bench/floor-proxy.mjs, a bare node:http+undici proxy (0 = skip)
-//   BENCH_INFO=1             also measure the proxy once with LOG_LEVEL=info (0 = skip)
+//   BENCH_INFO=1             also measure the proxy with LOG_LEVEL=info, access log on (0 = skip)
 //   BENCH_PROFILE=1          extra proxy run under `node --cpu-prof`, summarised (default off)
+//   BENCH_OIDC=1             also measure the proxy in oidc mode with a bearer token (0 = skip)
+//   BENCH_REDIS_URL=         oidc mode with SESSION_STORE=redis at this URL (default: memory store)
+//   BENCH_BASELINE=DIR       also measure the proxy built in DIR (its dist/cli/main.js), interleaved
 //   NGINX_BIN, WRK_BIN       tool paths (default: /usr/sbin/nginx or PATH, wrk from PATH)
 import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   accessSync,
   constants,
@@ -39,7 +49,8 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { obtainAccessToken } from '../scripts/oauth-token.mjs';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
@@ -62,6 +73,8 @@ const TARGETS = { throughputVsNginx: 0.5, p99AddedMs: 5, idleRssMb: 60, sseStrea
 /** Every child we started: stopped in reverse order at the end, SIGKILLed on process exit. */
 const children = new Set();
 let cleaningUp = false;
+/** Servers running in this process (the dev IdP): closed at the end. */
+const inProcess = [];
 
 function track(name, child) {
   const entry = { name, child, exited: false, code: null, signal: null };
@@ -107,7 +120,10 @@ async function cleanup() {
   if (cleaningUp) return;
   cleaningUp = true;
   // Bounded: whatever is still alive after this is SIGKILLed by the 'exit' handler.
-  const all = Promise.all([...children].reverse().map((entry) => stop(entry)));
+  const all = Promise.all([
+    ...[...children].reverse().map((entry) => stop(entry)),
+    ...inProcess.map((close) => close().catch(() => {})),
+  ]);
   await Promise.race([all, sleep(12_000)]);
   if (tmpDir) rmSync(tmpDir, { recursive: true, force: true });
 }
@@ -393,15 +409,34 @@ function readIf(p) {
   }
 }
 
-async function startProxy(name, backendPort, { logLevel = 'warn', nofile, nodeArgs = [] } = {}) {
-  const port = await freePort();
+/**
+ * A proxy child from `build` (a checkout with dist/). `oidc`, when given, is the dev IdP's client
+ * ({ issuer, clientId, secret }): AUTH_MODE=oidc, else bypass; `port` is then chosen in advance.
+ */
+async function startProxy(
+  name,
+  backendPort,
+  { logLevel = 'warn', nofile, nodeArgs = [], build = root, oidc, port: givenPort } = {},
+) {
+  const port = givenPort ?? (await freePort());
   const log = path.join(logDir, `${name}.log`);
   const out = createWriteStream(log);
   await new Promise((r) => out.once('open', r));
-  const entry = spawnChild(name, process.execPath, [...nodeArgs, path.join(root, 'dist/cli/main.js')], {
+  const auth = oidc
+    ? {
+        AUTH_MODE: 'oidc',
+        PUBLIC_URL: `http://127.0.0.1:${port}`,
+        OIDC_DISCOVERY_URL: `${oidc.issuer}/.well-known/openid-configuration`,
+        OIDC_CLIENT_ID: oidc.clientId,
+        OIDC_CLIENT_SECRET: oidc.secret,
+        OIDC_SCOPES: 'openid email profile groups',
+        ...(oidc.redisUrl ? { SESSION_STORE: 'redis', REDIS_URL: oidc.redisUrl } : {}),
+      }
+    : { AUTH_MODE: 'bypass' };
+  const entry = spawnChild(name, process.execPath, [...nodeArgs, path.join(build, 'dist/cli/main.js')], {
     nofile,
     env: {
-      AUTH_MODE: 'bypass',
+      ...auth,
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(port),
       PROXY_TARGET_URL: `http://127.0.0.1:${backendPort}`,
@@ -423,11 +458,12 @@ async function startProxy(name, backendPort, { logLevel = 'warn', nofile, nodeAr
 
 // ---------------------------------------------------------------- wrk
 
-async function wrk(wrkBin, url, { seconds, connections, threads, watch = [] }) {
+async function wrk(wrkBin, url, { seconds, connections, threads, watch = [], headers = [] }) {
   const args = [
     `-t${threads}`,
     `-c${connections}`,
     `-d${seconds}s`,
+    ...headers.flatMap((h) => ['-H', h]),
     '--latency',
     '--timeout',
     '5s',
@@ -457,10 +493,12 @@ async function wrk(wrkBin, url, { seconds, connections, threads, watch = [] }) {
   clearInterval(poll);
   const m1 = machineJiffies();
   const cpu = {};
+  const cpuSecondsUsed = {};
   let ours = 0;
   watch.forEach((e, i) => {
     const a = cpuSeconds(e.child.pid);
     if (a !== undefined && before[i] !== undefined) {
+      cpuSecondsUsed[e.name] = a - before[i];
       cpu[e.name] = Math.round(((a - before[i]) / seconds) * 100);
       ours += cpu[e.name];
     }
@@ -497,6 +535,8 @@ async function wrk(wrkBin, url, { seconds, connections, threads, watch = [] }) {
     errors,
     error_detail: r.errors,
     cpu_pct: cpu,
+    /** CPU seconds of each watched process during the measured run (per request: see measure). */
+    cpu_seconds: cpuSecondsUsed,
     wrk_text: stdout
       .split('\n')
       .filter((l) => !l.startsWith('BENCH_JSON '))
@@ -505,18 +545,64 @@ async function wrk(wrkBin, url, { seconds, connections, threads, watch = [] }) {
   };
 }
 
-async function measure(wrkBin, label, url, cfg, watch) {
-  process.stdout.write(`  ${label.padEnd(18)} warm-up ${cfg.warmup}s, measure ${cfg.duration}s ... `);
-  if (cfg.warmup > 0)
-    await wrk(wrkBin, url, { seconds: cfg.warmup, connections: cfg.connections, threads: cfg.threads });
-  const r = await wrk(wrkBin, url, {
-    seconds: cfg.duration,
-    connections: cfg.connections,
-    threads: cfg.threads,
-    watch,
-  });
-  say(`${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms${r.errors ? `, ${r.errors} errors` : ''}`);
+/**
+ * One target: warm-up, then the measured run. `server` is the process answering (when it is one
+ * of ours): its CPU time per request is reported, in microseconds.
+ */
+async function measure(wrkBin, label, url, cfg, watch, { server, headers = [] } = {}) {
+  process.stdout.write(`  ${label.padEnd(22)} warm-up ${cfg.warmup}s, measure ${cfg.duration}s ... `);
+  const load = { connections: cfg.connections, threads: cfg.threads, headers };
+  if (cfg.warmup > 0) await wrk(wrkBin, url, { ...load, seconds: cfg.warmup });
+  const r = await wrk(wrkBin, url, { ...load, seconds: cfg.duration, watch });
+  const used = server ? r.cpu_seconds[server.name] : undefined;
+  if (used !== undefined && r.requests > 0) r.cpu_us_per_request = Math.round((used / r.requests) * 1e7) / 10;
+  say(
+    `${r.rps} req/s, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms${r.cpu_us_per_request !== undefined ? `, ${r.cpu_us_per_request} µs CPU/request` : ''}${r.errors ? `, ${r.errors} errors` : ''}`,
+  );
   return r;
+}
+
+/** The target's answer to one request with these headers must be 200 before it is measured. */
+async function expectOk(label, url, headers = {}) {
+  const r = await new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, timeout: 5000, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+  if (r.statusCode !== 200) throw new HarnessError(`${label} answered ${r.statusCode} to GET ${url}`);
+}
+
+/** RSS (kB) after start, and after one proxied request: before any load. */
+async function idleRssOf(entry) {
+  await sleep(300);
+  const startRss = rssKb(entry.child.pid);
+  await expectOk(entry.name, `http://127.0.0.1:${entry.port}/mcp`);
+  await sleep(300);
+  return { startRss, idleRss: rssKb(entry.child.pid) };
+}
+
+/** An oidc proxy's bearer token, obtained again when it is older than 10 minutes (they live 15). */
+async function freshToken(oidcProxy) {
+  if (!oidcProxy.token || Date.now() - oidcProxy.tokenAt > 600_000) {
+    oidcProxy.token = await obtainAccessToken(`http://127.0.0.1:${oidcProxy.entry.port}`, {
+      redirectUri: 'http://127.0.0.1:39874/oauth/callback',
+      clientName: 'mcp-oidc-proxy bench',
+    });
+    oidcProxy.tokenAt = Date.now();
+  }
+  return oidcProxy.token;
+}
+
+/** Median of the per-round ratios a/b (paired: the same round's runs), or undefined. */
+function pairedRatio(runsA, runsB, field) {
+  if (!runsA?.length || runsA.length !== runsB?.length) return undefined;
+  const ratios = runsA.map((a, i) => a[field] / runsB[i][field]).sort((x, y) => x - y);
+  const mid = ratios.length >> 1;
+  const median = ratios.length % 2 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2;
+  return Math.round(median * 1000) / 1000;
 }
 
 /** Several runs of one target: the run with the median throughput (all runs kept in `runs`). */
@@ -593,6 +679,7 @@ function table(rows) {
     'p99 ms',
     'max ms',
     'errors',
+    'µs CPU/req',
     'CPU % of one core during the run',
   ];
   const body = rows.map(([name, r]) => [
@@ -603,6 +690,7 @@ function table(rows) {
     fmt(r.p99_ms),
     fmt(r.max_ms, 1),
     String(r.errors),
+    fmt(r.cpu_us_per_request, 1),
     Object.entries(r.cpu_pct)
       .filter(([k, v]) => v > 0 || k === 'other' || k === 'softirq')
       .map(([k, v]) => `${k} ${v}`)
@@ -630,12 +718,19 @@ async function main() {
     info: process.env.BENCH_INFO !== '0',
     floor: process.env.BENCH_FLOOR !== '0',
     profile: process.env.BENCH_PROFILE === '1',
+    oidc: process.env.BENCH_OIDC !== '0',
+    redisUrl: process.env.BENCH_REDIS_URL || undefined,
+    baseline: process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined,
   };
   if (cfg.duration < 1 || cfg.duration > 600)
     throw new HarnessError('BENCH_DURATION must be between 1 and 600 seconds');
   if (cfg.rounds < 1 || cfg.rounds > 10) throw new HarnessError('BENCH_ROUNDS must be between 1 and 10');
   if (cfg.sseHold > 300) throw new HarnessError('BENCH_SSE_HOLD must be at most 300 seconds');
   if (cfg.sseConnections > 20000) throw new HarnessError('BENCH_SSE_CONNECTIONS must be at most 20000');
+  if (cfg.baseline && !existsSync(path.join(cfg.baseline, 'dist/cli/main.js')))
+    throw new HarnessError(
+      `BENCH_BASELINE: no ${path.join(cfg.baseline, 'dist/cli/main.js')} (build it first)`,
+    );
 
   const nginxBin = findBin('nginx', 'NGINX_BIN', '/usr/sbin/nginx');
   const wrkBin = findBin('wrk', 'WRK_BIN', '/usr/bin/wrk');
@@ -710,18 +805,51 @@ async function main() {
   const backend = await startBackend(nofile);
   const nginx = await startNginx(nginxBin, backend.port);
   const proxy = await startProxy('proxy', backend.port, { logLevel: 'warn', nofile });
-
-  // Idle RSS: after start plus one proxied request, before any load.
-  await sleep(300);
-  const startRss = rssKb(proxy.child.pid);
-  const first = await httpGet(`http://127.0.0.1:${proxy.port}/mcp`);
-  if (first.status !== 200)
-    throw new HarnessError(`proxy answered ${first.status} to GET /mcp: ${first.body.slice(0, 300)}`);
-  await sleep(300);
-  const idleRss = rssKb(proxy.child.pid);
+  const { startRss, idleRss } = await idleRssOf(proxy);
   say(
     `proxy idle RSS (after start + 1 request): ${mb(idleRss)} MB (after start + /health only: ${mb(startRss)} MB)`,
   );
+  let baseline;
+  let baselineRss;
+  if (cfg.baseline) {
+    baseline = await startProxy('baseline', backend.port, { logLevel: 'warn', nofile, build: cfg.baseline });
+    baselineRss = await idleRssOf(baseline);
+    say(
+      `baseline (${cfg.baseline}) idle RSS: ${mb(baselineRss.idleRss)} MB (after start + /health only: ${mb(baselineRss.startRss)} MB)`,
+    );
+  }
+  // oidc mode, one proxy per build, each with a token of its own (each keeps its keys in memory).
+  const oidcProxies = [];
+  if (cfg.oidc) {
+    const builds = [['oidc', 'proxy oidc + bearer', root]];
+    if (baseline) builds.push(['oidc_baseline', 'baseline oidc + bearer', cfg.baseline]);
+    const ports = [];
+    for (const _ of builds) ports.push(await freePort());
+    const { startDevIdp } = await import(pathToFileURL(path.join(root, 'dist/demo/dev-idp.js')).href);
+    const oidc = {
+      clientId: 'mcp-oidc-proxy',
+      secret: randomBytes(16).toString('hex'),
+      redisUrl: cfg.redisUrl,
+    };
+    const idp = await startDevIdp({
+      clients: [
+        {
+          client_id: oidc.clientId,
+          client_secret: oidc.secret,
+          redirect_uris: ports.map((port) => `http://127.0.0.1:${port}/callback`),
+        },
+      ],
+    });
+    inProcess.push(() => idp.close());
+    oidc.issuer = idp.issuer;
+    for (const [i, [key, label, build]] of builds.entries()) {
+      const entry = await startProxy(key, backend.port, { nofile, build, oidc, port: ports[i] });
+      oidcProxies.push({ key, label, entry });
+    }
+    say(
+      `oidc mode: dev IdP at ${idp.issuer}, ${cfg.redisUrl ? `SESSION_STORE=redis (${cfg.redisUrl})` : 'SESSION_STORE=memory'}; tokens through each proxy's OAuth flow`,
+    );
+  }
   say('throughput/latency (GET /mcp, ~100-byte JSON answer):');
 
   let floor;
@@ -732,22 +860,77 @@ async function main() {
     floor.child.stderr.pipe(logFile('floor'));
     floor.port = (await jsonLine(floor, (o) => typeof o.port === 'number', 10_000)).port;
   }
-  const watch = [proxy, nginx, backend, ...(floor ? [floor] : [])];
-  const targets = [
-    ['direct', 'direct backend', backend.port],
-    ['nginx', 'nginx', nginx.port],
-    ['proxy', 'proxy (warn)', proxy.port],
-    ...(floor ? [['floor', 'node+undici floor', floor.port]] : []),
+  // The access log on (LOG_LEVEL=info), written to a file as it would be to a log collector.
+  const infoProxies = [];
+  if (cfg.info) {
+    const builds = [['proxy_info', 'proxy (info log)', root]];
+    if (baseline) builds.push(['baseline_info', 'baseline (info log)', cfg.baseline]);
+    for (const [key, label, build] of builds) {
+      const entry = await startProxy(key.replace('_', '-'), backend.port, {
+        logLevel: 'info',
+        nofile,
+        build,
+      });
+      infoProxies.push([key, label, entry, true]);
+    }
+  }
+  const watch = [
+    proxy,
+    nginx,
+    backend,
+    ...(baseline ? [baseline] : []),
+    ...(floor ? [floor] : []),
+    ...infoProxies.map(([, , entry]) => entry),
+    ...oidcProxies.map((o) => o.entry),
   ];
-  const rounds = Object.fromEntries(targets.map(([key]) => [key, []]));
+  // Pairs of targets compared with each other (this build, the baseline) run back to back, in
+  // turn first and second from round to round, so a drift of the machine's load hits both.
+  const groups = [
+    [['direct', 'direct backend', backend]],
+    [['nginx', 'nginx', nginx]],
+    [
+      ['proxy', 'proxy (warn)', proxy, true],
+      ...(baseline ? [['baseline', 'baseline (warn)', baseline, true]] : []),
+    ],
+    ...(floor ? [[['floor', 'node+undici floor', floor, true]]] : []),
+    ...(infoProxies.length ? [infoProxies] : []),
+    ...(oidcProxies.length ? [oidcProxies.map((o) => [o.key, o.label, o.entry, true, o])] : []),
+  ];
+  const rounds = Object.fromEntries(groups.flat().map(([key]) => [key, []]));
+  // RSS again once the proxies sat idle while direct and nginx were measured (V8 trims its heap
+  // after some seconds without work): what a proxy waiting for traffic holds.
+  let settledRss;
   for (let round = 1; round <= cfg.rounds; round++) {
     if (cfg.rounds > 1) say(` round ${round}/${cfg.rounds}`);
-    for (const [key, label, port] of targets)
-      rounds[key].push(await measure(wrkBin, label, `http://127.0.0.1:${port}/mcp`, cfg, watch));
+    for (const group of groups) {
+      if (!settledRss && group.some(([key]) => key === 'proxy')) {
+        settledRss = { proxy: rssKb(proxy.child.pid), baseline: baseline && rssKb(baseline.child.pid) };
+        say(
+          `  (RSS after ${Math.round((cfg.warmup + cfg.duration) * 2)} s idle: proxy ${mb(settledRss.proxy)} MB${baseline ? `, baseline ${mb(settledRss.baseline)} MB` : ''})`,
+        );
+      }
+      for (const [key, label, entry, ours, oidcProxy] of round % 2 === 0 ? [...group].reverse() : group) {
+        const url = `http://127.0.0.1:${entry.port}/mcp`;
+        const headers = [];
+        if (oidcProxy) {
+          const token = await freshToken(oidcProxy);
+          headers.push(`Authorization: Bearer ${token}`);
+          await expectOk(label, url, { authorization: `Bearer ${token}` });
+        } else await expectOk(label, url);
+        rounds[key].push(
+          await measure(wrkBin, label, url, cfg, watch, { server: ours ? entry : undefined, headers }),
+        );
+      }
+    }
   }
   const results = Object.fromEntries(Object.entries(rounds).map(([k, runs]) => [k, medianRun(runs)]));
   const afterLoadRss = rssKb(proxy.child.pid);
-  await stop(floor);
+  await Promise.all([
+    stop(floor),
+    stop(baseline),
+    ...infoProxies.map(([, , entry]) => stop(entry)),
+    ...oidcProxies.map((o) => stop(o.entry)),
+  ]);
 
   let sse;
   if (cfg.sseConnections > 0) {
@@ -758,16 +941,6 @@ async function main() {
     );
   }
   await stop(proxy);
-
-  if (cfg.info) {
-    const p = await startProxy('proxy-info', backend.port, { logLevel: 'info', nofile });
-    results.proxy_info = await measure(wrkBin, 'proxy (info log)', `http://127.0.0.1:${p.port}/mcp`, cfg, [
-      p,
-      nginx,
-      backend,
-    ]);
-    await stop(p);
-  }
 
   let profile;
   if (cfg.profile) {
@@ -785,6 +958,7 @@ async function main() {
       `http://127.0.0.1:${p.port}/mcp`,
       { ...cfg, warmup: 0 },
       [p, nginx, backend],
+      { server: p },
     );
     await stop(p, 10_000);
     const file = readdirSync(profDir).find((f) => f.endsWith('.cpuprofile'));
@@ -818,6 +992,22 @@ async function main() {
     ratios.proxy_info_p99_added_vs_direct_ms =
       Math.round((results.proxy_info.p99_ms - d.p99_ms) * 1000) / 1000;
   }
+  if (results.oidc) {
+    ratios.oidc_vs_proxy_throughput = pairedRatio(rounds.oidc, rounds.proxy, 'rps');
+    ratios.oidc_vs_nginx_throughput = Math.round((results.oidc.rps / n.rps) * 1000) / 1000;
+    if (results.floor) ratios.oidc_vs_floor_throughput = pairedRatio(rounds.oidc, rounds.floor, 'rps');
+  }
+  if (results.floor) ratios.proxy_vs_floor_throughput_paired = pairedRatio(rounds.proxy, rounds.floor, 'rps');
+  // This build against the baseline, round by round: throughput and CPU time per request.
+  const vsBaseline = [
+    ['proxy', 'baseline'],
+    ['proxy_info', 'baseline_info'],
+    ['oidc', 'oidc_baseline'],
+  ].filter(([a, b]) => rounds[a] && rounds[b]);
+  for (const [a, b] of vsBaseline) {
+    ratios[`${a}_vs_${b}_throughput`] = pairedRatio(rounds[a], rounds[b], 'rps');
+    ratios[`${a}_vs_${b}_cpu_per_request`] = pairedRatio(rounds[a], rounds[b], 'cpu_us_per_request');
+  }
   const checks = [
     {
       name: `throughput proxy/nginx >= ${TARGETS.throughputVsNginx}x at ${cfg.connections} connections`,
@@ -849,7 +1039,11 @@ async function main() {
     ['nginx', n],
     ['proxy (LOG_LEVEL=warn)', pr],
   ];
+  if (results.baseline) rows.push(['baseline (LOG_LEVEL=warn)', results.baseline]);
   if (results.proxy_info) rows.push(['proxy (LOG_LEVEL=info)', results.proxy_info]);
+  if (results.baseline_info) rows.push(['baseline (LOG_LEVEL=info)', results.baseline_info]);
+  if (results.oidc) rows.push(['proxy oidc, bearer token', results.oidc]);
+  if (results.oidc_baseline) rows.push(['baseline oidc, bearer token', results.oidc_baseline]);
   if (results.floor) rows.push(['node+undici floor (ref.)', results.floor]);
   if (results.proxy_profiled) rows.push(['proxy (--cpu-prof)', results.proxy_profiled]);
   table(rows);
@@ -864,12 +1058,20 @@ async function main() {
     say(
       `  reference   bare node:http+undici proxy (bench/floor-proxy.mjs): floor/nginx ${fmt(ratios.floor_vs_nginx_throughput, 3)}x   proxy/floor ${fmt(ratios.proxy_vs_floor_throughput, 3)}x`,
     );
+  if (results.oidc)
+    say(
+      `  oidc        bearer token checked on every request: oidc/bypass ${fmt(ratios.oidc_vs_proxy_throughput, 3)}x   oidc/floor ${fmt(ratios.oidc_vs_floor_throughput, 3)}x   oidc/nginx ${fmt(ratios.oidc_vs_nginx_throughput, 3)}x`,
+    );
+  for (const [a, b] of vsBaseline)
+    say(
+      `  vs baseline ${a}/${b} (median of per-round ratios): throughput ${fmt(ratios[`${a}_vs_${b}_throughput`], 3)}x   CPU per request ${fmt(ratios[`${a}_vs_${b}_cpu_per_request`], 3)}x`,
+    );
   if (results.proxy_info)
     say(
       `  info log    proxy/nginx ${fmt(ratios.proxy_info_vs_nginx_throughput, 3)}x   p99 added vs direct ${fmt(ratios.proxy_info_p99_added_vs_direct_ms)} ms`,
     );
   say(
-    `  proxy RSS   idle ${fmt(mb(idleRss), 1)} MB   after load ${fmt(mb(afterLoadRss), 1)} MB${sse ? `   holding ${sse.connections} SSE: ${fmt(sse.proxy_rss_mid_hold_mb, 1)} MB (max ${fmt(sse.proxy_rss_max_mb, 1)} MB)` : ''}`,
+    `  proxy RSS   idle ${fmt(mb(idleRss), 1)} MB (${fmt(mb(settledRss?.proxy), 1)} MB after sitting idle)   after load ${fmt(mb(afterLoadRss), 1)} MB${sse ? `   holding ${sse.connections} SSE: ${fmt(sse.proxy_rss_mid_hold_mb, 1)} MB (max ${fmt(sse.proxy_rss_max_mb, 1)} MB)` : ''}${baselineRss ? `   baseline idle ${fmt(mb(baselineRss.idleRss), 1)} MB (${fmt(mb(settledRss?.baseline), 1)} MB)` : ''}`,
   );
   if (sse) {
     const f = Object.entries(sse.failures)
@@ -904,6 +1106,10 @@ async function main() {
     proxy_rss_mb: {
       start: mb(startRss),
       idle: mb(idleRss),
+      idle_settled: mb(settledRss?.proxy),
+      baseline_start: mb(baselineRss?.startRss),
+      baseline_idle: mb(baselineRss?.idleRss),
+      baseline_idle_settled: mb(settledRss?.baseline),
       after_load: mb(afterLoadRss),
       sse_mid_hold: sse?.proxy_rss_mid_hold_mb,
       sse_max: sse?.proxy_rss_max_mb,

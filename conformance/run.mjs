@@ -11,9 +11,9 @@
  * (dist/demo/dev-idp.js, a real oidc-provider) and the proxy (dist/server/app.js) with
  * AUTH_MODE=oidc in front of the backend. It then gets an access token the way an MCP client
  * does: dynamic client registration, PKCE authorization with a headless login at the dev IdP
- * (alice) and the proxy's consent page, and the code exchange. The suite has no auth option, so
- * the token is injected by a `--import` preload (NODE_OPTIONS) that adds `Authorization` to every
- * `fetch` and undici request to the proxy's origin.
+ * (alice) and the proxy's consent page, and the code exchange (scripts/oauth-token.mjs). The
+ * suite has no auth option, so the token is injected by a `--import` preload (NODE_OPTIONS) that
+ * adds `Authorization` to every `fetch` and undici request to the proxy's origin.
  *
  * Requirements: `dist/` built; the suite needs Node 22+: run this script with Node 22+ or set
  * CONFORMANCE_NODE to such a binary. The suite is installed on first use (npm, pinned version)
@@ -22,7 +22,7 @@
  * Exit status: 0 when every scenario that passed directly also passed through the proxy.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   existsSync,
   mkdirSync,
@@ -37,13 +37,13 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { obtainAccessToken } from '../scripts/oauth-token.mjs';
 import { startConformanceBackend } from './backend.mjs';
 
 const VERSION = '0.1.16';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SUITE = process.env.CONFORMANCE_SUITE ?? 'active';
 const TOTAL_TIMEOUT_MS = Number(process.env.CONFORMANCE_TIMEOUT_MS ?? 150_000);
-const USER = { username: 'alice', password: 'alice-password' };
 const REDIRECT_URI = 'http://127.0.0.1:39873/oauth/callback';
 
 const cleanups = [];
@@ -139,148 +139,6 @@ async function startProxyStack(backendOrigin) {
   const proxy = await startProxy({ config, logger: createLogger(config.log.level, sink) });
   cleanups.push(() => proxy.shutdown());
   return { url, logs };
-}
-
-/** Minimal cookie jar per host:port (enough for the dev IdP and the proxy on loopback). */
-class Jar {
-  #hosts = new Map();
-  get(url) {
-    const c = this.#hosts.get(new URL(url).host);
-    return c ? [...c].map(([k, v]) => `${k}=${v}`).join('; ') : '';
-  }
-  set(url, headers) {
-    const host = new URL(url).host;
-    const c = this.#hosts.get(host) ?? new Map();
-    this.#hosts.set(host, c);
-    for (const h of headers) {
-      const [pair, ...attrs] = h.split(';');
-      const eq = pair.indexOf('=');
-      if (eq <= 0) continue;
-      const name = pair.slice(0, eq).trim();
-      const gone = attrs.some((a) => /^\s*max-age\s*=\s*(0|-\d+)\s*$/i.test(a));
-      if (gone) c.delete(name);
-      else c.set(name, pair.slice(eq + 1).trim());
-    }
-  }
-}
-
-function forms(html, pageUrl) {
-  const attr = (src, name) => {
-    const m = src.match(new RegExp(`\\b${name}\\s*=\\s*(?:"([^"]*)"|'([^']*)'|([^\\s>]+))`, 'i'));
-    return m
-      ? (m[1] ?? m[2] ?? m[3])
-          .replace(/&amp;/g, '&')
-          .replace(/&quot;/g, '"')
-          .replace(/&#39;/g, "'")
-      : undefined;
-  };
-  return [...html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form\s*>/gi)].map((m) => {
-    const fields = {};
-    for (const input of m[2].matchAll(/<input\b([^>]*)>/gi)) {
-      const name = attr(input[1], 'name');
-      const type = (attr(input[1], 'type') ?? 'text').toLowerCase();
-      if (name && !['submit', 'button', 'image', 'reset'].includes(type))
-        fields[name] = attr(input[1], 'value') ?? '';
-    }
-    return { action: new URL(attr(m[1], 'action') || pageUrl, pageUrl).href, fields };
-  });
-}
-
-/**
- * The OAuth client side, headless: DCR at the proxy, PKCE authorization (login at the dev IdP,
- * approve the proxy's consent page), code exchange. Returns the access token.
- */
-async function obtainToken(proxyUrl) {
-  const resource = `${proxyUrl}/mcp`;
-  const prm = await (await fetch(`${proxyUrl}/.well-known/oauth-protected-resource/mcp`)).json();
-  const reg = await fetch(`${proxyUrl}/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      client_name: 'MCP conformance suite',
-      redirect_uris: [REDIRECT_URI],
-      grant_types: ['authorization_code', 'refresh_token'],
-      response_types: ['code'],
-      token_endpoint_auth_method: 'none',
-    }),
-  });
-  if (reg.status !== 201 && reg.status !== 200)
-    throw new Error(`registration: HTTP ${reg.status} ${await reg.text()}`);
-  const { client_id } = await reg.json();
-  const verifier = randomBytes(32).toString('base64url');
-  const state = randomBytes(16).toString('base64url');
-  const authorize = new URL(`${proxyUrl}/authorize`);
-  authorize.search = new URLSearchParams({
-    response_type: 'code',
-    client_id,
-    redirect_uri: REDIRECT_URI,
-    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
-    code_challenge_method: 'S256',
-    state,
-    resource,
-    ...(prm.scopes_supported?.length ? { scope: prm.scopes_supported.join(' ') } : {}),
-  }).toString();
-
-  const jar = new Jar();
-  let next = { url: authorize.href, method: 'GET' };
-  let loggedIn = false;
-  for (let step = 0; step < 30; step++) {
-    const headers = { accept: 'text/html' };
-    const cookie = jar.get(next.url);
-    if (cookie) headers.cookie = cookie;
-    if (next.body) {
-      headers['content-type'] = 'application/x-www-form-urlencoded';
-      headers.origin = next.origin;
-    }
-    const res = await fetch(next.url, { method: next.method, headers, body: next.body, redirect: 'manual' });
-    jar.set(next.url, res.headers.getSetCookie());
-    const body = await res.text();
-    const location = res.headers.get('location');
-    if (res.status >= 300 && res.status < 400 && location) {
-      const target = new URL(location, next.url);
-      if (target.href.startsWith(REDIRECT_URI)) {
-        if (target.searchParams.get('state') !== state) throw new Error('authorization: state mismatch');
-        const code = target.searchParams.get('code');
-        if (!code) throw new Error(`authorization refused: ${target.search}`);
-        const tok = await fetch(`${proxyUrl}/token`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({
-            grant_type: 'authorization_code',
-            code,
-            redirect_uri: REDIRECT_URI,
-            client_id,
-            code_verifier: verifier,
-            resource,
-          }),
-        });
-        const json = await tok.json();
-        if (!tok.ok || !json.access_token)
-          throw new Error(`token: HTTP ${tok.status} ${JSON.stringify(json)}`);
-        return json.access_token;
-      }
-      next =
-        res.status === 307 || res.status === 308
-          ? { ...next, url: target.href }
-          : { url: target.href, method: 'GET' };
-      continue;
-    }
-    const page = forms(body, next.url);
-    const origin = new URL(next.url).origin;
-    const login = page.find((f) => 'username' in f.fields && 'password' in f.fields);
-    const consent = page.find((f) => new URL(f.action).pathname === '/authorize');
-    if (login && !loggedIn && res.status === 200) {
-      loggedIn = true;
-      const fields = new URLSearchParams({ ...login.fields, ...USER }).toString();
-      next = { url: login.action, method: 'POST', body: fields, origin };
-    } else if (consent) {
-      const fields = new URLSearchParams({ ...consent.fields, decision: 'approve' }).toString();
-      next = { url: consent.action, method: 'POST', body: fields, origin };
-    } else {
-      throw new Error(`authorization stuck at ${next.url} (HTTP ${res.status}): ${body.slice(0, 300)}`);
-    }
-  }
-  throw new Error('authorization: too many steps');
 }
 
 /** The preload: adds the bearer token to fetch and to undici's global dispatcher, for `origin` only. */
@@ -385,7 +243,10 @@ async function main() {
   const backend = await startConformanceBackend();
   cleanups.push(() => backend.close());
   const proxy = await startProxyStack(new URL(backend.url).origin);
-  const token = await obtainToken(proxy.url);
+  const token = await obtainAccessToken(proxy.url, {
+    redirectUri: REDIRECT_URI,
+    clientName: 'MCP conformance suite',
+  });
 
   // Sanity: without the preload the proxy refuses; the runs below only differ by the preload.
   const bare = await fetch(`${proxy.url}/mcp`, {

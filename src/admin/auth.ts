@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AuditLog } from '../auth/audit.js';
 import type { AuthContext } from '../auth/authenticator.js';
 import type { BrowserAuthResult } from '../auth/browser/browser-login.js';
-import type { RateLimiter } from '../pipeline/rate-limit.js';
+import { addressBudget, type RateLimiter } from '../pipeline/rate-limit.js';
 
 /** Who called the admin API: the holder of ADMIN_TOKEN, or a signed-in member of ADMIN_GROUPS. */
 export type AdminCaller =
@@ -12,7 +12,7 @@ export type AdminCaller =
 
 /** A refusal, written by the caller as an OAuth-style JSON error. */
 export interface AdminRefusal {
-  status: 401 | 403 | 429 | 503;
+  status: 400 | 401 | 403 | 429 | 503;
   error: string;
   description: string;
   headers: Array<[string, string]>;
@@ -74,9 +74,22 @@ export class AdminAuthenticator {
   }
 
   async authenticate(req: IncomingMessage, ctx: AuthContext): Promise<AdminAuthResult> {
-    const blockedFor = this.blockedFor(ctx.clientIp);
+    const blockedFor = this.blockedFor(addressBudget(ctx.clientIp));
     if (blockedFor > 0) return { ok: false, refusal: tooMany(blockedFor) };
     const authorization = req.headers.authorization;
+    if (authorization !== undefined && authorizationFields(req) > 1) {
+      // Node keeps only the first one; a proxy in front may act on another. Refused, not guessed
+      // at (nothing presented is compared, so this is no way around the failure count either).
+      return {
+        ok: false,
+        refusal: {
+          status: 400,
+          error: 'invalid_request',
+          description: 'Send one Authorization header, not several.',
+          headers: [],
+        },
+      };
+    }
     if (authorization !== undefined) return this.byToken(authorization, ctx);
     const caller = await this.bySession(req, ctx);
     if (!caller.ok) return caller;
@@ -109,9 +122,10 @@ export class AdminAuthenticator {
       reason: bearer ? 'wrong_token' : 'not_a_bearer_token',
       ip: ctx.clientIp,
     });
-    const verdict = await this.options.failures?.consume(ctx.clientIp);
+    const budget = addressBudget(ctx.clientIp);
+    const verdict = await this.options.failures?.consume(budget);
     if (verdict && !verdict.allowed) {
-      this.block(ctx.clientIp, verdict.retryAfterSeconds);
+      this.block(budget, verdict.retryAfterSeconds);
       return { ok: false, refusal: tooMany(verdict.retryAfterSeconds) };
     }
     return {
@@ -212,6 +226,14 @@ export class AdminAuthenticator {
     }
     this.blocked.set(ip, now + seconds * 1000);
   }
+}
+
+/** How many Authorization fields the request has (RFC 9110 §11.6.2 allows one). */
+function authorizationFields(req: IncomingMessage): number {
+  let count = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]?.toLowerCase() === 'authorization') count++;
+  return count;
 }
 
 function notAdmin(why: string): AdminRefusal {

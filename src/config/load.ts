@@ -1,9 +1,9 @@
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 import { validateRedirectUri } from '../auth/facade/redirect-uris.js';
 import { policyConfigProblems } from '../auth/policy/policy.js';
+import { MAX_CA_FILE_BYTES, MAX_CONFIG_FILE_BYTES, readSmallTextFile } from './read-file.js';
 import { flagFor, SETTINGS, type SettingEnv, type SettingSpec } from './settings.js';
 import {
   type Config,
@@ -52,6 +52,8 @@ const SPECS = SETTINGS as readonly SettingSpec[];
 const SECRET_KEYS = new Set(SPECS.filter((s) => s.secret).flatMap((s) => [s.env, s.yaml]));
 const JSON_KEYS = new Set(SPECS.filter((s) => s.kind === 'json').map((s) => s.yaml));
 const URL_PASSWORD_KEYS = new Set(SPECS.filter((s) => s.maskUrlPassword).flatMap((s) => [s.env, s.yaml]));
+/** URL settings, which refuse credentials: a refused value's `user:password@` is still never shown. */
+const URL_KEYS = new Set(SPECS.filter((s) => s.kind === 'url').flatMap((s) => [s.env, s.yaml]));
 const YAML_KEYS = new Set(SPECS.map((s) => s.yaml));
 /** `proxy`, `proxy.circuit_breaker`, ...: mapping keys that only group settings. */
 const YAML_SECTIONS = new Set(
@@ -126,6 +128,7 @@ export function settingValues(config: Config): SettingValues {
 function maskSecret(problem: ConfigProblem): ConfigProblem {
   if (SECRET_KEYS.has(problem.key) && problem.value) return { ...problem, value: SECRET_MASK };
   if (URL_PASSWORD_KEYS.has(problem.key)) return { ...problem, value: maskUrlPassword(problem.value) };
+  if (URL_KEYS.has(problem.key)) return { ...problem, value: maskUrlCredentials(problem.value) };
   return problem;
 }
 
@@ -140,6 +143,9 @@ function isUnsetScalar(v: string): boolean {
   return v === '' || v === '~' || v.toLowerCase() === 'null';
 }
 
+/** What an unknown key must look like to be named in its problem (setting names are far shorter). */
+const SETTING_NAME_LIKE = /^[A-Za-z][A-Za-z0-9_-]{0,39}$/;
+
 /** Reads the YAML file into `dotted.key -> text`; every scalar stays text, as in the environment. */
 function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, string> {
   const out = new Map<string, string>();
@@ -148,13 +154,17 @@ function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, st
   };
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readSmallTextFile(path, MAX_CONFIG_FILE_BYTES);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     fileProblem(
       code === 'ENOENT'
         ? 'file not found; check the path (configs/config.example.yaml is a starting point)'
-        : `cannot read the file (${code}); check the path and its permissions`,
+        : code === 'ENOTREG' || code === 'EISDIR'
+          ? 'is not a regular file (a FIFO, device or directory); give the path of the YAML file'
+          : code === 'EFBIG'
+            ? `is larger than ${MAX_CONFIG_FILE_BYTES / 1024 / 1024} MiB, far more than any configuration; give the path of the YAML file`
+            : `cannot read the file (${code}); check the path and its permissions`,
     );
     return out;
   }
@@ -205,6 +215,16 @@ function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, st
             message: `is a section, not a value; put its keys under it (${children.join(', ')})`,
           });
         }
+      } else if (!SETTING_NAME_LIKE.test(k)) {
+        // Nor is a key that is no name at all: a file that is not a configuration (a path
+        // swapped for /etc/shadow parses as keys like `root:<password hash>:...`) is not quoted.
+        problems.push({
+          key: prefix ? `${prefix}.<key>` : '<key>',
+          value: '',
+          source,
+          message:
+            'is not a known key, and not shown: it does not look like a setting name (configs/config.example.yaml lists every key)',
+        });
       } else {
         // The value is not echoed: a misspelt key may well hold a secret.
         const guess = suggestYamlKey(key);
@@ -449,7 +469,7 @@ function assemble(
   const caFile = get<string | undefined>(values, 'PROXY_CA_FILE');
   if (caFile) {
     try {
-      ca = readFileSync(caFile, 'utf8');
+      ca = readSmallTextFile(caFile, MAX_CA_FILE_BYTES);
       const first = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(ca);
       if (!first) {
         problem(
@@ -539,7 +559,7 @@ function assemble(
   const redisCaFile = get<string | undefined>(values, 'REDIS_CA_FILE');
   if (redisCaFile) {
     try {
-      redisCa = readFileSync(redisCaFile, 'utf8');
+      redisCa = readSmallTextFile(redisCaFile, MAX_CA_FILE_BYTES);
     } catch (err) {
       problem(
         'REDIS_CA_FILE',
@@ -740,6 +760,15 @@ export function maskUrlPassword(url: string): string {
   return url.replace(/^([a-z+]+:\/\/[^:@/]*:)[^@/]*@/i, `$1${SECRET_MASK}@`);
 }
 
+/**
+ * `scheme://user:password@host` -> `scheme://********@host`: the whole userinfo, since a token
+ * is often given as the user name alone (`https://TOKEN@host`). Up to the last `@` before the
+ * path, as URL parsers read it.
+ */
+export function maskUrlCredentials(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, `$1${SECRET_MASK}@`);
+}
+
 function isCleanPath(p: string | undefined): p is string {
   return (
     typeof p === 'string' &&
@@ -809,7 +838,13 @@ export function describeConfig(input: LoadInput): DescribedSetting[] {
       return { key: spec.env, value: '', source: 'unset' };
     }
     const value =
-      spec.secret && r.value ? SECRET_MASK : spec.maskUrlPassword ? maskUrlPassword(r.value) : r.value;
+      spec.secret && r.value
+        ? SECRET_MASK
+        : spec.maskUrlPassword
+          ? maskUrlPassword(r.value)
+          : spec.kind === 'url'
+            ? maskUrlCredentials(r.value)
+            : r.value;
     const ignored =
       targetUrlSet && (spec.env === 'PROXY_TARGET_HOST' || spec.env === 'PROXY_TARGET_PORT')
         ? ', ignored: PROXY_TARGET_URL is set'

@@ -1,7 +1,8 @@
-import { type FSWatcher, readFileSync, watch } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { type LoadInput, loadConfig, type SettingValues } from './load.js';
+import { MAX_CONFIG_FILE_BYTES, readSmallTextFile } from './read-file.js';
 import { SETTINGS, type SettingEnv, type SettingSpec } from './settings.js';
 import { type Config, ConfigError, formatProblem } from './types.js';
 
@@ -132,7 +133,12 @@ export class ConfigReloader {
     try {
       next = loadConfig(this.options.input);
     } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
+      if (!(err instanceof ConfigError)) {
+        // Never thrown on: this runs in a signal handler or a timer, where it would end the process.
+        logger.error({ trigger, err: (err as Error).message }, 'configuration reload failed');
+        this.options.onRejected?.();
+        return;
+      }
       const problems = err.problems.map(formatProblem);
       logger.error(
         { trigger, config_file: this.file, problems },
@@ -223,9 +229,10 @@ export class ConfigReloader {
   }
 }
 
+/** The file's text, to tell a real change from a touch; undefined when it cannot be read (loadConfig says why). */
 function readText(file: string): string | undefined {
   try {
-    return readFileSync(file, 'utf8');
+    return readSmallTextFile(file, MAX_CONFIG_FILE_BYTES);
   } catch {
     return undefined;
   }

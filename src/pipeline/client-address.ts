@@ -38,6 +38,30 @@ function normaliseIp(ip: string | undefined): string {
   return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
 }
 
+/**
+ * An address from a forwarding header in one spelling per address, or '' when it is none, so a
+ * client a trusted proxy reports as `::FFFF:198.51.100.7`, `::ffff:c633:6407` or `198.51.100.7`
+ * (or `2001:DB8::7` and `2001:db8:0:0:0:0:0:7`) has one rate limit budget, not one per spelling:
+ * IPv6 as the URL parser writes it (RFC 5952: lower case, longest zero run compressed), and an
+ * IPv4-mapped address as plain IPv4. Node writes the socket's peer address this way already.
+ */
+function canonicalIp(text: string): string {
+  const version = isIP(text);
+  if (version === 4) return text;
+  if (version !== 6) return '';
+  let host: string;
+  try {
+    host = new URL(`http://[${text}]/`).hostname.slice(1, -1);
+  } catch {
+    return text.toLowerCase(); // a zone id (fe80::1%eth0), which URLs cannot hold
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
+  if (!mapped) return host;
+  const high = Number.parseInt(mapped[1] as string, 16);
+  const low = Number.parseInt(mapped[2] as string, 16);
+  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+}
+
 function firstHeader(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value.join(', ') : value;
 }
@@ -54,9 +78,9 @@ export function resolveClientAddress(req: IncomingMessage, trusted: TrustedProxi
   }
   const chain = (firstHeader(req.headers['x-forwarded-for']) ?? '')
     .split(',')
-    .map((s) => normaliseIp(s.trim()))
-    .filter((s) => isIP(s) !== 0);
-  const cf = normaliseIp(firstHeader(req.headers['cf-connecting-ip'])?.trim());
+    .map((s) => canonicalIp(s.trim()))
+    .filter((s) => s !== '');
+  const cf = canonicalIp(firstHeader(req.headers['cf-connecting-ip'])?.trim() ?? '');
   // The client is the rightmost address not itself a trusted proxy.
   let ip = isIP(cf) !== 0 ? cf : peer;
   if (isIP(cf) === 0) {

@@ -16,7 +16,7 @@ import { rawResponseHead, type TunnelRegistry, tunnelWebSocket } from '../proxy/
 import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
 import { answerPreflight, corsHeaders, isPreflight } from './cors.js';
 import type { OriginGuard } from './origin-guard.js';
-import { type RateLimits, sendTooManyRequests, tooManyRequests } from './rate-limit.js';
+import { addressBudget, type RateLimits, sendTooManyRequests, tooManyRequests } from './rate-limit.js';
 import { checkRequestTarget } from './request-target.js';
 import { applySecurityHeaders } from './security-headers.js';
 
@@ -82,7 +82,9 @@ function requestIdFrom(req: IncomingMessage): string {
 
 /** Whose RATE_LIMIT_PER_MINUTE budget a request spends: its user's, or its client IP's when anonymous. */
 function budgetKey(decision: AuthDecision, clientIp: string): string {
-  return decision.kind === 'allow' && decision.identity ? `user:${decision.identity.user}` : `ip:${clientIp}`;
+  return decision.kind === 'allow' && decision.identity
+    ? `user:${decision.identity.user}`
+    : `ip:${addressBudget(clientIp)}`;
 }
 
 /**
@@ -167,7 +169,8 @@ export class Pipeline {
     const done = (): void => {
       if (--pending === 0) this.finish(req, res, scope);
     };
-    res.once('close', done);
+    // `on`, not `once`: a response closes once, and `once` wraps the listener anew per request.
+    res.on('close', done);
     this.run(req, res, scope).then(done, (err: Error) => {
       try {
         this.fail(res, scope, err);
@@ -257,7 +260,7 @@ export class Pipeline {
       // (/logout, discovery, JWKS) spend the client IP's.
       const limiter = this.deps.rateLimits.requests;
       if (limiter && !authenticator.authLimitedPaths?.has(path)) {
-        const verdict = await limiter.consume(`ip:${ctx.clientIp}`);
+        const verdict = await limiter.consume(`ip:${addressBudget(ctx.clientIp)}`);
         if (!verdict.allowed) return this.refuseOverLimit(res, scope, cors, verdict.retryAfterSeconds);
       }
       return route(req, res, ctx);

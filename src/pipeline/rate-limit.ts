@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { Cluster, Redis } from 'ioredis';
 import {
   type RateLimiterAbstract,
@@ -165,6 +166,25 @@ export function sendTooManyRequests(res: ServerResponse, retryAfterSeconds: numb
     'X-Request-Id': requestId,
   });
   res.end(body);
+}
+
+/**
+ * The budget a client address spends: an IPv4 address its own, an IPv6 address its /64 — the
+ * smallest network one subscriber is given (RFC 6177, RFC 7421), so stepping through the 2^64
+ * addresses of one's own network buys no fresh budgets. `ip` as the client-address stage
+ * writes it (canonical; IPv4-mapped addresses already plain IPv4).
+ */
+export function addressBudget(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  const address = ip.split('%')[0] as string; // a zone id (fe80::1%eth0) names no network
+  const [head = '', tail] = address.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === undefined || tail === '' ? [] : tail.split(':');
+  // A dotted IPv4 tail (64:ff9b::198.51.100.7) fills two of the eight groups.
+  const width = (groups: string[]): number => groups.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
+  const zeros = tail === undefined ? [] : Array<string>(8 - width(left) - width(right)).fill('0');
+  const prefix = [...left, ...zeros, ...right].slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16));
+  return `${prefix.join(':')}::/64`;
 }
 
 /**

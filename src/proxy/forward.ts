@@ -264,6 +264,20 @@ function abortIdleExchange(exchange: Exchange): void {
 }
 
 /**
+ * Responses whose idle clock starts once this turn of the event loop is over. A small body
+ * arrives with its head, in the same parser call, and is finished by then: it never creates a
+ * timer (a timer per response was ~0.6 KB and two timer-list updates on every request). A body
+ * still streaming gets its clock a few microseconds after its head, which no timeout notices.
+ */
+let idleClocksToStart: Exchange[] = [];
+
+function startIdleClocks(): void {
+  const due = idleClocksToStart;
+  idleClocksToStart = [];
+  for (const exchange of due) exchange.startIdleClock();
+}
+
+/**
  * One attempt's undici dispatch handler: streams the backend's response to the client.
  * A class rather than an object literal of closures, since one is made for every request:
  * its methods live once on the prototype. It is also the live stream shutdown ends.
@@ -274,6 +288,8 @@ class Exchange implements Dispatcher.DispatchHandler, LiveStream {
   private idle: NodeJS.Timeout | undefined;
   /** The idle clock runs for this response (non-SSE, with a timeout configured). */
   private idleWatched = false;
+  /** The client's socket is full: the proxy itself holds the upstream back, so no idle clock runs. */
+  private heldBack = false;
   private finished = false;
 
   constructor(
@@ -318,7 +334,7 @@ class Exchange implements Dispatcher.DispatchHandler, LiveStream {
     const head = responseHead(
       upstreamHeaders,
       first,
-      state.sse ? sseOverrides(upstreamHeaders) : [],
+      state.sse ? sseOverrides(upstreamHeaders) : NO_HEADERS,
       state.responseExtras.length > 0
         ? [...state.responseExtras, ...options.responseDefaults]
         : options.responseDefaults,
@@ -334,8 +350,14 @@ class Exchange implements Dispatcher.DispatchHandler, LiveStream {
       this.relay = new SseRelay(res, encoded ? 0 : options.sseKeepaliveMs);
     } else if (options.idleTimeoutMs > 0) {
       this.idleWatched = true;
-      this.idle = setTimeout(abortIdleExchange, options.idleTimeoutMs, this);
+      if (idleClocksToStart.push(this) === 1) setImmediate(startIdleClocks);
     }
+  }
+
+  /** Starts the idle clock of a response still streaming (see idleClocksToStart). */
+  startIdleClock(): void {
+    if (this.finished || this.heldBack || this.idle !== undefined) return;
+    this.idle = setTimeout(abortIdleExchange, this.options.idleTimeoutMs, this);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -345,11 +367,12 @@ class Exchange implements Dispatcher.DispatchHandler, LiveStream {
       // A slow client is not a silent backend: the idle clock stops while the proxy itself
       // holds the upstream back, and starts afresh once the client has drained.
       if (this.idle) clearTimeout(this.idle);
+      this.idle = undefined;
+      this.heldBack = true;
       controller.pause();
       this.res.once('drain', () => {
-        if (this.idleWatched && !this.finished) {
-          this.idle = setTimeout(abortIdleExchange, this.options.idleTimeoutMs, this);
-        }
+        this.heldBack = false;
+        if (this.idleWatched) this.startIdleClock();
         controller.resume();
       });
     }

@@ -151,12 +151,28 @@ export function responseHead(
   }
   for (const [name, value] of overrides) out.push(name, value);
   for (const [name, value] of defaults) {
-    const lower = name.toLowerCase();
+    const lower = lowerCaseName(name);
     // Any field the backend sent counts as set, even one dropped above as hop-by-hop.
     if (Object.hasOwn(upstream, lower) || namedIn(first, lower) || namedIn(overrides, lower)) continue;
     out.push(name, value);
   }
   return out;
+}
+
+/**
+ * Lower-case names of the proxy's own response fields (the security headers, CORS), remembered:
+ * they are the same few on every response, and lowering each anew was six strings per response.
+ * Bounded, in case a caller ever passes names that vary.
+ */
+const lowerNames = new Map<string, string>();
+
+function lowerCaseName(name: string): string {
+  let lower = lowerNames.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (lowerNames.size < 64) lowerNames.set(name, lower);
+  }
+  return lower;
 }
 
 /**

@@ -226,6 +226,25 @@ describe('RATE_LIMIT_PER_MINUTE per client IP when anonymous (bypass mode)', () 
     expect(backend.hits).toHaveLength(4);
   });
 
+  it('counts an IPv6 client by its /64: other addresses of the same network share the budget', async () => {
+    proxy = await startTestProxy({
+      PROXY_TARGET_URL: backend.url,
+      RATE_LIMIT_PER_MINUTE: '2',
+      TRUSTED_PROXIES: '127.0.0.1',
+    });
+    const from = (ip: string): Promise<number> =>
+      fetch(`${proxy?.url}/api`, { headers: { 'x-forwarded-for': ip } }).then((r) => r.status);
+    // Three addresses of 2001:db8:1:2::/64, as an attacker rotating through its own network would.
+    expect([
+      await from('2001:db8:1:2::1'),
+      await from('2001:db8:1:2:ffff:ffff:ffff:fffe'),
+      await from('2001:DB8:1:2:0:0:0:9'),
+    ]).toEqual([200, 200, 429]);
+    // The neighbouring /64 is another subscriber.
+    expect(await from('2001:db8:1:3::1')).toBe(200);
+    expect(backend.hits).toHaveLength(3);
+  });
+
   it('counts WebSocket upgrades, and refuses one over the limit with 429 before reaching the backend', async () => {
     const wsBackend = await listen(createServer());
     const wss = new WebSocketServer({ server: wsBackend.server });

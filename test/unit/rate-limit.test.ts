@@ -1,7 +1,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createRateLimiter, type RateLimiter, sendTooManyRequests } from '../../src/pipeline/rate-limit.js';
+import {
+  addressBudget,
+  createRateLimiter,
+  type RateLimiter,
+  sendTooManyRequests,
+} from '../../src/pipeline/rate-limit.js';
 
 function memoryLimiter(perMinute: number): RateLimiter {
   const limiter = createRateLimiter({ perMinute, keyPrefix: 'test' });
@@ -88,5 +93,22 @@ describe('sendTooManyRequests', () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe('addressBudget', () => {
+  it.each([
+    ['198.51.100.7', '198.51.100.7'],
+    ['2001:db8:1:2::1', '2001:db8:1:2::/64'],
+    ['2001:db8:1:2:ffff:ffff:ffff:ffff', '2001:db8:1:2::/64'],
+    ['2001:db8::', '2001:db8:0:0::/64'],
+    ['::1', '0:0:0:0::/64'],
+    ['::', '0:0:0:0::/64'],
+    ['fe80::1%eth0', 'fe80:0:0:0::/64'],
+    ['64:ff9b::198.51.100.7', '64:ff9b:0:0::/64'],
+    ['2001:db8:0:0:1::1', '2001:db8:0:0::/64'],
+    ['', ''],
+  ])('%s spends the budget of %s', (ip, budget) => {
+    expect(addressBudget(ip)).toBe(budget);
   });
 });

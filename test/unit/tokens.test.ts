@@ -478,9 +478,66 @@ describe('access tokens', () => {
     const store = newStore();
     const { access } = instance(store);
     const { token } = await access.mintAccessToken(input);
+    const checked = await access.mintAccessToken(input);
+    await access.verifyAccessToken(checked.token, { audience: RESOURCE });
     await store.close();
-    await expect(access.verifyAccessToken(token, { audience: RESOURCE })).rejects.toBeInstanceOf(
-      StoreUnavailableError,
+    // Also for a token checked before: its revocation cannot be read, so it is not let through.
+    for (const t of [token, checked.token]) {
+      await expect(access.verifyAccessToken(t, { audience: RESOURCE })).rejects.toBeInstanceOf(
+        StoreUnavailableError,
+      );
+    }
+  });
+
+  it('checks a token seen before again for revocation, audience, issuer, expiry and nbf', async () => {
+    const store = newStore();
+    const { access, clock } = instance(store);
+    const minted = await access.mintAccessToken({ ...input, ttlSeconds: 60 });
+    const verify = (options: { audience: string; issuer?: string }) =>
+      access.verifyAccessToken(minted.token, options);
+    const first = await verify({ audience: RESOURCE });
+    const again = await verify({ audience: RESOURCE });
+    expect(again).toEqual(first);
+    // The same claims object may serve later requests: nobody can change it for them.
+    expect(Object.isFrozen(again)).toBe(true);
+    expect(Object.isFrozen(again.groups)).toBe(true);
+    expect((await accessFailure(verify({ audience: `${PUBLIC_URL}/other` }))).reason).toBe('audience');
+    expect((await accessFailure(verify({ audience: RESOURCE, issuer: 'https://evil.example' }))).reason).toBe(
+      'issuer',
+    );
+    await expect(verify({ audience: RESOURCE })).resolves.toEqual(first);
+    // A clock set back before nbf (beyond the tolerance), then forward again.
+    clock.now -= 60_000;
+    expect((await accessFailure(verify({ audience: RESOURCE }))).reason).toBe('not_yet_valid');
+    clock.now += 60_000;
+    await expect(verify({ audience: RESOURCE })).resolves.toEqual(first);
+    clock.now += 62_000; // 2 s past exp: within the 5 s tolerance
+    await expect(verify({ audience: RESOURCE })).resolves.toEqual(first);
+    clock.now += 4_000;
+    expect((await accessFailure(verify({ audience: RESOURCE }))).reason).toBe('expired');
+    clock.now -= 66_000;
+    await expect(verify({ audience: RESOURCE })).resolves.toEqual(first);
+    await access.revokeJti(minted.jti, minted.expiresAt);
+    expect((await accessFailure(verify({ audience: RESOURCE }))).reason).toBe('revoked');
+  });
+
+  it('refuses a token seen before once its signing key is no longer published', async () => {
+    const store = newStore();
+    const { access, clock } = instance(store);
+    const minted = await access.mintAccessToken(input);
+    const kept = await access.mintAccessToken(input);
+    for (const { token } of [minted, kept, minted]) {
+      await expect(access.verifyAccessToken(token, { audience: RESOURCE })).resolves.toBeTruthy();
+    }
+    // Past the verification key cache (60 s): the key is looked up again and imported anew.
+    clock.now += 61_000;
+    await expect(access.verifyAccessToken(kept.token, { audience: RESOURCE })).resolves.toBeTruthy();
+    // The key record is gone from the store (an operator withdrew it): refused once the key
+    // cache expires, exactly when a token never seen before would be.
+    await store.delete(`signing-key:public:${minted.kid}`);
+    clock.now += 61_000;
+    expect((await accessFailure(access.verifyAccessToken(minted.token, { audience: RESOURCE }))).reason).toBe(
+      'unknown_key',
     );
   });
 });

@@ -3,7 +3,7 @@ import * as client from 'openid-client';
 import type { Config } from '../../config/types.js';
 import type { Logger } from '../../observability/logger.js';
 import { NOOP_SPAN, type TraceSpan } from '../../observability/spans.js';
-import { type RateLimiter, refuseOverLimit } from '../../pipeline/rate-limit.js';
+import { addressBudget, type RateLimiter, refuseOverLimit } from '../../pipeline/rate-limit.js';
 import type { SessionLookup, SessionManager, SessionRecord } from '../../session/sessions.js';
 import { StoreUnavailableError } from '../../session/store.js';
 import type { AuditLog } from '../audit.js';
@@ -229,7 +229,7 @@ export class BrowserLogin {
   }
 
   private limited(res: ServerResponse, ctx: AuthContext): Promise<boolean> {
-    return refuseOverLimit(this.deps.rateLimiter, ctx.clientIp, res, ctx.requestId);
+    return refuseOverLimit(this.deps.rateLimiter, addressBudget(ctx.clientIp), res, ctx.requestId);
   }
 
   private async login(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {

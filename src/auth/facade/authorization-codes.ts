@@ -38,6 +38,13 @@ export interface AuthorizationGrant {
   groups: string[];
   /** The browser session that consented. */
   sessionId: string;
+  /**
+   * Epoch ms the user signed in (the session's start) and the code was issued (the approval):
+   * a revocation of the user covers grants from sign-ins up to it, one of the client grants
+   * approved up to it. Absent on codes of an older version: covered by any revocation.
+   */
+  signedInAt?: number;
+  approvedAt?: number;
 }
 
 /** What a redemption issued, for revocation on replay. */

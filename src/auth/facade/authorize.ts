@@ -252,7 +252,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
     status: 302 | 303,
     request: AuthorizationRequest,
     identity: UpstreamIdentity,
-    sessionId: string,
+    session: { id: string; signedInAt: number },
     consent: 'remembered' | 'granted',
     ctx: AuthContext,
   ): Promise<void> {
@@ -266,7 +266,9 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       ...(identity.email !== undefined ? { email: identity.email } : {}),
       ...(identity.emailVerified !== undefined ? { emailVerified: identity.emailVerified } : {}),
       groups: [...identity.groups],
-      sessionId,
+      sessionId: session.id,
+      signedInAt: session.signedInAt,
+      approvedAt: Date.now(),
     };
     const code = await codes.issue(grant);
     recordAudit(deps.audit, 'authorization_code_issued', {
@@ -302,7 +304,8 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
     }
     const remembered = await deps.store.get(consentKey(identity.sub, request.clientId));
     if (remembered !== undefined && covers(remembered, request.scope)) {
-      return issueCode(res, 302, request, identity, lookup.id, 'remembered', ctx);
+      const session = { id: lookup.id, signedInAt: lookup.record.createdAt };
+      return issueCode(res, 302, request, identity, session, 'remembered', ctx);
     }
     const requestId = randomId();
     const pending: PendingAuthorization = { ...request, sessionId: lookup.id };
@@ -404,7 +407,8 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       scope: request.scope,
       ip: ctx.clientIp,
     });
-    return issueCode(res, 303, request, identity, lookup.id, 'granted', ctx);
+    const session = { id: lookup.id, signedInAt: lookup.record.createdAt };
+    return issueCode(res, 303, request, identity, session, 'granted', ctx);
   }
 
   return async (req, res, ctx) => {

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { refuseOverLimit } from '../../pipeline/rate-limit.js';
+import { addressBudget, refuseOverLimit } from '../../pipeline/rate-limit.js';
 import { StoreUnavailableError } from '../../session/store.js';
 import type { AuditEvent, AuditLog } from '../audit.js';
 import type { AuthContext } from '../authenticator.js';
@@ -161,7 +161,7 @@ export function writeMethodNotAllowed(res: ServerResponse, allow: string): void 
  * the same answer /login gives.
  */
 export function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthContext): Promise<boolean> {
-  return refuseOverLimit(deps.rateLimiter, ctx.clientIp, res, ctx.requestId);
+  return refuseOverLimit(deps.rateLimiter, addressBudget(ctx.clientIp), res, ctx.requestId);
 }
 
 /**

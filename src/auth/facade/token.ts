@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
+import type { GrantTimes } from '../tokens/access-tokens.js';
 import { RefreshTokenError } from '../tokens/refresh-tokens.js';
 import { AuthorizationCodes, type IssuedFromCode } from './authorization-codes.js';
 import { authenticateClient, basicChallenge, usesBasicAuth } from './client-auth.js';
@@ -83,6 +84,19 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     if (issued.refreshFamilyId !== undefined) await deps.refreshTokens.revokeFamily(issued.refreshFamilyId);
   }
 
+  /**
+   * After minting: whether an admin revocation of the user or the client covers the grant, in
+   * which case what was just issued is revoked and never leaves the server. Checked after (not
+   * before) minting, so a revocation racing this request cannot miss its tokens: either its
+   * cut-off is seen here, or it is written later, and then it covers the access token's `iat`
+   * and the revocation's own listing finds the refresh-token family, which exists by now.
+   */
+  async function revokedMeanwhile(grant: GrantTimes, issued: IssuedFromCode): Promise<boolean> {
+    if (!(await deps.accessTokens.grantRevoked(grant))) return false;
+    await revokeIssued(issued);
+    return true;
+  }
+
   async function authorizationCode(
     client: OAuthClient,
     params: URLSearchParams,
@@ -127,6 +141,8 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       throw new InvalidGrantError('the user is not allowed to use this server');
     }
 
+    // Codes of an older version carry no times: any revocation covers them.
+    const times = { signedInAt: grant.signedInAt ?? 0, approvedAt: grant.approvedAt ?? 0 };
     const access = await deps.accessTokens.mintAccessToken({
       sub: grant.sub,
       clientId: client.client_id,
@@ -146,6 +162,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
           ...(grant.email !== undefined ? { email: grant.email } : {}),
           ...(grant.emailVerified !== undefined ? { emailVerified: grant.emailVerified } : {}),
           groups: grant.groups,
+          ...times,
         })
       : undefined;
     const issued: IssuedFromCode = {
@@ -157,6 +174,9 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       // The code was replayed while these were minted: they never leave the server.
       await revokeIssued(issued);
       throw new InvalidGrantError('the authorization code was used twice; its tokens have been revoked');
+    }
+    if (await revokedMeanwhile({ sub: grant.sub, clientId: client.client_id, ...times }, issued)) {
+      throw new InvalidGrantError('the user or the client has been revoked');
     }
     recordAudit(deps.audit, 'token_issued', {
       sub: grant.sub,
@@ -223,6 +243,17 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       ...(family.groups !== undefined ? { groups: family.groups } : {}),
       ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
     });
+    const grantTimes = {
+      sub: family.sub,
+      clientId: family.clientId,
+      // Families of an older version carry no times: their start stands in.
+      signedInAt: family.signedInAt ?? family.createdAt,
+      approvedAt: family.approvedAt ?? family.createdAt,
+    };
+    const issued = { jti: access.jti, accessTokenExpiresAt: access.expiresAt, refreshFamilyId: family.id };
+    if (await revokedMeanwhile(grantTimes, issued)) {
+      throw new InvalidGrantError('the user or the client has been revoked; the grant is revoked');
+    }
     recordAudit(deps.audit, 'token_refreshed', {
       sub: family.sub,
       client_id: client.client_id,

@@ -26,6 +26,9 @@ export interface RefreshFamilyInput {
   groups?: string[];
   /** Absolute lifetime of the family, from now; defaults to the service's setting. */
   maxLifetimeSeconds?: number;
+  /** Epoch ms the user signed in and approved the grant (see GrantTimes); default: now. */
+  signedInAt?: number;
+  approvedAt?: number;
 }
 
 export interface RefreshFamily {
@@ -41,6 +44,12 @@ export interface RefreshFamily {
   createdAt: number;
   /** Epoch ms: no token of the family is honoured after this, however recently it was rotated. */
   expiresAt: number;
+  /**
+   * Epoch ms the user signed in and approved the grant, which the admin revocation cut-offs are
+   * compared with; absent on families of an older version (their `createdAt` stands in).
+   */
+  signedInAt?: number;
+  approvedAt?: number;
 }
 
 export interface IssuedRefreshToken {
@@ -152,6 +161,8 @@ export class RefreshTokens {
       ...(input.groups !== undefined ? { groups: [...input.groups] } : {}),
       createdAt: now,
       expiresAt: now + lifetimeMs,
+      signedInAt: input.signedInAt ?? now,
+      approvedAt: input.approvedAt ?? now,
     };
     const key = FAMILY_PREFIX + family.id;
     await this.store.set(key, this.keys.encrypt(JSON.stringify(family), key), lifetimeMs);
