@@ -10,7 +10,12 @@ import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_DEV_USERS, type DevUser } from '../../src/demo/dev-idp.js';
 import { launchChromium, watchedContext } from '../helpers/chromium.js';
-import { CookieJar, loginThroughBrowserless, signInThroughProxy } from '../helpers/headless-login.js';
+import {
+  approveConsent,
+  CookieJar,
+  loginThroughBrowserless,
+  signInThroughProxy,
+} from '../helpers/headless-login.js';
 import { REDIRECT_URL } from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
@@ -70,12 +75,7 @@ describe('the monitoring page shows hostile values as text (Chromium)', () => {
     const result = await loginThroughBrowserless(authorize.href, hostile, {
       jar,
       stopAt: (target) => target.href.startsWith(REDIRECT_URL),
-      onPage: ({ forms }) => {
-        const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-        return consent
-          ? { action: consent.action, fields: { ...consent.fields, decision: 'approve' } }
-          : undefined;
-      },
+      onPage: approveConsent,
     });
     const code = new URL(result.finalUrl).searchParams.get('code') ?? '';
     const token = await fetch(`${stack.url}/token`, {

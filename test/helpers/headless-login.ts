@@ -178,6 +178,17 @@ export interface LoginOptions {
   maxSteps?: number;
 }
 
+/** The proxy's consent form on a page (its action is the proxy's /authorize), if there is one. */
+export function consentForm(forms: HtmlForm[]): HtmlForm | undefined {
+  return forms.find((f) => new URL(f.action).pathname === '/authorize');
+}
+
+/** An `onPage` that approves the proxy's consent page, as the user would; other pages end the walk. */
+export function approveConsent({ forms }: { forms: HtmlForm[] }): FormSubmission | undefined {
+  const consent = consentForm(forms);
+  return consent ? { action: consent.action, fields: { ...consent.fields, decision: 'approve' } } : undefined;
+}
+
 export interface LoginResult {
   /** The stop URL (not requested) or the URL of the final non-redirect response. */
   finalUrl: string;

@@ -6,7 +6,7 @@ import type {
   OAuthClientMetadata,
   OAuthTokens,
 } from '@modelcontextprotocol/sdk/shared/auth.js';
-import { CookieJar, loginThroughBrowserless } from './headless-login.js';
+import { approveConsent, CookieJar, loginThroughBrowserless } from './headless-login.js';
 
 export const alice = { username: 'alice', password: 'alice-password' };
 export const REDIRECT_URL = 'http://127.0.0.1:39871/oauth/callback';
@@ -64,12 +64,7 @@ export async function authorizeInBrowser(
   const result = await loginThroughBrowserless(url.href, user, {
     jar,
     stopAt: (target) => target.href.startsWith(REDIRECT_URL),
-    onPage: ({ forms }) => {
-      const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-      return consent
-        ? { action: consent.action, fields: { ...consent.fields, decision: 'approve' } }
-        : undefined;
-    },
+    onPage: approveConsent,
   });
   return new URL(result.finalUrl);
 }

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { type LoginResult, loginThroughBrowserless } from './headless-login.js';
+import { approveConsent, type LoginResult, loginThroughBrowserless } from './headless-login.js';
 import { freePort } from './servers.js';
 
 /** mcp-remote's CLI, run with this process's Node (so a CI run on Node 24 uses Node 24). */
@@ -49,12 +49,7 @@ function loginAndConsent(
   user: { username: string; password: string },
 ): Promise<LoginResult> {
   return loginThroughBrowserless(authorizationUrl, user, {
-    onPage: ({ forms }) => {
-      const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-      return consent
-        ? { action: consent.action, fields: { ...consent.fields, decision: 'approve' } }
-        : undefined;
-    },
+    onPage: approveConsent,
   });
 }
 

@@ -9,7 +9,12 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusReport } from '../../src/admin/status.js';
 import { DEFAULT_DEV_USERS, type DevUser } from '../../src/demo/dev-idp.js';
-import { CookieJar, loginThroughBrowserless, signInThroughProxy } from '../helpers/headless-login.js';
+import {
+  approveConsent,
+  CookieJar,
+  loginThroughBrowserless,
+  signInThroughProxy,
+} from '../helpers/headless-login.js';
 import { type ConnectedMcpClient, connectMcpClient, REDIRECT_URL } from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
@@ -138,11 +143,10 @@ async function authorizeAgain(
   const result = await loginThroughBrowserless(authorize.href, as, {
     jar: user.jar,
     stopAt: (target) => target.href.startsWith(REDIRECT_URL),
-    onPage: ({ forms }) => {
-      const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-      if (!consent) return undefined;
-      consentShown = true;
-      return { action: consent.action, fields: { ...consent.fields, decision: 'approve' } };
+    onPage: (page) => {
+      const submission = approveConsent(page);
+      consentShown ||= submission !== undefined;
+      return submission;
     },
   });
   expect(new URL(result.finalUrl).searchParams.get('code')).toEqual(expect.any(String));

@@ -7,7 +7,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CookieJar, type HtmlForm, loginThroughBrowserless } from '../helpers/headless-login.js';
+import {
+  approveConsent,
+  CookieJar,
+  consentForm,
+  type HtmlForm,
+  loginThroughBrowserless,
+} from '../helpers/headless-login.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 
@@ -78,7 +84,7 @@ describe('attacks on the OAuth facade, through the full proxy', () => {
       jar,
       stopAt: (target) => target.href.startsWith(REDIRECT_URI),
       onPage: ({ forms }) => {
-        consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
+        consent = consentForm(forms);
         return undefined;
       },
     });
@@ -104,12 +110,7 @@ describe('attacks on the OAuth facade, through the full proxy', () => {
     const { url, verifier } = authorizeUrl();
     const result = await loginThroughBrowserless(url, alice, {
       stopAt: (target) => target.href.startsWith(REDIRECT_URI),
-      onPage: ({ forms }) => {
-        const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-        return consent
-          ? { action: consent.action, fields: { ...consent.fields, decision: 'approve' } }
-          : undefined;
-      },
+      onPage: approveConsent,
     });
     const callback = new URL(result.finalUrl);
     expect(callback.href.startsWith(REDIRECT_URI), result.finalUrl).toBe(true);

@@ -26,7 +26,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
 import { loadConfig } from '../../src/config/load.js';
 import { DEFAULT_DEV_USERS, type DevUser } from '../../src/demo/dev-idp.js';
-import { CookieJar, loginThroughBrowserless, signInThroughProxy } from '../helpers/headless-login.js';
+import {
+  approveConsent,
+  CookieJar,
+  loginThroughBrowserless,
+  signInThroughProxy,
+} from '../helpers/headless-login.js';
 import { type ConnectedMcpClient, connectMcpClient, REDIRECT_URL } from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
@@ -92,11 +97,10 @@ async function authorizationCode(
   const result = await loginThroughBrowserless(authorize.href, user, {
     jar,
     stopAt: (target) => target.href.startsWith(REDIRECT_URL),
-    onPage: ({ forms }) => {
-      const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-      if (!consent) return undefined;
-      consentShown = true;
-      return { action: consent.action, fields: { ...consent.fields, decision: 'approve' } };
+    onPage: (page) => {
+      const submission = approveConsent(page);
+      consentShown ||= submission !== undefined;
+      return submission;
     },
   });
   const code = new URL(result.finalUrl).searchParams.get('code');

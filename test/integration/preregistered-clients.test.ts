@@ -2,7 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/load.js';
 import { ConfigError } from '../../src/config/types.js';
-import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
+import {
+  approveConsent,
+  CookieJar,
+  consentForm,
+  loginThroughBrowserless,
+} from '../helpers/headless-login.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 
 const CALLBACK = 'https://claude.ai/api/mcp/auth_callback';
@@ -54,12 +59,9 @@ describe('pre-registered MCP clients with dynamic registration off', () => {
     const result = await loginThroughBrowserless(authorize.href, alice, {
       jar: new CookieJar(),
       stopAt: (url) => url.href.startsWith(CALLBACK),
-      onPage: ({ forms, body }) => {
-        const consent = forms.find((f) => new URL(f.action).pathname === '/authorize');
-        if (consent) expect(body).toContain('Claude');
-        return consent
-          ? { action: consent.action, fields: { ...consent.fields, decision: 'approve' } }
-          : undefined;
+      onPage: (page) => {
+        if (consentForm(page.forms)) expect(page.body).toContain('Claude');
+        return approveConsent(page);
       },
     });
     const code = new URL(result.finalUrl).searchParams.get('code') as string;
