@@ -294,6 +294,11 @@ export class SessionManager {
     return { ok: true, login };
   }
 
+  /** A Set-Cookie value that deletes the session cookie (not a login in progress). */
+  clearSessionCookie(): string {
+    return this.cookie(this.cookieName, '', 0);
+  }
+
   clearCookies(): string[] {
     return [this.cookie(this.cookieName, '', 0), this.cookie(this.loginCookieName, '', 0)];
   }

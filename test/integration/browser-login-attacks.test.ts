@@ -204,7 +204,20 @@ describe('browser login under attack', () => {
           302,
         );
         expect(page.headers.get('location'), what).toBe('/login?rd=%2Fprivate');
+        // A dead cookie is deleted, so the browser stops presenting it (a bare name is no cookie).
+        const deleted = cookie.includes('=')
+          ? [
+              expect.stringMatching(
+                new RegExp(`^${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0`),
+              ),
+            ]
+          : [];
+        for (const res of [api, page]) expect(res.headers.getSetCookie(), what).toEqual(deleted);
       }
+      // Without a session cookie there is nothing to delete.
+      const bare = await request('/private', {});
+      expect(bare.status).toBe(401);
+      expect(bare.headers.getSetCookie()).toEqual([]);
       // A header too large for the server is refused by Node's parser, not by a crash.
       const huge = await request('/private', { cookie: `${SESSION_COOKIE}=${'A'.repeat(40 * 1024)}` });
       expect(huge.status).toBe(431);

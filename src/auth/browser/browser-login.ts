@@ -86,8 +86,10 @@ export class BrowserLogin {
         ip: clientIp,
       });
     }
-    if (lookup.kind !== 'valid')
+    if (lookup.kind === 'none')
       return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
+    if (lookup.kind !== 'valid')
+      return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery, true) };
 
     let record = lookup.record;
     if (needsRefresh(record)) {
@@ -98,7 +100,7 @@ export class BrowserLogin {
         return { kind: 'challenge', challenge: this.storeUnavailable(req, err) };
       }
       if (refreshed === 'ended')
-        return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
+        return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery, true) };
       record = refreshed;
     }
     const refusal = this.checkPolicy(req, record.identity, clientIp);
@@ -162,15 +164,23 @@ export class BrowserLogin {
     }
   }
 
-  private unauthenticated(req: IncomingMessage, pathAndQuery: string): Challenge {
+  /**
+   * 302 to the login for a browser, 401 with the discovery challenge for anything else. With
+   * `staleCookie` (the request carried a session cookie that is invalid, expired or ended) the
+   * answer also deletes that cookie, so the browser stops sending a dead credential.
+   */
+  private unauthenticated(req: IncomingMessage, pathAndQuery: string, staleCookie = false): Challenge {
     const { publicUrl } = this.deps.config.server;
+    const clear: Array<[string, string]> = staleCookie
+      ? [['set-cookie', this.deps.sessions.clearSessionCookie()]]
+      : [];
     if (wantsHtml(req)) {
       const location = `/login?rd=${encodeURIComponent(pathAndQuery)}`;
       return htmlChallenge(
         302,
         page('Sign in required', 'Redirecting to sign in…', { href: location, text: 'Sign in' }),
         'redirect_login',
-        [['location', location]],
+        [['location', location], ...clear],
       );
     }
     // No credentials were sent, so no `error=` (RFC 6750 §3.1): MCP clients start discovery from here.
@@ -180,6 +190,7 @@ export class BrowserLogin {
     });
     return jsonChallenge(401, 'unauthorized', 'Authentication is required.', 'unauthenticated', [
       ['www-authenticate', challenge],
+      ...clear,
     ]);
   }
 
