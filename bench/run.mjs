@@ -27,7 +27,8 @@
 //   BENCH_INFO=1             also measure the proxy with LOG_LEVEL=info, access log on (0 = skip)
 //   BENCH_PROFILE=1          extra proxy run under `node --cpu-prof`, summarised (default off)
 //   BENCH_OIDC=1             also measure the proxy in oidc mode with a bearer token (0 = skip)
-//   BENCH_REDIS_URL=         oidc mode with SESSION_STORE=redis at this URL (default: memory store)
+//   BENCH_REDIS_URL=         oidc mode with SESSION_STORE=redis at this URL (default: memory store); give it a
+//                            Redis or db of its own: the proxies keep their keys there, under a fixed bench secret
 //   BENCH_BASELINE=DIR       also measure the proxy built in DIR (its dist/cli/main.js), interleaved
 //   NGINX_BIN, WRK_BIN       tool paths (default: /usr/sbin/nginx or PATH, wrk from PATH)
 import { spawn, spawnSync } from 'node:child_process';
@@ -65,6 +66,12 @@ const num = (name, def) => {
   return n;
 };
 class HarnessError extends Error {}
+
+/**
+ * The SESSION_SECRET of the oidc proxies on a Redis store: one for all of them, like instances sharing a
+ * store, and fixed, so a later run can read the signing key an earlier run left there. Bench data only.
+ */
+const BENCH_SESSION_SECRET = 'mcp-oidc-proxy-bench-only-not-a-real-secret';
 
 const TARGETS = { throughputVsNginx: 0.5, p99AddedMs: 5, idleRssMb: 60, sseStreams: 1000 };
 
@@ -430,7 +437,9 @@ async function startProxy(
         OIDC_CLIENT_ID: oidc.clientId,
         OIDC_CLIENT_SECRET: oidc.secret,
         OIDC_SCOPES: 'openid email profile groups',
-        ...(oidc.redisUrl ? { SESSION_STORE: 'redis', REDIS_URL: oidc.redisUrl } : {}),
+        ...(oidc.redisUrl
+          ? { SESSION_STORE: 'redis', REDIS_URL: oidc.redisUrl, SESSION_SECRET: BENCH_SESSION_SECRET }
+          : {}),
       }
     : { AUTH_MODE: 'bypass' };
   const entry = spawnChild(name, process.execPath, [...nodeArgs, path.join(build, 'dist/cli/main.js')], {
