@@ -109,7 +109,7 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
         : ['  auth mode      : bypass (no login)']),
       ...(idp
         ? [
-            `  monitoring     : ${publicUrl.origin}/admin  (admin page: log in as a ${DEMO_ADMIN_GROUP} user, alice)`,
+            `  monitoring     : ${publicUrl.origin}/admin  (the admin page: log in as alice, of the ${DEMO_ADMIN_GROUP} group)`,
           ]
         : []),
       `  health         : ${publicUrl.origin}/health     metrics: ${publicUrl.origin}${config.metrics.path}`,
