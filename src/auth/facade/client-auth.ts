@@ -1,8 +1,17 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AuthContext, RouteHandler } from '../authenticator.js';
 import type { ClientRegistry, OAuthClient } from './clients.js';
+import type { FacadeDeps } from './deps.js';
 import { InvalidClientError, InvalidRequestError } from './errors.js';
-import { param } from './http.js';
-import type { TokenEndpointAuthMethod } from './metadata.js';
+import {
+  param,
+  rateLimited,
+  readFormBody,
+  writeJsonFailure,
+  writeMethodNotAllowed,
+  writeOAuthError,
+} from './http.js';
+import { issuerUrl, type TokenEndpointAuthMethod } from './metadata.js';
 
 /**
  * Client authentication at /token and /revoke (RFC 6749 §2.3.1): `client_secret_basic` (the
@@ -87,4 +96,37 @@ function formDecode(value: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * An endpoint only authenticated clients call with a POSTed form (/token, /revoke): it spends the
+ * login budget, checks the method, reads the form and authenticates the client before `handle`
+ * runs; a failure becomes an OAuth error body, and a failed Basic authentication also gets its
+ * `WWW-Authenticate` challenge (RFC 6749 §5.2).
+ */
+export function clientEndpoint(
+  deps: FacadeDeps,
+  handle: (
+    client: OAuthClient,
+    params: URLSearchParams,
+    res: ServerResponse,
+    ctx: AuthContext,
+  ) => Promise<void>,
+): RouteHandler {
+  const issuer = issuerUrl(deps.config.server.publicUrl);
+  return async (req, res, ctx) => {
+    if (await rateLimited(deps, res, ctx)) return;
+    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
+    const basic = usesBasicAuth(req);
+    try {
+      const params = await readFormBody(req, res);
+      const { client } = await authenticateClient(deps.clients, req, params);
+      await handle(client, params, res, ctx);
+    } catch (error) {
+      if (error instanceof InvalidClientError && basic) {
+        return writeOAuthError(res, error, [['www-authenticate', basicChallenge(issuer)]]);
+      }
+      writeJsonFailure(deps, res, error, ctx);
+    }
+  };
 }

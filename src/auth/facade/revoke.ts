@@ -1,20 +1,9 @@
 import type { RouteHandler } from '../authenticator.js';
 import { AccessTokenError } from '../tokens/access-tokens.js';
-import { authenticateClient, basicChallenge, usesBasicAuth } from './client-auth.js';
+import { clientEndpoint } from './client-auth.js';
 import type { FacadeDeps } from './deps.js';
-import { InvalidClientError } from './errors.js';
-import {
-  param,
-  rateLimited,
-  readFormBody,
-  recordAudit,
-  requiredParam,
-  writeEmpty,
-  writeJsonFailure,
-  writeMethodNotAllowed,
-  writeOAuthError,
-} from './http.js';
-import { issuerUrl, resourceUrl } from './metadata.js';
+import { param, recordAudit, requiredParam, writeEmpty } from './http.js';
+import { resourceUrl } from './metadata.js';
 
 /**
  * POST /revoke (RFC 7009). The client authenticates as at /token; a token it was not issued, an
@@ -26,7 +15,6 @@ import { issuerUrl, resourceUrl } from './metadata.js';
  * `token_type_hint` is accepted and not needed; an unknown hint is ignored (§2.1).
  */
 export function createRevokeHandler(deps: FacadeDeps): RouteHandler {
-  const issuer = issuerUrl(deps.config.server.publicUrl);
   const audience = resourceUrl(deps.config.server.publicUrl, deps.config.mcpPath);
 
   /** Revokes an access token of this client; false when it is not one. */
@@ -42,33 +30,21 @@ export function createRevokeHandler(deps: FacadeDeps): RouteHandler {
     }
   }
 
-  return async (req, res, ctx) => {
-    if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
-    const basic = usesBasicAuth(req);
-    try {
-      const params = await readFormBody(req, res);
-      const { client } = await authenticateClient(deps.clients, req, params);
-      const token = requiredParam(params, 'token');
-      param(params, 'token_type_hint'); // may appear once; its value does not matter
-      const kind = token.includes('.') ? 'access_token' : 'refresh_token';
-      const revoked =
-        kind === 'access_token'
-          ? await revokeAccessToken(token, client.client_id)
-          : (await deps.refreshTokens.revoke(token, { clientId: client.client_id })) === 'revoked';
-      if (revoked) {
-        recordAudit(deps.audit, 'token_revoked', {
-          client_id: client.client_id,
-          token_type: kind,
-          ip: ctx.clientIp,
-        });
-      }
-      writeEmpty(res);
-    } catch (error) {
-      if (error instanceof InvalidClientError && basic) {
-        return writeOAuthError(res, error, [['www-authenticate', basicChallenge(issuer)]]);
-      }
-      writeJsonFailure(deps, res, error, ctx);
+  return clientEndpoint(deps, async (client, params, res, ctx) => {
+    const token = requiredParam(params, 'token');
+    param(params, 'token_type_hint'); // may appear once; its value does not matter
+    const kind = token.includes('.') ? 'access_token' : 'refresh_token';
+    const revoked =
+      kind === 'access_token'
+        ? await revokeAccessToken(token, client.client_id)
+        : (await deps.refreshTokens.revoke(token, { clientId: client.client_id })) === 'revoked';
+    if (revoked) {
+      recordAudit(deps.audit, 'token_revoked', {
+        client_id: client.client_id,
+        token_type: kind,
+        ip: ctx.clientIp,
+      });
     }
-  };
+    writeEmpty(res);
+  });
 }

@@ -4,11 +4,10 @@ import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
 import type { GrantTimes } from '../tokens/access-tokens.js';
 import { RefreshTokenError } from '../tokens/refresh-tokens.js';
 import { AuthorizationCodes, type IssuedFromCode } from './authorization-codes.js';
-import { authenticateClient, basicChallenge, usesBasicAuth } from './client-auth.js';
+import { clientEndpoint } from './client-auth.js';
 import type { OAuthClient } from './clients.js';
 import { ACCESS_TOKEN_TTL_SECONDS, type FacadeDeps } from './deps.js';
 import {
-  InvalidClientError,
   InvalidGrantError,
   InvalidRequestError,
   InvalidScopeError,
@@ -16,19 +15,7 @@ import {
   UnauthorizedClientError,
   UnsupportedGrantTypeError,
 } from './errors.js';
-import {
-  param,
-  rateLimited,
-  readFormBody,
-  recordAudit,
-  requiredParam,
-  scopeParam,
-  writeJson,
-  writeJsonFailure,
-  writeMethodNotAllowed,
-  writeOAuthError,
-} from './http.js';
-import { issuerUrl } from './metadata.js';
+import { param, recordAudit, requiredParam, scopeParam, writeJson } from './http.js';
 
 /**
  * POST /token (OAuth 2.1 §3.2): `authorization_code` with PKCE S256, and `refresh_token` with
@@ -56,7 +43,6 @@ export function pkceS256Matches(verifier: string, challenge: string): boolean {
 }
 
 export function createTokenHandler(deps: FacadeDeps): RouteHandler {
-  const issuer = issuerUrl(deps.config.server.publicUrl);
   const codes = new AuthorizationCodes(deps.store, deps.keys);
 
   /** The allow-lists again; a refusal is audited. */
@@ -270,38 +256,26 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     };
   }
 
-  return async (req, res, ctx) => {
-    if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
-    const basic = usesBasicAuth(req);
-    try {
-      const params = await readFormBody(req, res);
-      const { client } = await authenticateClient(deps.clients, req, params);
-      const grantType = requiredParam(params, 'grant_type');
-      if (grantType !== 'authorization_code' && grantType !== 'refresh_token') {
-        throw new UnsupportedGrantTypeError(
-          `grant_type ${JSON.stringify(grantType.slice(0, 50))} is not supported; use authorization_code or refresh_token`,
-        );
-      }
-      if (!client.grant_types.includes(grantType)) {
-        throw new UnauthorizedClientError(`this client did not register the ${grantType} grant type`);
-      }
-      const body =
-        grantType === 'authorization_code'
-          ? await authorizationCode(client, params, ctx)
-          : await refreshToken(client, params, ctx);
-      try {
-        await deps.clients.recordUse(client.client_id);
-      } catch (error) {
-        // The tokens are issued; a registration that is not kept alive now is refreshed next time.
-        deps.logger.warn({ req_id: ctx.requestId, err: (error as Error).message }, 'client use not recorded');
-      }
-      writeJson(res, 200, body);
-    } catch (error) {
-      if (error instanceof InvalidClientError && basic) {
-        return writeOAuthError(res, error, [['www-authenticate', basicChallenge(issuer)]]);
-      }
-      writeJsonFailure(deps, res, error, ctx);
+  return clientEndpoint(deps, async (client, params, res, ctx) => {
+    const grantType = requiredParam(params, 'grant_type');
+    if (grantType !== 'authorization_code' && grantType !== 'refresh_token') {
+      throw new UnsupportedGrantTypeError(
+        `grant_type ${JSON.stringify(grantType.slice(0, 50))} is not supported; use authorization_code or refresh_token`,
+      );
     }
-  };
+    if (!client.grant_types.includes(grantType)) {
+      throw new UnauthorizedClientError(`this client did not register the ${grantType} grant type`);
+    }
+    const body =
+      grantType === 'authorization_code'
+        ? await authorizationCode(client, params, ctx)
+        : await refreshToken(client, params, ctx);
+    try {
+      await deps.clients.recordUse(client.client_id);
+    } catch (error) {
+      // The tokens are issued; a registration that is not kept alive now is refreshed next time.
+      deps.logger.warn({ req_id: ctx.requestId, err: (error as Error).message }, 'client use not recorded');
+    }
+    writeJson(res, 200, body);
+  });
 }
