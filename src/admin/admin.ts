@@ -11,15 +11,16 @@ import type { FacadeDeps } from '../auth/facade/deps.js';
 import { TemporarilyUnavailableError } from '../auth/facade/errors.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
+import { createRateLimiter } from '../limits/rate-limit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { sendJsonError } from '../pipeline/handler.js';
-import { createRateLimiter } from '../pipeline/rate-limit.js';
 import type { BreakerState } from '../proxy/breaker.js';
-import type { RedisSessionStore } from '../session/redis.js';
 import type { ListedSession } from '../session/sessions.js';
-import { StoreUnavailableError } from '../session/store.js';
+import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
+import type { RedisStateStore } from '../store/redis.js';
+import { StoreUnavailableError } from '../store/state-store.js';
 import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator, type AdminCaller } from './auth.js';
 import { ADMIN_CSP, ADMIN_PAGE_CSS, ADMIN_PAGE_HTML, ADMIN_PAGE_JS } from './page.js';
 import { StatusReporter } from './status.js';
@@ -148,8 +149,8 @@ export class AdminApi {
       // Counted in the session store's Redis when there is one, so all instances share the budget.
       failures: createRateLimiter({
         perMinute: ADMIN_FAILED_AUTH_PER_MINUTE,
-        keyPrefix: 'mcp-oidc-proxy:rl:admin-auth',
-        redis: store?.kind === 'redis' ? (store as RedisSessionStore).redis : undefined,
+        keyPrefix: RATE_LIMIT_PREFIXES.adminAuth,
+        redis: store?.kind === 'redis' ? (store as RedisStateStore).redis : undefined,
       }),
       audit: this.audit,
       publicOrigin: this.publicOrigin,

@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import type { AuditLog } from '../auth/audit.js';
 import type { AuthContext } from '../auth/authenticator.js';
 import type { BrowserAuthResult } from '../auth/browser/browser-login.js';
-import { addressBudget, type RateLimiter } from '../pipeline/rate-limit.js';
+import { addressBudget, type RateLimiter } from '../limits/rate-limit.js';
 
 /** Who called the admin API: the holder of ADMIN_TOKEN, or a signed-in member of ADMIN_GROUPS. */
 export type AdminCaller =

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RateLimits } from '../limits/rate-limit.js';
 import type { TraceSpan } from '../observability/spans.js';
-import type { RateLimits } from '../pipeline/rate-limit.js';
 import type { Challenge } from './challenge.js';
 
 /** Who the caller is, as the backend learns it through identity headers. */

@@ -1,17 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/types.js';
+import { RateLimits } from '../limits/rate-limit.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TraceSpan, Tracing } from '../observability/spans.js';
-import { RateLimits } from '../pipeline/rate-limit.js';
-import {
-  createSessionStore,
-  RedisSessionStore,
-  type SessionStore,
-  StoreUnavailableError,
-} from '../session/index.js';
-import { SessionKeys } from '../session/keys.js';
 import { SessionManager } from '../session/sessions.js';
+import { createStateStore, RedisStateStore, type StateStore, StoreUnavailableError } from '../store/index.js';
+import { SealingKeys } from '../store/sealing-keys.js';
 import { type AuditEvent, type AuditFields, AuditLog } from './audit.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
 import { type BrowserAuthResult, BrowserLogin } from './browser/browser-login.js';
@@ -55,7 +50,7 @@ export class SessionAuthenticator implements Authenticator {
 
   private constructor(
     private readonly config: Config,
-    readonly store: SessionStore,
+    readonly store: StateStore,
     readonly sessions: SessionManager,
     readonly provider: Provider,
     private readonly login: BrowserLogin,
@@ -88,7 +83,7 @@ export class SessionAuthenticator implements Authenticator {
   }
 
   static create(config: Config, logger: Logger, metrics?: Metrics, tracing?: Tracing): SessionAuthenticator {
-    const store = createSessionStore({
+    const store = createStateStore({
       kind: config.session.store,
       redisUrl: config.session.redisUrl,
       redisCa: config.session.redisCa,
@@ -97,7 +92,7 @@ export class SessionAuthenticator implements Authenticator {
         10_000,
       ),
     });
-    const keys = new SessionKeys(config.session.secret);
+    const keys = new SealingKeys(config.session.secret);
     const sessions = new SessionManager(store, keys, {
       idleTimeoutMs: config.session.idleTimeoutMs,
       maxAgeMs: config.session.maxAgeMs,
@@ -112,7 +107,7 @@ export class SessionAuthenticator implements Authenticator {
     // Both budgets count in the session store's Redis, when there is one, across instances.
     const rateLimits = new RateLimits(
       config.auth,
-      store instanceof RedisSessionStore ? store.redis : undefined,
+      store instanceof RedisStateStore ? store.redis : undefined,
     );
     const rateLimiter = rateLimits.authLimiter;
     // Every audit event also counts in mcp_oidc_proxy_auth_events_total, by client name.

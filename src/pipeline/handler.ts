@@ -5,6 +5,12 @@ import type { Duplex } from 'node:stream';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from '../auth/authenticator.js';
 import { writeChallenge } from '../auth/challenge.js';
 import type { Config } from '../config/types.js';
+import {
+  addressBudget,
+  type RateLimits,
+  sendTooManyRequests,
+  tooManyRequests,
+} from '../limits/rate-limit.js';
 import type { HealthChecker } from '../observability/health.js';
 import { type Logger, redactUrl } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -16,7 +22,6 @@ import { rawResponseHead, type TunnelRegistry, tunnelWebSocket } from '../proxy/
 import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
 import { answerPreflight, corsHeaders, isPreflight } from './cors.js';
 import type { OriginGuard } from './origin-guard.js';
-import { addressBudget, type RateLimits, sendTooManyRequests, tooManyRequests } from './rate-limit.js';
 import { checkRequestTarget } from './request-target.js';
 import { applySecurityHeaders } from './security-headers.js';
 

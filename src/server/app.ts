@@ -12,6 +12,7 @@ import {
   valuesAfterReload,
 } from '../config/reload.js';
 import type { Config } from '../config/types.js';
+import { RateLimits } from '../limits/rate-limit.js';
 import { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { BREAKER_STATE_VALUE, createMetrics, type Metrics } from '../observability/metrics.js';
@@ -19,7 +20,6 @@ import { startTracing, type Tracing } from '../observability/spans.js';
 import { TrustedProxies } from '../pipeline/client-address.js';
 import { Pipeline } from '../pipeline/handler.js';
 import { OriginGuard } from '../pipeline/origin-guard.js';
-import { RateLimits } from '../pipeline/rate-limit.js';
 import { securityHeaders } from '../pipeline/security-headers.js';
 import { CircuitBreaker } from '../proxy/breaker.js';
 import { Forwarder, type LiveStream } from '../proxy/forward.js';

@@ -1,8 +1,9 @@
 import type { UpstreamIdentity, UpstreamTokens } from '../auth/oidc/provider.js';
-import { randomId, type SessionKeys } from './keys.js';
-import type { SessionStore } from './store.js';
+import { STORE_KEY_PREFIXES } from '../store/key-prefixes.js';
+import { randomId, type SealingKeys } from '../store/sealing-keys.js';
+import type { StateStore } from '../store/state-store.js';
 
-/** A browser session as stored (encrypted) in the SessionStore. */
+/** A browser session as stored (encrypted) in the StateStore. */
 export interface SessionRecord {
   v: 1;
   provider: string;
@@ -57,9 +58,9 @@ export type SessionLookup =
   | { kind: 'expired'; reason: 'idle' | 'absolute' | 'gone'; record?: SessionRecord }
   | { kind: 'valid'; id: string; record: SessionRecord; lastSeenAt: number };
 
-const SESSION_PREFIX = 'session:';
-const LOGIN_PREFIX = 'login:';
-const SEEN_PREFIX = 'seen:';
+const SESSION_PREFIX = STORE_KEY_PREFIXES.session;
+const LOGIN_PREFIX = STORE_KEY_PREFIXES.login;
+const SEEN_PREFIX = STORE_KEY_PREFIXES.sessionSeen;
 const LOGIN_TTL_MS = 10 * 60 * 1000;
 /** The idle clock is written back at most this often, not on every request. */
 const MAX_TOUCH_INTERVAL_MS = 60 * 1000;
@@ -81,7 +82,7 @@ export function readCookie(header: string | undefined, name: string): string | u
 }
 
 /**
- * Sessions and logins in progress on top of a SessionStore. The cookie carries only a
+ * Sessions and logins in progress on top of a StateStore. The cookie carries only a
  * signed random id; the record is encrypted with a key bound to that id. A login always
  * gets a new id (no fixation); idle and absolute timeouts are enforced on every load.
  */
@@ -92,8 +93,8 @@ export class SessionManager {
   private readonly now: () => number;
 
   constructor(
-    private readonly store: SessionStore,
-    private readonly keys: SessionKeys,
+    private readonly store: StateStore,
+    private readonly keys: SealingKeys,
     private readonly options: SessionManagerOptions,
   ) {
     this.touchIntervalMs =

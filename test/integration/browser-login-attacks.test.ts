@@ -7,7 +7,7 @@ import { LoginRejectedError } from '../../src/auth/oidc/provider.js';
 import { loadConfig } from '../../src/config/load.js';
 import { DEFAULT_DEV_USERS } from '../../src/demo/dev-idp.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { SessionKeys } from '../../src/session/keys.js';
+import { SealingKeys } from '../../src/store/sealing-keys.js';
 import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
 import { CLIENT_ID, CLIENT_SECRET, type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 import { freePort, waitFor } from '../helpers/servers.js';
@@ -186,8 +186,8 @@ describe('browser login under attack', () => {
         'signature last char flipped': `${SESSION_COOKIE}=${flip(genuine, genuine.length - 1)}`,
         'id flipped': `${SESSION_COOKIE}=${flip(genuine, 0)}`,
         unsigned: `${SESSION_COOKIE}=${id}`,
-        'signed with another SESSION_SECRET': `${SESSION_COOKIE}=${new SessionKeys('another-secret-entirely').sign(id, 'session')}`,
-        'signed with the right secret, unknown id': `${SESSION_COOKIE}=${new SessionKeys(SESSION_SECRET).sign(random43(), 'session')}`,
+        'signed with another SESSION_SECRET': `${SESSION_COOKIE}=${new SealingKeys('another-secret-entirely').sign(id, 'session')}`,
+        'signed with the right secret, unknown id': `${SESSION_COOKIE}=${new SealingKeys(SESSION_SECRET).sign(random43(), 'session')}`,
         'the login-binding cookie as a session cookie': `${SESSION_COOKIE}=${loginBinding}`,
         'oversized (5 KB)': `${SESSION_COOKIE}=${id}.${'A'.repeat(5 * 1024)}`,
         'no value': SESSION_COOKIE,
@@ -424,7 +424,7 @@ describe('browser login under attack', () => {
 
   describe('session fixation', () => {
     it('replaces a planted cookie by a new id; the planted id never becomes a session', async () => {
-      const planted = new SessionKeys(SESSION_SECRET).sign(random43(), 'session');
+      const planted = new SealingKeys(SESSION_SECRET).sign(random43(), 'session');
       const jar = new CookieJar();
       jar.setFrom(stack.url, `${SESSION_COOKIE}=${planted}; Path=/`);
       const { echo } = await login(alice, jar);

@@ -14,7 +14,7 @@ import {
   isForbiddenAddress,
 } from '../../src/auth/facade/cimd.js';
 import { ClientRegistry } from '../../src/auth/facade/clients.js';
-import { MemorySessionStore } from '../../src/session/memory.js';
+import { MemoryStateStore } from '../../src/store/memory.js';
 
 type Route = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -31,7 +31,7 @@ const onClientSocket = () => {
   clientSockets++;
 };
 
-let store: MemorySessionStore;
+let store: MemoryStateStore;
 
 function documents(options: Partial<ClientMetadataDocumentsOptions> = {}): ClientMetadataDocuments {
   return new ClientMetadataDocuments({ store, allowPrivate: true, ...options });
@@ -106,7 +106,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  store = new MemorySessionStore();
+  store = new MemoryStateStore();
   routes.clear();
   requests.length = 0;
   connections = 0;

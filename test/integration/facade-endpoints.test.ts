@@ -14,11 +14,11 @@ import { AccessTokenError, AccessTokens } from '../../src/auth/tokens/access-tok
 import { RefreshTokens } from '../../src/auth/tokens/refresh-tokens.js';
 import { SigningKeys } from '../../src/auth/tokens/signing-keys.js';
 import { loadConfig } from '../../src/config/load.js';
+import { createRateLimiter } from '../../src/limits/rate-limit.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { createRateLimiter } from '../../src/pipeline/rate-limit.js';
-import { SessionKeys } from '../../src/session/keys.js';
-import { MemorySessionStore } from '../../src/session/memory.js';
 import { SessionManager } from '../../src/session/sessions.js';
+import { MemoryStateStore } from '../../src/store/memory.js';
+import { SealingKeys } from '../../src/store/sealing-keys.js';
 import { type Listening, listen } from '../helpers/servers.js';
 
 const PUBLIC_REDIRECT = 'http://127.0.0.1:7777/callback';
@@ -78,8 +78,8 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
     },
   });
   const logger = createLogger('info', sink);
-  const store = new MemorySessionStore();
-  const keys = new SessionKeys('facade-endpoints-test-secret');
+  const store = new MemoryStateStore();
+  const keys = new SealingKeys('facade-endpoints-test-secret');
   const sessions = new SessionManager(store, keys, {
     idleTimeoutMs: 60 * 60 * 1000,
     maxAgeMs: 24 * 60 * 60 * 1000,

@@ -9,10 +9,10 @@ import type { Provider, UpstreamIdentity } from '../../src/auth/oidc/provider.js
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger, type Logger } from '../../src/observability/logger.js';
-import { SessionKeys } from '../../src/session/keys.js';
-import { MemorySessionStore } from '../../src/session/memory.js';
 import { SessionManager } from '../../src/session/sessions.js';
-import type { SessionStore } from '../../src/session/store.js';
+import { MemoryStateStore } from '../../src/store/memory.js';
+import { SealingKeys } from '../../src/store/sealing-keys.js';
+import type { StateStore } from '../../src/store/state-store.js';
 import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
 import { CLIENT_ID, CLIENT_SECRET, type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 import { type Listening, listen, waitFor } from '../helpers/servers.js';
@@ -120,11 +120,11 @@ async function startTokenGate(): Promise<TokenGate> {
  * A real memory store whose next `setIfAbsent` (the refresh lock) can be held back: it lets a
  * test put one request's lock attempt after another request's whole refresh.
  */
-class HoldableStore implements SessionStore {
+class HoldableStore implements StateStore {
   readonly kind = 'memory' as const;
   private held: { arrived: Deferred; release: Deferred } | undefined;
 
-  constructor(readonly inner: MemorySessionStore) {}
+  constructor(readonly inner: MemoryStateStore) {}
 
   holdNextLock(): { arrived: Promise<void>; release(): void } {
     const held = { arrived: deferred(), release: deferred() };
@@ -342,7 +342,7 @@ describe('BrowserLogin with sessions it is given (real IdP, real store)', () => 
   let gate: TokenGate;
   let config: Config;
   let provider: Provider;
-  const stores: MemorySessionStore[] = [];
+  const stores: MemoryStateStore[] = [];
 
   beforeAll(async () => {
     gate = await startTokenGate();
@@ -376,9 +376,9 @@ describe('BrowserLogin with sessions it is given (real IdP, real store)', () => 
     await gate?.close();
   });
 
-  function build(store: SessionStore, options: { idleTimeoutMs?: number; maxAgeMs?: number } = {}) {
+  function build(store: StateStore, options: { idleTimeoutMs?: number; maxAgeMs?: number } = {}) {
     const clock = { now: Date.now() };
-    const sessions = new SessionManager(store, new SessionKeys(SESSION_SECRET), {
+    const sessions = new SessionManager(store, new SealingKeys(SESSION_SECRET), {
       idleTimeoutMs: options.idleTimeoutMs ?? 3600_000,
       maxAgeMs: options.maxAgeMs ?? 86_400_000,
       cookie: { secure: false },
@@ -397,8 +397,8 @@ describe('BrowserLogin with sessions it is given (real IdP, real store)', () => 
     return { sessions, login, log, audits, clock };
   }
 
-  function memory(): MemorySessionStore {
-    const s = new MemorySessionStore();
+  function memory(): MemoryStateStore {
+    const s = new MemoryStateStore();
     stores.push(s);
     return s;
   }

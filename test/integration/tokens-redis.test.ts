@@ -8,9 +8,9 @@ import {
 } from '../../src/auth/tokens/access-tokens.js';
 import { hashRefreshToken, RefreshTokenError, RefreshTokens } from '../../src/auth/tokens/refresh-tokens.js';
 import { SigningKeys } from '../../src/auth/tokens/signing-keys.js';
-import { createSessionStore } from '../../src/session/index.js';
-import { SessionKeys } from '../../src/session/keys.js';
-import type { SessionStore } from '../../src/session/store.js';
+import { createStateStore } from '../../src/store/index.js';
+import { SealingKeys } from '../../src/store/sealing-keys.js';
+import type { StateStore } from '../../src/store/state-store.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Every key this run writes lives under this prefix and is deleted afterwards. */
@@ -37,7 +37,7 @@ const family = {
 
 describe('proxy tokens on a shared Redis (one connection per simulated instance)', () => {
   let raw: Redis;
-  const stores: SessionStore[] = [];
+  const stores: StateStore[] = [];
   let testPrefix = RUN_PREFIX;
   let caseNumber = 0;
 
@@ -66,9 +66,9 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
 
   /** One proxy instance: its own Redis connection, the shared SESSION_SECRET. */
   function instance(options: { maxTokenTtlSeconds?: number } = {}) {
-    const store = createSessionStore({ kind: 'redis', redisUrl: REDIS_URL, keyPrefix: testPrefix });
+    const store = createStateStore({ kind: 'redis', redisUrl: REDIS_URL, keyPrefix: testPrefix });
     stores.push(store);
-    const keys = new SessionKeys(SECRET);
+    const keys = new SealingKeys(SECRET);
     const signingKeys = new SigningKeys(store, keys, {
       maxTokenTtlSeconds: options.maxTokenTtlSeconds ?? 600,
     });

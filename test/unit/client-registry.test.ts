@@ -9,8 +9,8 @@ import {
   UNUSED_CLIENT_TTL_MS,
 } from '../../src/auth/facade/clients.js';
 import { InvalidClientError, OAuthError } from '../../src/auth/facade/errors.js';
-import { MemorySessionStore } from '../../src/session/memory.js';
-import { type SessionStore, StoreUnavailableError } from '../../src/session/store.js';
+import { MemoryStateStore } from '../../src/store/memory.js';
+import { type StateStore, StoreUnavailableError } from '../../src/store/state-store.js';
 
 const CLAUDE = {
   client_name: 'Claude',
@@ -21,7 +21,7 @@ const CLAUDE = {
   scope: 'mcp',
 };
 
-let store: MemorySessionStore;
+let store: MemoryStateStore;
 let clock: number;
 
 function registry(options: Partial<ClientRegistryOptions> = {}): ClientRegistry {
@@ -39,7 +39,7 @@ async function oauthError(promise: Promise<unknown>): Promise<OAuthError> {
 }
 
 beforeEach(() => {
-  store = new MemorySessionStore();
+  store = new MemoryStateStore();
   clock = Date.UTC(2026, 0, 1);
 });
 afterEach(async () => {
@@ -261,7 +261,7 @@ describe('register', () => {
   });
 
   it('answers temporarily_unavailable when the store is down', async () => {
-    const down = new MemorySessionStore();
+    const down = new MemoryStateStore();
     down.set = async () => {
       throw new StoreUnavailableError('redis down');
     };
@@ -491,7 +491,7 @@ describe('metadata document client ids', () => {
 
   it('does not look up ids of other forms in the store', async () => {
     const seen: string[] = [];
-    const spy: SessionStore = Object.assign(Object.create(store) as SessionStore, {
+    const spy: StateStore = Object.assign(Object.create(store) as StateStore, {
       get: async (key: string) => {
         seen.push(key);
         return undefined;

@@ -6,7 +6,7 @@ import {
   createRateLimiter,
   type RateLimiter,
   sendTooManyRequests,
-} from '../../src/pipeline/rate-limit.js';
+} from '../../src/limits/rate-limit.js';
 
 function memoryLimiter(perMinute: number): RateLimiter {
   const limiter = createRateLimiter({ perMinute, keyPrefix: 'test' });

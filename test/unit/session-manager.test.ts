@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { UpstreamIdentity, UpstreamTokens } from '../../src/auth/oidc/provider.js';
-import { SessionKeys } from '../../src/session/keys.js';
-import { MemorySessionStore } from '../../src/session/memory.js';
 import { readCookie, SessionManager } from '../../src/session/sessions.js';
+import { MemoryStateStore } from '../../src/store/memory.js';
+import { SealingKeys } from '../../src/store/sealing-keys.js';
 
 const identity: UpstreamIdentity = { sub: 'alice', email: 'alice@example.com', groups: ['engineering'] };
 const tokens: UpstreamTokens = { accessToken: 'access-1', refreshToken: 'refresh-1', idToken: 'id-1' };
@@ -18,7 +18,7 @@ function cookieValue(setCookie: string): string {
 }
 
 describe('SessionManager', () => {
-  const stores: MemorySessionStore[] = [];
+  const stores: MemoryStateStore[] = [];
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
   });
@@ -31,13 +31,13 @@ describe('SessionManager', () => {
       touchIntervalMs?: number;
       secure?: boolean;
       secret?: string;
-      store?: MemorySessionStore;
+      store?: MemoryStateStore;
     } = {},
   ) {
-    const store = options.store ?? new MemorySessionStore();
+    const store = options.store ?? new MemoryStateStore();
     if (!options.store) stores.push(store);
     const clock = { now: Date.now() };
-    const sessions = new SessionManager(store, new SessionKeys(options.secret ?? 'unit-test-secret'), {
+    const sessions = new SessionManager(store, new SealingKeys(options.secret ?? 'unit-test-secret'), {
       idleTimeoutMs: options.idleTimeoutMs ?? 1_000,
       maxAgeMs: options.maxAgeMs ?? 10_000,
       cookie: { secure: options.secure ?? false },
@@ -347,14 +347,14 @@ describe('SessionManager', () => {
   });
 });
 
-describe('SessionKeys', () => {
+describe('SealingKeys', () => {
   it('encrypts with the context bound: another context, key or a flipped bit cannot decrypt', () => {
-    const keys = new SessionKeys('unit-test-secret');
+    const keys = new SealingKeys('unit-test-secret');
     const sealed = keys.encrypt('{"secret":"value"}', 'session:a');
     expect(sealed).not.toContain('value');
     expect(keys.decrypt(sealed, 'session:a')).toBe('{"secret":"value"}');
     expect(keys.decrypt(sealed, 'session:b')).toBeUndefined();
-    expect(new SessionKeys('another-secret').decrypt(sealed, 'session:a')).toBeUndefined();
+    expect(new SealingKeys('another-secret').decrypt(sealed, 'session:a')).toBeUndefined();
     const raw = Buffer.from(sealed, 'base64url');
     for (const i of [0, 12, 28, raw.length - 1]) {
       const flipped = Buffer.from(raw);
@@ -367,27 +367,27 @@ describe('SessionKeys', () => {
   });
 
   it('encrypts the same text differently every time', () => {
-    const keys = new SessionKeys('unit-test-secret');
+    const keys = new SealingKeys('unit-test-secret');
     expect(keys.encrypt('x', 'c')).not.toBe(keys.encrypt('x', 'c'));
   });
 
   it('signs per purpose: a value signed for one purpose is refused for another', () => {
-    const keys = new SessionKeys('unit-test-secret');
+    const keys = new SealingKeys('unit-test-secret');
     const signed = keys.sign('abc', 'session');
     expect(keys.unsign(signed, 'session')).toBe('abc');
     expect(keys.unsign(signed, 'login')).toBeUndefined();
-    expect(new SessionKeys('another-secret').unsign(signed, 'session')).toBeUndefined();
+    expect(new SealingKeys('another-secret').unsign(signed, 'session')).toBeUndefined();
     expect(keys.unsign('abc', 'session')).toBeUndefined();
     expect(keys.unsign(`.${signed.split('.')[1]}`, 'session')).toBeUndefined();
   });
 
   it('derives the same keys from the same secret (instances sharing Redis)', () => {
-    const a = new SessionKeys('shared-secret');
-    const b = new SessionKeys('shared-secret');
+    const a = new SealingKeys('shared-secret');
+    const b = new SealingKeys('shared-secret');
     expect(b.unsign(a.sign('id', 'session'), 'session')).toBe('id');
     expect(b.decrypt(a.encrypt('x', 'c'), 'c')).toBe('x');
-    const random1 = new SessionKeys(undefined);
-    const random2 = new SessionKeys(undefined);
+    const random1 = new SealingKeys(undefined);
+    const random2 = new SealingKeys(undefined);
     expect(random2.unsign(random1.sign('id', 'session'), 'session')).toBeUndefined();
   });
 

@@ -12,33 +12,33 @@ import {
   SigningKeyError,
   SigningKeys,
 } from '../../src/auth/tokens/signing-keys.js';
-import { SessionKeys } from '../../src/session/keys.js';
-import { MemorySessionStore } from '../../src/session/memory.js';
-import { StoreUnavailableError } from '../../src/session/store.js';
+import { MemoryStateStore } from '../../src/store/memory.js';
+import { SealingKeys } from '../../src/store/sealing-keys.js';
+import { StoreUnavailableError } from '../../src/store/state-store.js';
 
 const PUBLIC_URL = 'https://proxy.example.com';
 const RESOURCE = 'https://proxy.example.com/mcp';
 const SECRET = 'unit-test-secret';
 
-const stores: MemorySessionStore[] = [];
+const stores: MemoryStateStore[] = [];
 afterEach(async () => {
   for (const s of stores.splice(0)) await s.close();
 });
 
-function newStore(): MemorySessionStore {
-  const store = new MemorySessionStore();
+function newStore(): MemoryStateStore {
+  const store = new MemoryStateStore();
   stores.push(store);
   return store;
 }
 
 /** One proxy instance on `store`: its keys, access and refresh tokens, sharing a clock the test moves. */
 function instance(
-  store: MemorySessionStore,
+  store: MemoryStateStore,
   clock = { now: Date.now() },
   options: { secret?: string; maxTokenTtlSeconds?: number; publicUrl?: string; keyCacheMs?: number } = {},
 ) {
   const now = (): number => clock.now;
-  const keys = new SessionKeys(options.secret ?? SECRET);
+  const keys = new SealingKeys(options.secret ?? SECRET);
   const signingKeys = new SigningKeys(store, keys, {
     maxTokenTtlSeconds: options.maxTokenTtlSeconds ?? 3600,
     keyCacheMs: options.keyCacheMs,

@@ -1,11 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as client from 'openid-client';
 import type { Config } from '../../config/types.js';
+import { addressBudget, type RateLimiter, refuseOverLimit } from '../../limits/rate-limit.js';
 import type { Logger } from '../../observability/logger.js';
 import { NOOP_SPAN, type TraceSpan } from '../../observability/spans.js';
-import { addressBudget, type RateLimiter, refuseOverLimit } from '../../pipeline/rate-limit.js';
 import type { SessionLookup, SessionManager, SessionRecord } from '../../session/sessions.js';
-import { StoreUnavailableError } from '../../session/store.js';
+import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuditLog } from '../audit.js';
 import type { AuthContext, Identity, RouteHandler } from '../authenticator.js';
 import { type Challenge, htmlChallenge, jsonChallenge, writeChallenge } from '../challenge.js';

@@ -1,12 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { SessionKeys } from '../../session/keys.js';
-import type { SessionStore } from '../../session/store.js';
+import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
+import type { SealingKeys } from '../../store/sealing-keys.js';
+import type { StateStore } from '../../store/state-store.js';
 
 /**
  * Authorization codes: 256 random bits, single use, 60 s, stored only under their SHA-256.
  *
  * Store layout:
- * - `authz-code:<hash>`: the grant (sealed with SessionKeys bound to the key: it names the user),
+ * - `authz-code:<hash>`: the grant (sealed with SealingKeys bound to the key: it names the user),
  *   taken (read and deleted at once) by the one redemption that wins;
  * - `authz-code-used:<hash>`: written by that redemption, then overwritten with what it issued
  *   (access token jti, refresh family), so a replay can revoke it (OAuth 2.1 §4.1.3);
@@ -18,9 +19,9 @@ export const AUTHORIZATION_CODE_TTL_MS = 60_000;
 /** How long a redeemed code is remembered, so a replay is recognised and answered by revocation. */
 export const USED_CODE_TTL_MS = 60 * 60 * 1000;
 
-const CODE_PREFIX = 'authz-code:';
-const USED_PREFIX = 'authz-code-used:';
-const REPLAYED_PREFIX = 'authz-code-replayed:';
+const CODE_PREFIX = STORE_KEY_PREFIXES.authorizationCode;
+const USED_PREFIX = STORE_KEY_PREFIXES.authorizationCodeUsed;
+const REPLAYED_PREFIX = STORE_KEY_PREFIXES.authorizationCodeReplayed;
 /** 32 random bytes, base64url. */
 const CODE_SHAPE = /^[A-Za-z0-9_-]{43}$/;
 
@@ -66,8 +67,8 @@ export function hashAuthorizationCode(code: string): string {
 
 export class AuthorizationCodes {
   constructor(
-    private readonly store: SessionStore,
-    private readonly keys: SessionKeys,
+    private readonly store: StateStore,
+    private readonly keys: SealingKeys,
   ) {}
 
   /** Stores the grant and returns the code for the redirect. */

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomId } from '../../session/keys.js';
-import { type SessionStore, StoreUnavailableError } from '../../session/store.js';
+import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
+import { randomId } from '../../store/sealing-keys.js';
+import { type StateStore, StoreUnavailableError } from '../../store/state-store.js';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { page } from '../browser/pages.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
@@ -54,8 +55,8 @@ export const CONSENT_TTL_MS = 90 * 24 * 60 * 60 * 1000;
 /** `state` is echoed, not interpreted; this bounds what is stored for it. */
 export const MAX_STATE_LENGTH = 2048;
 
-const PENDING_PREFIX = 'authz-request:';
-const CONSENT_PREFIX = 'consent:';
+const PENDING_PREFIX = STORE_KEY_PREFIXES.pendingAuthorization;
+const CONSENT_PREFIX = STORE_KEY_PREFIXES.consent;
 const RANDOM_ID = /^[A-Za-z0-9_-]{43}$/;
 /** base64url(SHA-256(verifier)): always 43 characters. */
 const S256_CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
@@ -77,7 +78,7 @@ export function consentKeyPrefix(sub: string): string {
  * shown again; how many. The client id is whatever follows the encoded subject's `:`.
  */
 export async function forgetConsents(
-  store: SessionStore,
+  store: StateStore,
   match: { sub: string } | { clientId: string },
 ): Promise<number> {
   const keys =

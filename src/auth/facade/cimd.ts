@@ -3,7 +3,8 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
-import type { SessionStore } from '../../session/store.js';
+import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
+import type { StateStore } from '../../store/state-store.js';
 import { parseClientMetadata } from './client-metadata.js';
 import type { MetadataDocumentResolver, OAuthClient } from './clients.js';
 import { InvalidClientError, unlessStoreDown } from './errors.js';
@@ -24,7 +25,7 @@ import { InvalidClientError, unlessStoreDown } from './errors.js';
  *   (5 s), no compression is accepted;
  * - the document must be JSON whose `client_id` is the URL, with valid redirect URIs, and no
  *   shared secret (such clients are public: token_endpoint_auth_method none).
- * Good documents are cached in the SessionStore per Cache-Control max-age (default 5 min, at most
+ * Good documents are cached in the StateStore per Cache-Control max-age (default 5 min, at most
  * 24 h; no-store/no-cache/max-age=0 are not cached). Failures are not cached.
  *
  * Node's http(s) client rather than undici: it takes the pinned `lookup` per request, and the
@@ -37,7 +38,7 @@ export const CIMD_DEFAULT_TTL_MS = 5 * 60 * 1000;
 export const CIMD_MAX_TTL_MS = 24 * 60 * 60 * 1000;
 export const CIMD_MAX_URL_LENGTH = 2048;
 
-const CACHE_PREFIX = 'cimd:';
+const CACHE_PREFIX = STORE_KEY_PREFIXES.clientMetadataDocument;
 
 /** Stable reasons a document was refused, for logs and metrics (`error.reason`). */
 export type CimdFailure =
@@ -70,7 +71,7 @@ export class ClientMetadataDocumentError extends InvalidClientError {
 export type ResolveHost = (hostname: string) => Promise<LookupAddress[]>;
 
 export interface ClientMetadataDocumentsOptions {
-  store: SessionStore;
+  store: StateStore;
   /** Allow private and loopback addresses and http: URLs. Tests only. */
   allowPrivate?: boolean;
   maxBytes?: number;
@@ -230,7 +231,7 @@ export function cacheTtlMs(
 }
 
 export class ClientMetadataDocuments implements MetadataDocumentResolver {
-  private readonly store: SessionStore;
+  private readonly store: StateStore;
   private readonly allowPrivate: boolean;
   private readonly maxBytes: number;
   private readonly timeoutMs: number;

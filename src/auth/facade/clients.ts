@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { randomId } from '../../session/keys.js';
-import type { SessionStore } from '../../session/store.js';
+import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
+import { randomId } from '../../store/sealing-keys.js';
+import type { StateStore } from '../../store/state-store.js';
 import { isMetadataDocumentClientId } from './cimd.js';
 import { type ClientMetadata, parseClientMetadata } from './client-metadata.js';
 import { AccessDeniedError, InvalidClientError, unlessStoreDown } from './errors.js';
@@ -9,7 +10,7 @@ import { validateRedirectUri } from './redirect-uris.js';
 
 /**
  * The OAuth clients the facade knows, from three sources:
- * - dynamic: registered at /register (RFC 7591), stored in the SessionStore;
+ * - dynamic: registered at /register (RFC 7591), stored in the StateStore;
  * - pre-registered: listed in the config (for servers that keep registration closed), held in
  *   memory, never stored, never deletable;
  * - metadata documents: the client id is an https URL the client publishes its metadata at
@@ -34,7 +35,7 @@ export const CLIENT_REFRESH_INTERVAL_MS = 24 * 60 * 60 * 1000;
 export const MAX_CLIENT_ID_LENGTH = 2048;
 export const MIN_PRE_REGISTERED_SECRET_LENGTH = 16;
 
-const KEY_PREFIX = 'client:';
+const KEY_PREFIX = STORE_KEY_PREFIXES.client;
 
 export type ClientSource = 'dynamic' | 'pre-registered' | 'metadata-document';
 
@@ -74,7 +75,7 @@ export interface MetadataDocumentResolver {
 }
 
 export interface ClientRegistryOptions {
-  store: SessionStore;
+  store: StateStore;
   /** /register open to anyone; when false, `register` refuses with access_denied. */
   dcrEnabled: boolean;
   preRegistered?: readonly PreRegisteredClient[];
@@ -113,7 +114,7 @@ const DUMMY_HASH = hashSecret('not a secret');
 
 export class ClientRegistry {
   readonly dcrEnabled: boolean;
-  private readonly store: SessionStore;
+  private readonly store: StateStore;
   private readonly preRegistered = new Map<string, KnownClient>();
   private readonly metadataDocuments: MetadataDocumentResolver | undefined;
   private readonly ttlMs: number;

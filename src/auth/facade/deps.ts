@@ -1,9 +1,9 @@
 import type { Config } from '../../config/types.js';
+import type { RateLimiter } from '../../limits/rate-limit.js';
 import type { Logger } from '../../observability/logger.js';
-import type { RateLimiter } from '../../pipeline/rate-limit.js';
-import type { SessionKeys } from '../../session/keys.js';
 import type { SessionManager } from '../../session/sessions.js';
-import type { SessionStore } from '../../session/store.js';
+import type { SealingKeys } from '../../store/sealing-keys.js';
+import type { StateStore } from '../../store/state-store.js';
 import type { AuditLog } from '../audit.js';
 import type { AccessTokens } from '../tokens/access-tokens.js';
 import type { RefreshTokens } from '../tokens/refresh-tokens.js';
@@ -25,8 +25,8 @@ export interface FacadeDeps {
   config: Config;
   logger: Logger;
   audit: AuditLog;
-  store: SessionStore;
-  keys: SessionKeys;
+  store: StateStore;
+  keys: SealingKeys;
   sessions: SessionManager;
   clients: ClientRegistry;
   signingKeys: SigningKeys;

@@ -1,4 +1,4 @@
-import { StoreUnavailableError } from '../../session/store.js';
+import { StoreUnavailableError } from '../../store/state-store.js';
 /**
  * OAuth errors the authorization server facade answers with, one class per error code (as in
  * the MCP SDK's server/auth). Handlers throw them; the endpoint writes `status` and

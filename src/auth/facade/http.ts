@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { addressBudget, refuseOverLimit } from '../../pipeline/rate-limit.js';
-import { StoreUnavailableError } from '../../session/store.js';
+import { addressBudget, refuseOverLimit } from '../../limits/rate-limit.js';
+import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuditEvent, AuditLog } from '../audit.js';
 import type { AuthContext } from '../authenticator.js';
 import { type FacadeDeps, MCP_SCOPE } from './deps.js';

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { errors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
-import type { SessionStore } from '../../session/store.js';
+import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
+import type { StateStore } from '../../store/state-store.js';
 import { SIGNING_ALG, type SigningKeys } from './signing-keys.js';
 
 /** RFC 9068 media type of an access token JWT (`typ` header). */
@@ -10,10 +11,10 @@ export const DEFAULT_CLOCK_TOLERANCE_SECONDS = 5;
 /** Upper bound on the tolerance: more would let expired tokens live noticeably longer. */
 export const MAX_CLOCK_TOLERANCE_SECONDS = 30;
 
-const REVOKED_PREFIX = 'revoked-jti:';
+const REVOKED_PREFIX = STORE_KEY_PREFIXES.revokedAccessToken;
 /** `<prefix><encoded sub or client id>` = epoch seconds: tokens issued then or earlier are refused. */
-const REVOKED_SUBJECT_PREFIX = 'revoked-sub:';
-const REVOKED_CLIENT_PREFIX = 'revoked-client:';
+const REVOKED_SUBJECT_PREFIX = STORE_KEY_PREFIXES.revokedSubject;
+const REVOKED_CLIENT_PREFIX = STORE_KEY_PREFIXES.revokedClient;
 
 /**
  * Verified tokens remembered per process, so a client's next request with the same token skips
@@ -141,7 +142,7 @@ export class AccessTokens {
 
   constructor(
     private readonly signingKeys: SigningKeys,
-    private readonly store: SessionStore,
+    private readonly store: StateStore,
     options: AccessTokensOptions,
   ) {
     this.issuer = issuerFromPublicUrl(options.publicUrl);

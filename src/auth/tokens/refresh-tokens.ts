@@ -1,14 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { randomId, type SessionKeys } from '../../session/keys.js';
-import type { SessionStore } from '../../session/store.js';
+import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
+import { randomId, type SealingKeys } from '../../store/sealing-keys.js';
+import type { StateStore } from '../../store/state-store.js';
 
 export const DEFAULT_REFRESH_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
 export const DEFAULT_FAMILY_MAX_LIFETIME_SECONDS = 90 * 24 * 3600;
 
-const FAMILY_PREFIX = 'refresh-family:';
-const REVOKED_FAMILY_PREFIX = 'refresh-family-revoked:';
-const TOKEN_PREFIX = 'refresh-token:';
-const USED_PREFIX = 'refresh-used:';
+const FAMILY_PREFIX = STORE_KEY_PREFIXES.refreshFamily;
+const REVOKED_FAMILY_PREFIX = STORE_KEY_PREFIXES.refreshFamilyRevoked;
+const TOKEN_PREFIX = STORE_KEY_PREFIXES.refreshToken;
+const USED_PREFIX = STORE_KEY_PREFIXES.refreshTokenUsed;
 
 /** 32 random bytes, base64url: exactly 43 characters. */
 const TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/;
@@ -107,7 +108,7 @@ export function hashRefreshToken(token: string): string {
  * Opaque, rotating refresh tokens (OAuth 2.1 §4.3.1, MCP security best practices).
  *
  * Store layout (token values appear only as SHA-256 hashes):
- * - `refresh-family:<id>`: the family (who, which client, scope, resource), sealed with SessionKeys
+ * - `refresh-family:<id>`: the family (who, which client, scope, resource), sealed with SealingKeys
  *   bound to its key (it holds email and groups); TTL = the family's absolute lifetime.
  * - `refresh-family-revoked:<id>`: tombstone, so a revoked family is told apart from an expired one.
  * - `refresh-token:<hash>`: { familyId, expiresAt } for every token issued, used ones included,
@@ -128,8 +129,8 @@ export class RefreshTokens {
   private readonly now: () => number;
 
   constructor(
-    private readonly store: SessionStore,
-    private readonly keys: SessionKeys,
+    private readonly store: StateStore,
+    private readonly keys: SealingKeys,
     options: RefreshTokensOptions = {},
   ) {
     this.tokenTtlMs = seconds(

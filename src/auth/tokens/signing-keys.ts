@@ -1,6 +1,7 @@
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
-import type { SessionKeys } from '../../session/keys.js';
-import type { SessionStore } from '../../session/store.js';
+import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
+import type { SealingKeys } from '../../store/sealing-keys.js';
+import type { StateStore } from '../../store/state-store.js';
 
 /** The one algorithm the proxy signs with and accepts. */
 export const SIGNING_ALG = 'ES256';
@@ -24,8 +25,8 @@ export const DEFAULT_KEY_CACHE_MS = 60_000;
 const ACTIVE_KEY_TTL_MS = 10 * 365 * 24 * 3600 * 1000;
 
 const ACTIVE_KEY = 'signing-key:active';
-const PUBLIC_PREFIX = 'signing-key:public:';
-const ROTATION_PREFIX = 'signing-key:rotated-from:';
+const PUBLIC_PREFIX = STORE_KEY_PREFIXES.signingKeyPublic;
+const ROTATION_PREFIX = STORE_KEY_PREFIXES.signingKeyRotation;
 
 /** A published verification key: only the public members, as served at /jwks.json. */
 export interface PublicJwk {
@@ -81,11 +82,11 @@ export interface ActiveSigningKey {
 }
 
 /**
- * The proxy's token signing keys, kept in the SessionStore so a restart or a second instance
+ * The proxy's token signing keys, kept in the StateStore so a restart or a second instance
  * keeps issued tokens valid.
  *
  * Layout:
- * - `signing-key:active`: the active key (public JWK, private JWK sealed with SessionKeys bound
+ * - `signing-key:active`: the active key (public JWK, private JWK sealed with SealingKeys bound
  *   to this store key, so a Redis dump holds no usable private key).
  * - `signing-key:public:<kid>`: every published public key. The active key's entry is written
  *   before the key becomes active, so no instance can sign with a key that is not yet published.
@@ -108,8 +109,8 @@ export class SigningKeys {
   private readonly publicKeys = new Map<string, { key: CryptoKey; checkedAt: number; until?: number }>();
 
   constructor(
-    private readonly store: SessionStore,
-    private readonly keys: SessionKeys,
+    private readonly store: StateStore,
+    private readonly keys: SealingKeys,
     options: SigningKeysOptions = {},
   ) {
     const maxTtl = options.maxTokenTtlSeconds ?? DEFAULT_MAX_TOKEN_TTL_SECONDS;

@@ -1,11 +1,12 @@
 import { Cluster, Redis } from 'ioredis';
+import { DEFAULT_KEY_PREFIX } from './key-prefixes.js';
 import {
   buildRedisClientConfig,
   DEFAULT_REDIS_TIMEOUT_MS,
   type RedisClientConfig,
   redactRedisUrl,
 } from './redis-url.js';
-import { type SessionStore, StoreUnavailableError } from './store.js';
+import { type StateStore, StoreUnavailableError } from './state-store.js';
 import { checkTtl } from './ttl.js';
 
 export {
@@ -16,9 +17,7 @@ export {
   redactRedisUrl,
 } from './redis-url.js';
 
-export const DEFAULT_KEY_PREFIX = 'mcp-oidc-proxy:';
-
-export interface RedisSessionStoreOptions {
+export interface RedisStateStoreOptions {
   /** See redis-url.ts for the accepted forms. */
   url: string;
   /** CA certificate (PEM) for rediss://. */
@@ -57,7 +56,7 @@ function sanitize(error: unknown): Error {
 type Client = Redis | Cluster;
 
 /**
- * SessionStore on Redis (standalone, TLS, Sentinel or Cluster), through ioredis.
+ * StateStore on Redis (standalone, TLS, Sentinel or Cluster), through ioredis.
  *
  * Expiry is Redis's own (SET PX), so every instance sharing the Redis sees the same TTLs; `take`
  * is GETDEL (Redis >= 6.2), atomic on the server; `keys`/`count` walk SCAN MATCH on every master,
@@ -68,7 +67,7 @@ type Client = Redis | Cluster;
  * attempts) a call rejects at once with StoreUnavailableError. ioredis keeps reconnecting, so the
  * same store serves again as soon as Redis is back.
  */
-export class RedisSessionStore implements SessionStore {
+export class RedisStateStore implements StateStore {
   readonly kind = 'redis' as const;
   readonly keyPrefix: string;
   /** The URL with its password masked, for messages and logs. */
@@ -84,7 +83,7 @@ export class RedisSessionStore implements SessionStore {
   private readyWaiter: Promise<void> | undefined;
   private closed = false;
 
-  constructor(options: RedisSessionStoreOptions) {
+  constructor(options: RedisStateStoreOptions) {
     const config: RedisClientConfig = buildRedisClientConfig(options.url, {
       ca: options.ca,
       timeoutMs: options.timeoutMs,

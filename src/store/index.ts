@@ -1,22 +1,22 @@
-import { MemorySessionStore } from './memory.js';
-import { RedisSessionStore } from './redis.js';
-import type { SessionStore } from './store.js';
+import { MemoryStateStore } from './memory.js';
+import { RedisStateStore } from './redis.js';
+import type { StateStore } from './state-store.js';
 
-export { DEFAULT_MAX_ENTRIES, MemorySessionStore, type MemorySessionStoreOptions } from './memory.js';
+export { DEFAULT_KEY_PREFIX, RATE_LIMIT_PREFIXES, STORE_KEY_PREFIXES } from './key-prefixes.js';
+export { DEFAULT_MAX_ENTRIES, MemoryStateStore, type MemoryStateStoreOptions } from './memory.js';
 export {
   buildRedisClientConfig,
-  DEFAULT_KEY_PREFIX,
   parseRedisUrl,
-  RedisSessionStore,
-  type RedisSessionStoreOptions,
+  RedisStateStore,
+  type RedisStateStoreOptions,
   RedisUrlError,
   redactRedisUrl,
 } from './redis.js';
-export { type SessionStore, StoreUnavailableError } from './store.js';
+export { type StateStore, StoreUnavailableError } from './state-store.js';
 
 export const DEFAULT_REDIS_URL = 'redis://localhost:6379';
 
-export interface SessionStoreOptions {
+export interface StateStoreOptions {
   kind: 'memory' | 'redis';
   /** REDIS_URL; redis only. */
   redisUrl?: string;
@@ -31,11 +31,11 @@ export interface SessionStoreOptions {
 }
 
 /** The store SESSION_STORE names. Throws RedisUrlError for an unusable REDIS_URL. */
-export function createSessionStore(options: SessionStoreOptions): SessionStore {
+export function createStateStore(options: StateStoreOptions): StateStore {
   if (options.kind === 'memory') {
-    return new MemorySessionStore({ maxEntries: options.maxEntries });
+    return new MemoryStateStore({ maxEntries: options.maxEntries });
   }
-  return new RedisSessionStore({
+  return new RedisStateStore({
     url: options.redisUrl ?? DEFAULT_REDIS_URL,
     ca: options.redisCa,
     keyPrefix: options.keyPrefix,

@@ -1,12 +1,13 @@
 /**
- * The storage contract every piece of login state goes through: browser sessions now,
- * and later OAuth clients, codes, refresh-token families, signing keys and consents.
- * Implementations only store strings under keys with a time to live; what the strings
- * mean (and their encryption) belongs to the layers above. Memory serves one instance,
- * Redis serves many that share state across restarts. One shared test suite
- * (test/unit/session-store.suite.ts) pins the contract for every implementation.
+ * The storage contract all of the proxy's state goes through: browser sessions, OAuth clients,
+ * authorization codes, refresh-token families, consents, revocations and signing keys.
+ * Implementations only store strings under keys with a time to live; what the strings mean (and
+ * their encryption, see sealing-keys.ts) belongs to the layers above, and every key prefix is
+ * named in key-prefixes.ts. Memory serves one instance, Redis serves many that share state across
+ * restarts. One shared test suite (test/unit/state-store.suite.ts) pins the contract for every
+ * implementation.
  */
-export interface SessionStore {
+export interface StateStore {
   readonly kind: 'memory' | 'redis';
   /** Stores `value` under `key`, replacing any value, for `ttlMs` milliseconds. */
   set(key: string, value: string, ttlMs: number): Promise<void>;

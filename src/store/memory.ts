@@ -1,11 +1,11 @@
 import { performance } from 'node:perf_hooks';
-import { type SessionStore, StoreUnavailableError } from './store.js';
+import { type StateStore, StoreUnavailableError } from './state-store.js';
 import { checkTtl } from './ttl.js';
 
 export const DEFAULT_MAX_ENTRIES = 100_000;
 export const DEFAULT_SWEEP_INTERVAL_MS = 60_000;
 
-export interface MemorySessionStoreOptions {
+export interface MemoryStateStoreOptions {
   /** Most entries held at once; see the class comment for what happens when full. */
   maxEntries?: number;
   /** How often expired entries are reclaimed (they are invisible from the moment they expire). */
@@ -31,7 +31,7 @@ function before(a: HeapNode, b: HeapNode): boolean {
 }
 
 /**
- * SessionStore in this process's memory: one instance only, lost on restart.
+ * StateStore in this process's memory: one instance only, lost on restart.
  *
  * Bounded: at most `maxEntries` entries. When a new key arrives and the store is full, the entry
  * closest to expiry is evicted (expired ones first, ties to the oldest). That entry is the one
@@ -46,7 +46,7 @@ function before(a: HeapNode, b: HeapNode): boolean {
  * Every operation runs synchronously inside one turn of the event loop, so `take` (read and
  * delete) and `setIfAbsent` are atomic by construction.
  */
-export class MemorySessionStore implements SessionStore {
+export class MemoryStateStore implements StateStore {
   readonly kind = 'memory' as const;
   readonly maxEntries: number;
   private readonly entries = new Map<string, Entry>();
@@ -56,7 +56,7 @@ export class MemorySessionStore implements SessionStore {
   private sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
-  constructor(options: MemorySessionStoreOptions = {}) {
+  constructor(options: MemoryStateStoreOptions = {}) {
     const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
     if (!Number.isInteger(maxEntries) || maxEntries < 1) {
       throw new RangeError(`maxEntries must be a positive integer, got ${maxEntries}`);

@@ -12,7 +12,7 @@ import {
  * one encrypts what the store holds, so Redis never sees a refresh token in clear and a
  * stolen Redis dump cannot be turned into cookies.
  */
-export class SessionKeys {
+export class SealingKeys {
   private readonly signing: Buffer;
   private readonly encryption: Buffer;
 

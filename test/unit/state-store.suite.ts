@@ -1,17 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { type SessionStore, StoreUnavailableError } from '../../src/session/store.js';
+import { type StateStore, StoreUnavailableError } from '../../src/store/state-store.js';
 
 /**
- * The contract every SessionStore implementation must pass (after oauth2-proxy's
- * RunSessionStoreTests). `factory` returns a new store, ready to use; each test closes its own.
+ * The contract every StateStore implementation must pass (after oauth2-proxy's
+ * runStateStoreTests). `factory` returns a new store, ready to use; each test closes its own.
  * Tests work under a random key namespace and delete what they wrote.
  */
-export function runSessionStoreTests(
-  name: string,
-  factory: () => SessionStore | Promise<SessionStore>,
-): void {
+export function runStateStoreTests(name: string, factory: () => StateStore | Promise<StateStore>): void {
   /** How long a short-lived entry lives: long enough to be seen, short enough to wait out. */
   const SHORT_TTL = 150;
   const LONG_TTL = 60_000;
@@ -31,8 +28,8 @@ export function runSessionStoreTests(
     return performance.now() - since;
   }
 
-  describe(`SessionStore contract: ${name}`, () => {
-    let store: SessionStore;
+  describe(`StateStore contract: ${name}`, () => {
+    let store: StateStore;
     /** Every test works under its own namespace, so tests never see each other's keys. */
     let ns: string;
 

@@ -8,6 +8,7 @@ import {
   RateLimiterRes,
   RLWrapperTimeouts,
 } from 'rate-limiter-flexible';
+import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 
 export type RateLimitDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 
@@ -89,10 +90,6 @@ class LibraryRateLimiter implements RateLimiter {
   }
 }
 
-/** Redis key prefixes of the two budgets: instances sharing a Redis share each budget. */
-export const AUTH_RATE_LIMIT_PREFIX = 'mcp-oidc-proxy:rl:auth';
-export const REQUEST_RATE_LIMIT_PREFIX = 'mcp-oidc-proxy:rl:req';
-
 export interface RateLimitSettings {
   /** AUTH_RATE_LIMIT_PER_MINUTE. */
   authRateLimitPerMinute: number;
@@ -131,11 +128,11 @@ export class RateLimits {
     const { redis } = this;
     if (settings.authRateLimitPerMinute !== this.settings.authRateLimitPerMinute) {
       const perMinute = settings.authRateLimitPerMinute;
-      this.auth = createRateLimiter({ perMinute, keyPrefix: AUTH_RATE_LIMIT_PREFIX, redis });
+      this.auth = createRateLimiter({ perMinute, keyPrefix: RATE_LIMIT_PREFIXES.auth, redis });
     }
     if (settings.rateLimitPerMinute !== this.settings.rateLimitPerMinute) {
       const perMinute = settings.rateLimitPerMinute;
-      this.requests = createRateLimiter({ perMinute, keyPrefix: REQUEST_RATE_LIMIT_PREFIX, redis });
+      this.requests = createRateLimiter({ perMinute, keyPrefix: RATE_LIMIT_PREFIXES.requests, redis });
     }
     this.settings = {
       authRateLimitPerMinute: settings.authRateLimitPerMinute,

@@ -7,20 +7,20 @@ import { performance } from 'node:perf_hooks';
 import { inspect, promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createSessionStore } from '../../src/session/index.js';
+import { createStateStore } from '../../src/store/index.js';
+import { DEFAULT_KEY_PREFIX } from '../../src/store/key-prefixes.js';
 import {
   buildRedisClientConfig,
-  DEFAULT_KEY_PREFIX,
   parseRedisUrl,
-  RedisSessionStore,
+  RedisStateStore,
   RedisUrlError,
   redactRedisUrl,
-} from '../../src/session/redis.js';
-import { type SessionStore, StoreUnavailableError } from '../../src/session/store.js';
+} from '../../src/store/redis.js';
+import { type StateStore, StoreUnavailableError } from '../../src/store/state-store.js';
 import { accepts } from '../helpers/redis-server.js';
 import { freePort } from '../helpers/servers.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
-import { runSessionStoreTests } from '../unit/session-store.suite.js';
+import { runStateStoreTests } from '../unit/state-store.suite.js';
 
 /**
  * The contract suites send bursts of thousands of commands; on a busy machine (a CI runner, three
@@ -111,16 +111,16 @@ async function stopAllRedisServers(): Promise<void> {
   for (const proc of [...running]) await proc.kill();
 }
 
-runSessionStoreTests(
+runStateStoreTests(
   'redis',
-  () => new RedisSessionStore({ url: REDIS_URL, keyPrefix: RUN_PREFIX, timeoutMs: CONTRACT_TIMEOUT_MS }),
+  () => new RedisStateStore({ url: REDIS_URL, keyPrefix: RUN_PREFIX, timeoutMs: CONTRACT_TIMEOUT_MS }),
 );
 
-describe('RedisSessionStore on the shared Redis', () => {
+describe('RedisStateStore on the shared Redis', () => {
   let raw: Redis;
-  const stores: SessionStore[] = [];
-  const store = (keyPrefix = RUN_PREFIX): RedisSessionStore => {
-    const s = new RedisSessionStore({ url: REDIS_URL, keyPrefix });
+  const stores: StateStore[] = [];
+  const store = (keyPrefix = RUN_PREFIX): RedisStateStore => {
+    const s = new RedisStateStore({ url: REDIS_URL, keyPrefix });
     stores.push(s);
     return s;
   };
@@ -186,19 +186,19 @@ describe('RedisSessionStore on the shared Redis', () => {
     await instances[0]!.delete('race:lock');
   });
 
-  it('is what createSessionStore gives for kind redis, with the default prefix unless told', async () => {
-    const s = createSessionStore({ kind: 'redis', redisUrl: REDIS_URL });
+  it('is what createStateStore gives for kind redis, with the default prefix unless told', async () => {
+    const s = createStateStore({ kind: 'redis', redisUrl: REDIS_URL });
     stores.push(s);
-    expect(s).toBeInstanceOf(RedisSessionStore);
+    expect(s).toBeInstanceOf(RedisStateStore);
     expect(s.kind).toBe('redis');
-    expect((s as RedisSessionStore).keyPrefix).toBe(DEFAULT_KEY_PREFIX);
+    expect((s as RedisStateStore).keyPrefix).toBe(DEFAULT_KEY_PREFIX);
     expect(DEFAULT_KEY_PREFIX).toBe('mcp-oidc-proxy:');
     const key = `test-${randomUUID()}`;
     await s.set(key, 'v', 60_000);
     expect(await raw.get(`${DEFAULT_KEY_PREFIX}${key}`)).toBe('v');
     await s.delete(key);
 
-    const prefixed = createSessionStore({ kind: 'redis', redisUrl: REDIS_URL, keyPrefix: RUN_PREFIX });
+    const prefixed = createStateStore({ kind: 'redis', redisUrl: REDIS_URL, keyPrefix: RUN_PREFIX });
     stores.push(prefixed);
     await prefixed.set('via-factory', 'v', 60_000);
     expect(await raw.get(`${RUN_PREFIX}via-factory`)).toBe('v');
@@ -206,14 +206,14 @@ describe('RedisSessionStore on the shared Redis', () => {
   });
 });
 
-describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
-  const stores: SessionStore[] = [];
+describe('RedisStateStore when Redis goes away (own redis-server)', () => {
+  const stores: StateStore[] = [];
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
     await stopAllRedisServers();
   });
 
-  const operations = (s: SessionStore): Array<[string, () => Promise<unknown>]> => [
+  const operations = (s: StateStore): Array<[string, () => Promise<unknown>]> => [
     ['ping', () => s.ping()],
     ['get', () => s.get('k')],
     ['set', () => s.set('k', 'v', 60_000)],
@@ -224,7 +224,7 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
     ['count', () => s.count('')],
   ];
 
-  async function expectAllUnavailable(s: SessionStore): Promise<void> {
+  async function expectAllUnavailable(s: StateStore): Promise<void> {
     for (const [name, call] of operations(s)) {
       const { error, ms } = await rejection(call);
       expect(error, name).toBeInstanceOf(StoreUnavailableError);
@@ -236,7 +236,7 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
     const port = await freePort();
     let server = await startRedisServer(port);
     const errors: Error[] = [];
-    const s = new RedisSessionStore({
+    const s = new RedisStateStore({
       url: `redis://127.0.0.1:${port}`,
       onConnectionError: (e) => errors.push(e),
     });
@@ -276,7 +276,7 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
   it('rejects within 1.5 s when Redis stops answering on an open connection, and recovers', async () => {
     const port = await freePort();
     const server = await startRedisServer(port);
-    const s = new RedisSessionStore({ url: `redis://127.0.0.1:${port}` });
+    const s = new RedisStateStore({ url: `redis://127.0.0.1:${port}` });
     stores.push(s);
     await s.set('k', 'v', 60_000);
 
@@ -309,7 +309,7 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
     try {
       await raw.set(`${DEFAULT_KEY_PREFIX}code`, 'single-use');
       server.child.kill('SIGSTOP'); // the kernel accepts the connection; the handshake hangs
-      const s = new RedisSessionStore({ url: `redis://127.0.0.1:${port}` });
+      const s = new RedisStateStore({ url: `redis://127.0.0.1:${port}` });
       stores.push(s);
       const { error, ms } = await rejection(() => s.take('code'));
       expect(error).toBeInstanceOf(StoreUnavailableError);
@@ -335,7 +335,7 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
 
   it('starts while Redis is down, answering StoreUnavailableError, and works once Redis is up', async () => {
     const port = await freePort();
-    const s = new RedisSessionStore({ url: `redis://127.0.0.1:${port}` });
+    const s = new RedisStateStore({ url: `redis://127.0.0.1:${port}` });
     stores.push(s);
     await expectAllUnavailable(s);
 
@@ -357,14 +357,14 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
     const port = await freePort();
     await startRedisServer(port, ['--requirepass', 'right-pass-123']);
 
-    const good = new RedisSessionStore({ url: `redis://:right-pass-123@127.0.0.1:${port}` });
+    const good = new RedisStateStore({ url: `redis://:right-pass-123@127.0.0.1:${port}` });
     stores.push(good);
     await good.set('k', 'v', 60_000);
     expect(await good.get('k')).toBe('v');
     expect(good.target).toBe(`redis://:***@127.0.0.1:${port}`);
 
     const reported: Error[] = [];
-    const wrong = new RedisSessionStore({
+    const wrong = new RedisStateStore({
       url: `redis://default:wr0ng-secret-456@127.0.0.1:${port}`,
       onConnectionError: (e) => reported.push(e),
     });
@@ -377,7 +377,7 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
     expect(inspect(reported, { depth: 10 })).not.toContain('wr0ng-secret-456');
 
     const deadPort = await freePort();
-    const down = new RedisSessionStore({ url: `redis://:dead-secret-789@127.0.0.1:${deadPort}` });
+    const down = new RedisStateStore({ url: `redis://:dead-secret-789@127.0.0.1:${deadPort}` });
     stores.push(down);
     const dead = await rejection(() => down.ping());
     expect(dead.error).toBeInstanceOf(StoreUnavailableError);
@@ -385,10 +385,10 @@ describe('RedisSessionStore when Redis goes away (own redis-server)', () => {
   });
 });
 
-describe('RedisSessionStore over TLS (rediss://, own redis-server)', () => {
+describe('RedisStateStore over TLS (rediss://, own redis-server)', () => {
   let pki: TestPki;
   let port: number;
-  const stores: SessionStore[] = [];
+  const stores: StateStore[] = [];
   beforeAll(async () => {
     pki = makeTestPki();
     port = await freePort();
@@ -419,7 +419,7 @@ describe('RedisSessionStore over TLS (rediss://, own redis-server)', () => {
   });
 
   it('works with the CA given, and refuses a server it cannot verify', async () => {
-    const trusted = createSessionStore({
+    const trusted = createStateStore({
       kind: 'redis',
       redisUrl: `rediss://localhost:${port}`,
       redisCa: pki.ca,
@@ -428,18 +428,18 @@ describe('RedisSessionStore over TLS (rediss://, own redis-server)', () => {
     await trusted.set('k', 'over tls', 60_000);
     expect(await trusted.take('k')).toBe('over tls');
 
-    const untrusted = createSessionStore({ kind: 'redis', redisUrl: `rediss://localhost:${port}` });
+    const untrusted = createStateStore({ kind: 'redis', redisUrl: `rediss://localhost:${port}` });
     stores.push(untrusted);
     const { error } = await rejection(() => untrusted.ping());
     expect(error).toBeInstanceOf(StoreUnavailableError);
 
-    const plain = createSessionStore({ kind: 'redis', redisUrl: `redis://localhost:${port}` });
+    const plain = createStateStore({ kind: 'redis', redisUrl: `redis://localhost:${port}` });
     stores.push(plain);
     expect((await rejection(() => plain.ping())).error).toBeInstanceOf(StoreUnavailableError);
   });
 });
 
-describe('RedisSessionStore on a Redis Cluster (3 own masters)', () => {
+describe('RedisStateStore on a Redis Cluster (3 own masters)', () => {
   let dir: string;
   let ports: number[] = [];
 
@@ -488,10 +488,10 @@ describe('RedisSessionStore on a Redis Cluster (3 own masters)', () => {
     ports = [];
   });
 
-  runSessionStoreTests(
+  runStateStoreTests(
     'redis cluster',
     () =>
-      new RedisSessionStore({
+      new RedisStateStore({
         url: `redis+cluster://127.0.0.1:${ports[0]},127.0.0.1:${ports[1]}`,
         keyPrefix: 'cluster-test:',
         timeoutMs: CONTRACT_TIMEOUT_MS,
@@ -499,7 +499,7 @@ describe('RedisSessionStore on a Redis Cluster (3 own masters)', () => {
   );
 
   it('spreads keys over the masters and still lists them all', async () => {
-    const s = new RedisSessionStore({
+    const s = new RedisStateStore({
       url: `redis+cluster://127.0.0.1:${ports[0]}`,
       keyPrefix: 'cluster-spread:',
       timeoutMs: CONTRACT_TIMEOUT_MS,

@@ -1,15 +1,15 @@
 import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createSessionStore } from '../../src/session/index.js';
-import { DEFAULT_MAX_ENTRIES, MemorySessionStore } from '../../src/session/memory.js';
-import { runSessionStoreTests } from './session-store.suite.js';
+import { createStateStore } from '../../src/store/index.js';
+import { DEFAULT_MAX_ENTRIES, MemoryStateStore } from '../../src/store/memory.js';
+import { runStateStoreTests } from './state-store.suite.js';
 
-runSessionStoreTests('memory', () => new MemorySessionStore());
+runStateStoreTests('memory', () => new MemoryStateStore());
 
-describe('MemorySessionStore only', () => {
-  const stores: MemorySessionStore[] = [];
-  const memory = (options?: ConstructorParameters<typeof MemorySessionStore>[0]): MemorySessionStore => {
-    const s = new MemorySessionStore(options);
+describe('MemoryStateStore only', () => {
+  const stores: MemoryStateStore[] = [];
+  const memory = (options?: ConstructorParameters<typeof MemoryStateStore>[0]): MemoryStateStore => {
+    const s = new MemoryStateStore(options);
     stores.push(s);
     return s;
   };
@@ -17,20 +17,20 @@ describe('MemorySessionStore only', () => {
     for (const s of stores.splice(0)) await s.close();
   });
 
-  it('is what createSessionStore gives for kind memory, bounded by default', async () => {
-    const s = createSessionStore({ kind: 'memory' });
-    expect(s).toBeInstanceOf(MemorySessionStore);
+  it('is what createStateStore gives for kind memory, bounded by default', async () => {
+    const s = createStateStore({ kind: 'memory' });
+    expect(s).toBeInstanceOf(MemoryStateStore);
     expect(s.kind).toBe('memory');
-    expect((s as MemorySessionStore).maxEntries).toBe(DEFAULT_MAX_ENTRIES);
+    expect((s as MemoryStateStore).maxEntries).toBe(DEFAULT_MAX_ENTRIES);
     await s.close();
-    const small = createSessionStore({ kind: 'memory', maxEntries: 7 });
-    expect((small as MemorySessionStore).maxEntries).toBe(7);
+    const small = createStateStore({ kind: 'memory', maxEntries: 7 });
+    expect((small as MemoryStateStore).maxEntries).toBe(7);
     await small.close();
   });
 
   it('refuses a bound that is not a positive integer', () => {
     for (const maxEntries of [0, -1, 1.5, Number.NaN]) {
-      expect(() => new MemorySessionStore({ maxEntries })).toThrow(RangeError);
+      expect(() => new MemoryStateStore({ maxEntries })).toThrow(RangeError);
     }
   });
 

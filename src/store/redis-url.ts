@@ -41,7 +41,7 @@ export type RedisClientConfig =
 export interface RedisClientConfigOptions {
   /** PEM of the CA that signed the server certificate (rediss:// only). */
   ca?: string;
-  /** Upper bound, in ms, for connecting and for each command; see RedisSessionStore. */
+  /** Upper bound, in ms, for connecting and for each command; see RedisStateStore. */
   timeoutMs?: number;
 }
 
