@@ -3,7 +3,7 @@ import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:ht
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from '../auth/authenticator.js';
-import { writeChallenge } from '../auth/challenge.js';
+import { challengeResponse, writeChallenge } from '../auth/challenge.js';
 import type { Config } from '../config/types.js';
 import {
   addressBudget,
@@ -291,7 +291,7 @@ export class Pipeline {
       scope.auth = decision.challenge.result;
       this.prepareLocal(res, scope);
       for (const [name, value] of cors) res.setHeader(name, value);
-      return writeChallenge(res, decision.challenge);
+      return writeChallenge(res, decision.challenge, scope.id);
     }
     recordUser(scope.trace, decision);
     const headers = this.upstreamHeaders(req, scope.client, scope.id, decision);
@@ -394,14 +394,15 @@ export class Pipeline {
         }
         if (decision.kind === 'challenge') {
           const { challenge } = decision;
+          const { headers, body } = challengeResponse(challenge, id);
           socket.end(
             rawResponseHead(challenge.status, STATUS_CODES[challenge.status] ?? 'Error', [
-              ...challenge.headers,
-              ['content-length', String(Buffer.byteLength(challenge.body))],
+              ...headers,
+              ['content-length', String(Buffer.byteLength(body))],
               ['x-request-id', id],
               ['connection', 'close'],
               ...this.deps.securityHeaders,
-            ]) + challenge.body,
+            ]) + body,
           );
           this.logAccess(
             { id, start, route: 'websocket', client, auth: challenge.result, trace },

@@ -246,12 +246,12 @@ export class BrowserLogin {
   private async login(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
     // Every request spends the budget, whatever its method: it counts requests, not logins.
     if (await this.limited(res, ctx)) return;
-    if (req.method !== 'GET' && req.method !== 'HEAD') return this.methodNotAllowed(res, 'GET');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return this.methodNotAllowed(res, ctx, 'GET');
     const { provider, sessions, config } = this.deps;
     try {
       await provider.ready();
     } catch {
-      return writeChallenge(res, this.providerDown());
+      return writeChallenge(res, this.providerDown(), ctx.requestId);
     }
     const returnTo = safeReturnTo(new URLSearchParams(ctx.search).get('rd'), config.server.publicUrl);
     const codeVerifier = client.randomPKCECodeVerifier();
@@ -261,7 +261,7 @@ export class BrowserLogin {
     try {
       started = await sessions.startLogin(req.headers.cookie, { nonce, codeVerifier, returnTo });
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err));
+      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
     }
     const prompt = new URLSearchParams(ctx.search).get('prompt');
     const location = provider.authorizationUrl({
@@ -282,12 +282,13 @@ export class BrowserLogin {
           ['set-cookie', started.setCookie],
         ],
       ),
+      ctx.requestId,
     );
   }
 
   private async callback(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
     if (await this.limited(res, ctx)) return;
-    if (req.method !== 'GET') return this.methodNotAllowed(res, 'GET');
+    if (req.method !== 'GET') return this.methodNotAllowed(res, ctx, 'GET');
     const { provider, sessions, audit, config } = this.deps;
     const params = new URLSearchParams(ctx.search);
     const fail = (status: number, reason: string, message: string): void => {
@@ -299,6 +300,7 @@ export class BrowserLogin {
           page('Sign-in failed', message, { href: '/login', text: 'Sign in again' }),
           'login_failed',
         ),
+        ctx.requestId,
       );
     };
     const idpError = params.get('error');
@@ -317,7 +319,7 @@ export class BrowserLogin {
     try {
       finished = await sessions.finishLogin(req.headers.cookie, state);
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err));
+      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
     }
     if (!finished.ok) {
       return fail(
@@ -345,7 +347,7 @@ export class BrowserLogin {
           ip: ctx.clientIp,
           provider: provider.name,
         });
-        return writeChallenge(res, this.providerDown());
+        return writeChallenge(res, this.providerDown(), ctx.requestId);
       }
       const reason = err instanceof LoginRejectedError ? err.reason : 'invalid_response';
       this.deps.logger.warn({ err: (err as Error).message }, 'login rejected');
@@ -357,7 +359,7 @@ export class BrowserLogin {
       );
     }
     const refusal = this.checkPolicy(req, result.identity, ctx.clientIp);
-    if (refusal) return writeChallenge(res, refusal);
+    if (refusal) return writeChallenge(res, refusal, ctx.requestId);
     let created: { id: string; setCookie: string };
     try {
       created = await sessions.create(provider.name, result.identity, result.tokens);
@@ -366,7 +368,7 @@ export class BrowserLogin {
       const previous = sessions.idFromCookie(req.headers.cookie);
       if (previous) await sessions.destroy(previous);
     } catch (err) {
-      return writeChallenge(res, this.storeUnavailable(req, err));
+      return writeChallenge(res, this.storeUnavailable(req, err), ctx.requestId);
     }
     audit.record('login_success', {
       sub: result.identity.sub,
@@ -385,11 +387,12 @@ export class BrowserLogin {
           ['set-cookie', created.setCookie],
         ],
       ),
+      ctx.requestId,
     );
   }
 
   private async logout(req: IncomingMessage, res: ServerResponse, ctx: AuthContext): Promise<void> {
-    if (req.method !== 'GET' && req.method !== 'POST') return this.methodNotAllowed(res, 'GET, POST');
+    if (req.method !== 'GET' && req.method !== 'POST') return this.methodNotAllowed(res, ctx, 'GET, POST');
     const { sessions, audit, provider, config } = this.deps;
     let lookup: SessionLookup = { kind: 'none' };
     try {
@@ -398,8 +401,12 @@ export class BrowserLogin {
     } catch (err) {
       // The session cannot be ended in the store now, but this browser forgets it at least.
       const unavailable = this.storeUnavailable(req, err);
-      unavailable.headers.push(...sessions.clearCookies().map((c): [string, string] => ['set-cookie', c]));
-      return writeChallenge(res, unavailable);
+      const clearCookies = sessions.clearCookies().map((c): [string, string] => ['set-cookie', c]);
+      return writeChallenge(
+        res,
+        { ...unavailable, headers: [...unavailable.headers, ...clearCookies] },
+        ctx.requestId,
+      );
     }
     const clear = sessions.clearCookies().map((c): [string, string] => ['set-cookie', c]);
     if (lookup.kind === 'valid') {
@@ -416,6 +423,7 @@ export class BrowserLogin {
             ['location', endSession.href],
             ...clear,
           ]),
+          ctx.requestId,
         );
       }
     }
@@ -427,6 +435,7 @@ export class BrowserLogin {
         'logout',
         clear,
       ),
+      ctx.requestId,
     );
   }
 
@@ -442,10 +451,11 @@ export class BrowserLogin {
     );
   }
 
-  private methodNotAllowed(res: ServerResponse, allow: string): void {
+  private methodNotAllowed(res: ServerResponse, ctx: AuthContext, allow: string): void {
     writeChallenge(
       res,
       jsonChallenge(405, 'method_not_allowed', `Use ${allow}.`, 'method_not_allowed', [['allow', allow]]),
+      ctx.requestId,
     );
   }
 }
