@@ -11,11 +11,11 @@ import type { FacadeDeps } from '../auth/facade/deps.js';
 import { TemporarilyUnavailableError } from '../auth/facade/errors.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
+import { sendError } from '../http/errors.js';
 import { createRateLimiter } from '../limits/rate-limit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { sendJsonError } from '../pipeline/handler.js';
 import type { BreakerState } from '../proxy/breaker.js';
 import type { ListedSession } from '../session/sessions.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
@@ -179,7 +179,11 @@ export class AdminApi {
     if (path === '/admin/app.js') return this.asset(req, res, ctx, ADMIN_PAGE_JS, 'text/javascript');
     if (path === '/admin/app.css') return this.asset(req, res, ctx, ADMIN_PAGE_CSS, 'text/css');
     if (!path.startsWith('/admin/api/')) {
-      return sendJsonError(res, 404, 'not_found', 'There is nothing at this admin path.', ctx.requestId);
+      return sendError(
+        res,
+        { status: 404, error: 'not_found', description: 'There is nothing at this admin path.' },
+        ctx.requestId,
+      );
     }
     try {
       await this.api(req, res, ctx);
@@ -187,16 +191,22 @@ export class AdminApi {
       if (res.headersSent) throw error;
       if (error instanceof AdminError) {
         for (const [name, value] of error.headers) res.setHeader(name, value);
-        return sendJsonError(res, error.status, error.code, error.message, ctx.requestId);
+        return sendError(
+          res,
+          { status: error.status, error: error.code, description: error.message },
+          ctx.requestId,
+        );
       }
       if (error instanceof StoreUnavailableError || error instanceof TemporarilyUnavailableError) {
         this.deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'admin: store unavailable');
         res.setHeader('Retry-After', '5');
-        return sendJsonError(
+        return sendError(
           res,
-          503,
-          'temporarily_unavailable',
-          'The session store is unavailable; try again shortly.',
+          {
+            status: 503,
+            error: 'temporarily_unavailable',
+            description: 'The session store is unavailable; try again shortly.',
+          },
           ctx.requestId,
         );
       }
@@ -213,7 +223,11 @@ export class AdminApi {
   ): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('Allow', 'GET, HEAD');
-      return sendJsonError(res, 405, 'method_not_allowed', 'Use GET, HEAD.', ctx.requestId);
+      return sendError(
+        res,
+        { status: 405, error: 'method_not_allowed', description: 'Use GET, HEAD.' },
+        ctx.requestId,
+      );
     }
     res.writeHead(200, {
       'Content-Type': `${type}; charset=utf-8`,
@@ -238,7 +252,11 @@ export class AdminApi {
     if (!verdict.ok) {
       const { refusal } = verdict;
       for (const [name, value] of refusal.headers) res.setHeader(name, value);
-      return sendJsonError(res, refusal.status, refusal.error, refusal.description, ctx.requestId);
+      return sendError(
+        res,
+        { status: refusal.status, error: refusal.error, description: refusal.description },
+        ctx.requestId,
+      );
     }
     const { caller } = verdict;
     const [collection, ...rest] = ctx.path.slice('/admin/api/'.length).split('/');

@@ -49,9 +49,16 @@ export function sendError(res: ServerResponse, answer: ErrorAnswer, requestId?: 
   res.end(res.req?.method === 'HEAD' ? undefined : body);
 }
 
-/** `HTTP/1.1 <status> <reason>` and the header lines of a response written straight to a socket. */
-export function rawResponseHead(status: number, headers: Iterable<readonly [string, string]>): string {
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n`;
+/**
+ * `HTTP/1.1 <status> <reason>` and the header lines of a response written straight to a socket.
+ * `reason` defaults to the standard phrase; a relayed upstream response keeps its own.
+ */
+export function rawResponseHead(
+  status: number,
+  headers: Iterable<readonly [string, string]>,
+  reason = STATUS_CODES[status] ?? 'Error',
+): string {
+  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
   return `${head}\r\n`;
 }

@@ -8,6 +8,7 @@ import {
   RateLimiterRes,
   RLWrapperTimeouts,
 } from 'rate-limiter-flexible';
+import { type ErrorAnswer, sendError } from '../http/errors.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 
 export type RateLimitDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
@@ -141,28 +142,15 @@ export class RateLimits {
   }
 }
 
-/** The `Retry-After` value (whole seconds, at least 1) and the `error_description` of a 429. */
-export function tooManyRequests(retryAfterSeconds: number): { retryAfter: string; description: string } {
+/** A 429 with `Retry-After` (whole seconds, at least 1): nothing of the request is forwarded or served. */
+export function tooManyRequests(retryAfterSeconds: number): ErrorAnswer {
   const seconds = Math.max(1, Math.ceil(retryAfterSeconds));
-  return { retryAfter: String(seconds), description: `Too many requests; retry after ${seconds} s.` };
-}
-
-/** Answers 429 with `Retry-After` and an OAuth-style JSON error body. */
-export function sendTooManyRequests(res: ServerResponse, retryAfterSeconds: number, requestId: string): void {
-  const { retryAfter, description } = tooManyRequests(retryAfterSeconds);
-  const body = JSON.stringify({
+  return {
+    status: 429,
     error: 'rate_limited',
-    error_description: description,
-    request_id: requestId,
-  });
-  res.writeHead(429, {
-    'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(body),
-    'Cache-Control': 'no-store',
-    'Retry-After': retryAfter,
-    'X-Request-Id': requestId,
-  });
-  res.end(body);
+    description: `Too many requests; retry after ${seconds} s.`,
+    headers: [['retry-after', String(seconds)]],
+  };
 }
 
 /**
@@ -197,6 +185,6 @@ export async function refuseOverLimit(
   if (!limiter) return false;
   const verdict = await limiter.consume(key);
   if (verdict.allowed) return false;
-  sendTooManyRequests(res, verdict.retryAfterSeconds, requestId);
+  sendError(res, tooManyRequests(verdict.retryAfterSeconds), requestId);
   return true;
 }

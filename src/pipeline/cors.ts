@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HeaderList } from '../http/errors.js';
 
 /** Request headers browser-based MCP clients (MCP Inspector) send. */
 const ALLOW_HEADERS =
@@ -15,7 +16,7 @@ export function isPreflight(req: IncomingMessage): boolean {
  * CORS headers for a response to `origin`: `*` for the public OAuth endpoints, the origin
  * itself (already checked by the Origin guard) for everything else.
  */
-export function corsHeaders(origin: string | undefined, publicEndpoint: boolean): Array<[string, string]> {
+export function corsHeaders(origin: string | undefined, publicEndpoint: boolean): HeaderList {
   if (publicEndpoint)
     return [
       ['access-control-allow-origin', '*'],
@@ -30,7 +31,7 @@ export function corsHeaders(origin: string | undefined, publicEndpoint: boolean)
 }
 
 /** Answers a preflight with 204 and what may be sent. */
-export function answerPreflight(res: ServerResponse, cors: Array<[string, string]>): void {
+export function answerPreflight(res: ServerResponse, cors: HeaderList): void {
   for (const [name, value] of cors) res.setHeader(name, value);
   res.setHeader('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS');
   res.setHeader('access-control-allow-headers', ALLOW_HEADERS);

@@ -1,3 +1,4 @@
+import type { ErrorAnswer } from '../http/errors.js';
 /** How an upstream failure is reported: HTTP status, a stable code and a sentence for humans. */
 export interface UpstreamFailure {
   status: 502 | 503 | 504;
@@ -100,5 +101,15 @@ export function circuitOpenFailure(retryAfterMs: number): UpstreamFailure {
     outcome: 'breaker_open',
     description: `The MCP server failed repeatedly; requests are paused for ${Math.ceil(retryAfterMs / 1000)} s (circuit breaker open).`,
     beforeConnect: true,
+  };
+}
+
+/** How the proxy answers a client when the backend failed (a 502, 503 or 504 in the one error shape). */
+export function failureAnswer(failure: UpstreamFailure, retryAfterMs = 0): ErrorAnswer {
+  return {
+    status: failure.status,
+    error: failure.code,
+    description: failure.description,
+    headers: retryAfterMs > 0 ? [['retry-after', String(Math.ceil(retryAfterMs / 1000))]] : [],
   };
 }

@@ -1,9 +1,10 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Dispatcher } from 'undici';
+import { type HeaderList, sendError } from '../http/errors.js';
 import { serverAttributes, type TraceSpan } from '../observability/spans.js';
 import type { CircuitBreaker } from './breaker.js';
-import { circuitOpenFailure, classifyUpstreamError, type UpstreamFailure } from './errors.js';
+import { circuitOpenFailure, classifyUpstreamError, failureAnswer, type UpstreamFailure } from './errors.js';
 import { responseHead } from './headers.js';
 import { isEventStream, SseRelay } from './sse.js';
 import { type Upstream, upstreamPath } from './upstream.js';
@@ -67,26 +68,17 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
-/** Writes the JSON error body the proxy answers with when the backend cannot. */
-export function sendUpstreamFailure(
+/** Answers for the backend when it cannot (the proxy's security headers, no backend ones). */
+function sendUpstreamFailure(
   res: ServerResponse,
-  headers: ReadonlyArray<readonly [string, string]>,
+  headers: HeaderList,
   failure: UpstreamFailure,
   requestId: string,
   retryAfterMs = 0,
 ): void {
-  const body = JSON.stringify({
-    error: failure.code,
-    error_description: failure.description,
-    request_id: requestId,
-  });
-  res.statusCode = failure.status;
   for (const [name, value] of headers) res.setHeader(name, value);
-  res.setHeader('X-Request-Id', requestId);
-  res.setHeader('Content-Type', 'application/json');
-  res.setHeader('Cache-Control', 'no-store');
-  if (retryAfterMs > 0) res.setHeader('Retry-After', String(Math.ceil(retryAfterMs / 1000)));
-  res.end(body);
+  res.setHeader('x-request-id', requestId);
+  sendError(res, failureAnswer(failure, retryAfterMs), requestId);
 }
 
 /**

@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { classifyUpstreamError, type UpstreamFailure } from './errors.js';
+import { endSocketWithError, rawResponseHead } from '../http/errors.js';
+import { classifyUpstreamError, failureAnswer, type UpstreamFailure } from './errors.js';
 import { type Upstream, upstreamPath } from './upstream.js';
 
 export interface TunnelResult {
@@ -19,17 +20,6 @@ export interface TunnelRegistry {
 export interface Tunnel {
   client: Duplex;
   upstream: Duplex;
-}
-
-/** Serialises a status line and headers for a response written straight to a socket. */
-export function rawResponseHead(
-  status: number,
-  reason: string,
-  headers: Iterable<readonly [string, string]>,
-): string {
-  let head = `HTTP/1.1 ${status} ${reason}\r\n`;
-  for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
-  return `${head}\r\n`;
 }
 
 function headerPairs(headers: IncomingHttpHeaders): Array<[string, string]> {
@@ -55,6 +45,7 @@ export function tunnelWebSocket(
   headers: string[],
   registry: TunnelRegistry,
   extraResponseHeaders: ReadonlyArray<readonly [string, string]>,
+  requestId: string,
 ): Promise<TunnelResult> {
   return new Promise<TunnelResult>((resolve) => {
     let abort: ((reason: Error) => void) | undefined;
@@ -74,7 +65,7 @@ export function tunnelWebSocket(
         client.off('close', onClientClose);
         status = statusCode;
         wrote = true;
-        client.write(rawResponseHead(101, 'Switching Protocols', headerPairs(upgradeHeaders)));
+        client.write(rawResponseHead(101, headerPairs(upgradeHeaders), 'Switching Protocols'));
         if (head.length > 0) socket.write(head);
         const tunnel: Tunnel = { client, upstream: socket };
         registry.add(tunnel);
@@ -106,7 +97,7 @@ export function tunnelWebSocket(
           if (!pairs.some(([n]) => n === pair[0].toLowerCase())) pairs.push([pair[0], pair[1]]);
         }
         pairs.push(['connection', 'close']);
-        client.write(rawResponseHead(statusCode, statusMessage || 'Upstream Response', pairs));
+        client.write(rawResponseHead(statusCode, pairs, statusMessage || 'Upstream Response'));
       },
       onResponseData(_controller, chunk) {
         client.write(chunk);
@@ -125,15 +116,7 @@ export function tunnelWebSocket(
         const failure = classifyUpstreamError(err);
         if (wrote) client.destroy();
         else {
-          const body = JSON.stringify({ error: failure.code, error_description: failure.description });
-          client.end(
-            rawResponseHead(failure.status, failure.status === 504 ? 'Gateway Timeout' : 'Bad Gateway', [
-              ['content-type', 'application/json'],
-              ['content-length', String(Buffer.byteLength(body))],
-              ['connection', 'close'],
-              ...extraResponseHeaders,
-            ]) + body,
-          );
+          endSocketWithError(client, failureAnswer(failure), requestId, extraResponseHeaders);
         }
         resolve({ outcome: failure.outcome, upstreamStatus: status, failure });
       },

@@ -12,6 +12,7 @@ import {
   valuesAfterReload,
 } from '../config/reload.js';
 import type { Config } from '../config/types.js';
+import { endSocketWithError } from '../http/errors.js';
 import { RateLimits } from '../limits/rate-limit.js';
 import { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
@@ -24,7 +25,7 @@ import { securityHeaders } from '../pipeline/security-headers.js';
 import { CircuitBreaker } from '../proxy/breaker.js';
 import { Forwarder, type LiveStream } from '../proxy/forward.js';
 import { createUpstream, type Upstream } from '../proxy/upstream.js';
-import { goingAwayFrame, rawResponseHead, type Tunnel } from '../proxy/websocket.js';
+import { goingAwayFrame, type Tunnel } from '../proxy/websocket.js';
 import { ConnectionTracker } from './connections.js';
 
 export interface RunningProxy {
@@ -255,17 +256,11 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (!socket.writable || err.code === 'ECONNRESET') return socket.destroy();
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
-    const body = JSON.stringify({
-      error: 'invalid_request',
-      error_description: 'The request could not be parsed.',
-    });
-    socket.end(
-      rawResponseHead(status, status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', [
-        ['content-type', 'application/json'],
-        ['content-length', String(Buffer.byteLength(body))],
-        ['connection', 'close'],
-        ...headers,
-      ]) + body,
+    endSocketWithError(
+      socket,
+      { status, error: 'invalid_request', description: 'The request could not be parsed.' },
+      undefined,
+      headers,
     );
   });
 

@@ -732,3 +732,97 @@ describe('logs', () => {
     expect(paths[0]).toBe('/callback?code=[REDACTED]&state=[REDACTED]&x=1');
   });
 });
+
+describe('one admission path for requests and WebSocket upgrades', () => {
+  let echo: Listening & { seen: string[] };
+  let proxy: { url: string; proxy: RunningProxy };
+  const upgrade = (target: string, extra: string[] = []): Promise<RawResponse> =>
+    rawRequest(proxy.url, [
+      `GET ${target} HTTP/1.1`,
+      `Host: ${hostOf(proxy.url)}`,
+      'Connection: Upgrade',
+      'Upgrade: websocket',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      ...extra,
+    ]);
+  const authCount = async (result: string): Promise<number> => {
+    const metric = await proxy.proxy.metrics.registry
+      .getSingleMetric('mcp_oidc_proxy_auth_requests_total')
+      ?.get();
+    return metric?.values.find((v) => v.labels.result === result)?.value ?? 0;
+  };
+
+  beforeAll(async () => {
+    echo = await startRecordingEcho();
+    // Admits requests that say who they are; challenges the rest, as a login stage would.
+    proxy = await startProxyWith(
+      { PROXY_TARGET_URL: echo.url, METRICS_ENABLED: 'true' },
+      (req): AuthDecision =>
+        req.headers['x-test-user'] === undefined
+          ? {
+              kind: 'challenge',
+              challenge: {
+                status: 401,
+                headers: [['www-authenticate', 'Bearer realm="test"']],
+                result: 'unauthenticated',
+                error: { code: 'unauthorized', description: 'Authentication is required.' },
+              },
+            }
+          : { kind: 'allow', identity: { user: 'alice' }, credentialsConsumed: false },
+    );
+  });
+  afterAll(async () => {
+    await proxy?.proxy.shutdown();
+    await echo?.close();
+  });
+
+  it('counts upgrades in mcp_oidc_proxy_auth_requests_total like requests', async () => {
+    const challenged = await authCount('unauthenticated');
+    const allowed = await authCount('allowed');
+    const refused = await upgrade('/mcp');
+    expect(refused.status).toBe(401);
+    expect(refused.get('www-authenticate')).toBe('Bearer realm="test"');
+    expect(refused.json()).toEqual({
+      error: 'unauthorized',
+      error_description: 'Authentication is required.',
+      request_id: refused.get('x-request-id'),
+    });
+    expect(await authCount('unauthenticated')).toBe(challenged + 1);
+    // The recording backend hangs up on upgrades (502): what matters is that it was reached.
+    await upgrade('/mcp', ['X-Test-User: alice']);
+    expect(echo.seen).toContain('upgrade /mcp');
+    expect(await authCount('allowed')).toBe(allowed + 1);
+    const plain = await rawGet(proxy.url, '/mcp');
+    expect(plain.status).toBe(401);
+    expect(await authCount('unauthenticated')).toBe(challenged + 2);
+  });
+
+  it.each(['/health', '/metrics'])('takes no WebSocket upgrade on the proxy-owned %s', async (path) => {
+    const before = echo.seen.length;
+    const res = await upgrade(path, ['X-Test-User: alice']);
+    expect(res.status).toBe(404);
+    expect(res.json()).toEqual({
+      error: 'not_found',
+      error_description: `${path} is the proxy's own endpoint and takes no WebSocket upgrades.`,
+      request_id: res.get('x-request-id'),
+    });
+    expect(echo.seen.length).toBe(before);
+  });
+
+  it('answers every refusal in the one error shape, with the request id, on both writers', async () => {
+    const target = await rawGet(proxy.url, '/a/../mcp', ['X-Request-Id: trace-me-1']);
+    const upgraded = await upgrade('/a/../mcp', ['X-Request-Id: trace-me-2']);
+    const notWebSocket = await upgrade('/mcp', ['Upgrade: h2c']);
+    for (const [res, id] of [
+      [target, 'trace-me-1'],
+      [upgraded, 'trace-me-2'],
+    ] as const) {
+      expect(res.status).toBe(400);
+      expect(res.get('x-request-id')).toBe(id);
+      expect(res.json()).toMatchObject({ error: 'invalid_request', request_id: id });
+      expect(Object.keys(res.json()).sort()).toEqual(['error', 'error_description', 'request_id']);
+    }
+    expect(notWebSocket.status).toBe(400);
+  });
+});

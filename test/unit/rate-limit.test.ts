@@ -1,11 +1,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { sendError } from '../../src/http/errors.js';
 import {
   addressBudget,
   createRateLimiter,
   type RateLimiter,
-  sendTooManyRequests,
+  tooManyRequests,
 } from '../../src/limits/rate-limit.js';
 
 function memoryLimiter(perMinute: number): RateLimiter {
@@ -72,9 +73,9 @@ describe('createRateLimiter (memory)', () => {
   });
 });
 
-describe('sendTooManyRequests', () => {
-  it('writes 429 with Retry-After, no-store and an OAuth-style JSON body', async () => {
-    const server = createServer((_req, res) => sendTooManyRequests(res, 42, 'req-1'));
+describe('tooManyRequests', () => {
+  it('is written as 429 with Retry-After, no-store and the JSON error body with the request id', async () => {
+    const server = createServer((_req, res) => sendError(res, tooManyRequests(42), 'req-1'));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = server.address() as AddressInfo;
@@ -83,7 +84,6 @@ describe('sendTooManyRequests', () => {
       expect(res.headers.get('retry-after')).toBe('42');
       expect(res.headers.get('cache-control')).toBe('no-store');
       expect(res.headers.get('content-type')).toBe('application/json');
-      expect(res.headers.get('x-request-id')).toBe('req-1');
       expect(await res.json()).toEqual({
         error: 'rate_limited',
         error_description: 'Too many requests; retry after 42 s.',

@@ -1,0 +1,280 @@
+import type { IncomingMessage } from 'node:http';
+import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from '../auth/authenticator.js';
+import type { Challenge } from '../auth/challenge.js';
+import type { Config } from '../config/types.js';
+import type { ErrorAnswer, HeaderList } from '../http/errors.js';
+import { addressBudget, type RateLimits, tooManyRequests } from '../limits/rate-limit.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { TraceSpan } from '../observability/spans.js';
+import { upstreamRequestHeaders } from '../proxy/headers.js';
+import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
+import { answerPreflight, corsHeaders, isPreflight } from './cors.js';
+import type { OriginGuard } from './origin-guard.js';
+import { checkRequestTarget } from './request-target.js';
+
+export type RouteClass =
+  | 'mcp'
+  | 'health'
+  | 'metrics'
+  | 'auth'
+  | 'preflight'
+  | 'proxied'
+  | 'invalid'
+  | 'forbidden'
+  | 'websocket'
+  | 'admin';
+
+/** What one request accumulated on its way through the stages, for the access log, metrics and span. */
+export interface RequestScope {
+  id: string;
+  /** `performance.now()` at arrival, in milliseconds. */
+  start: number;
+  /** A WebSocket upgrade (answered on the raw socket) rather than an ordinary request. */
+  upgrade: boolean;
+  route: RouteClass;
+  client?: ClientAddress;
+  /** CORS headers every answer to this request carries (none for upgrades and refused requests). */
+  cors: HeaderList;
+  upstreamStatus?: number;
+  outcome?: string;
+  auth?: string;
+  /** The request's SERVER span; none while tracing is off. */
+  trace?: TraceSpan;
+}
+
+/**
+ * What the stages decided about a request; the two writers (an HTTP response, a raw socket)
+ * carry it out.
+ * - `refuse`: an error the proxy answers itself (400, 403, 404, 429, 503).
+ * - `serve`: a proxy-owned endpoint (health, metrics, admin, login and OAuth routes, preflights).
+ * - `challenge`: the authentication stage's answer (401 + WWW-Authenticate, 302 to login, 403).
+ * - `forward`: to the backend, with these request headers.
+ */
+export type Admission =
+  | { kind: 'refuse'; answer: ErrorAnswer }
+  | { kind: 'serve'; handler: RouteHandler; ctx: AuthContext }
+  | { kind: 'challenge'; challenge: Challenge }
+  | { kind: 'forward'; target: string; headers: string[] };
+
+export interface AdmissionDeps {
+  config: Config;
+  metrics: Metrics;
+  guard: OriginGuard;
+  trusted: TrustedProxies;
+  authenticator: Authenticator;
+  /** `requests` (RATE_LIMIT_PER_MINUTE) is spent here; `auth` by the login endpoints. */
+  rateLimits: RateLimits;
+  /** `/health` and the metrics path, answered before any check (load balancers, Prometheus). */
+  monitoring: ReadonlyMap<string, { route: RouteClass; handler: RouteHandler }>;
+  /** `/admin` and below (ADMIN_ENABLED); undefined when off, so /admin is then a path like any other. */
+  admin?: RouteHandler;
+  /** True once shutdown began: new WebSocket tunnels are refused. */
+  draining: () => boolean;
+  /** Header names a client may not send: identity headers (and trace context while tracing). */
+  ownedHeaders: ReadonlySet<string>;
+}
+
+/**
+ * The ordered stages every request passes, HTTP or WebSocket upgrade, top to bottom:
+ *
+ *  1. request target    strict origin-form path checks (400)
+ *  2. upgrade kind      only WebSocket upgrades (400)
+ *  3. monitoring        /health and /metrics, answered at once
+ *  4. Origin/Host guard foreign Host or Origin refused (403)
+ *  5. admin             /admin and below, which authenticates its own callers
+ *  6. CORS              preflights answered; the headers every later answer carries
+ *  7. owned routes      /login, /callback, /logout, /authorize, /token, ... (their own budgets)
+ *  8. authentication    the authenticator's decision, counted in auth_requests_total
+ *  9. rate limit        RATE_LIMIT_PER_MINUTE per user, or per client IP when anonymous (429)
+ * 10. challenge         the authenticator's refusal
+ * 11. forward           identity and forwarding headers added; the rest of the client's cleaned
+ *
+ * An MCP inspection stage (JSON-RPC aware access) belongs between 10 and 11: it sees the
+ * authenticated identity and may refuse before anything reaches the backend.
+ *
+ * Proxy-owned endpoints take no WebSocket upgrades. A decision made synchronously (bypass
+ * mode, no rate limit) is returned synchronously, so the request reaches the backend in the
+ * same tick, without a detour through the microtask queue.
+ */
+export function admit(
+  deps: AdmissionDeps,
+  req: IncomingMessage,
+  scope: RequestScope,
+): Admission | Promise<Admission> {
+  const checked = checkRequestTarget(req.url);
+  if (!checked.ok) return refuse(400, 'invalid_request', checked.reason);
+  if (scope.upgrade && (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
+    return refuse(400, 'invalid_request', 'only WebSocket upgrades are supported');
+  }
+  const { path, search } = checked.target;
+  const ctx = (): AuthContext => ({
+    clientIp: resolved(deps, req, scope).ip,
+    requestId: scope.id,
+    path,
+    search,
+    trace: scope.trace,
+  });
+
+  const monitoring = deps.monitoring.get(path);
+  if (monitoring) {
+    scope.route = monitoring.route;
+    return ownedEndpoint(scope, monitoring.handler, path, ctx);
+  }
+
+  const { authenticator } = deps;
+  const publicEndpoint = authenticator.publicPaths?.has(path) === true;
+  const refusal = deps.guard.check(req, publicEndpoint);
+  if (refusal) {
+    scope.route = 'forbidden';
+    return refuse(403, 'forbidden', refusal);
+  }
+  if (scope.upgrade && deps.draining()) {
+    return refuse(503, 'shutting_down', 'The proxy is shutting down.');
+  }
+  if (deps.admin !== undefined && isAdminPath(path)) {
+    scope.route = 'admin';
+    // No CORS: the guard above already refused foreign Hosts and Origins.
+    return ownedEndpoint(scope, deps.admin, path, ctx);
+  }
+
+  // Browser-based clients (MCP Inspector) call across origins: an allowed origin may read the
+  // responses, and preflights are answered here (they carry no credentials).
+  if (!scope.upgrade) {
+    scope.cors = corsHeaders(req.headers.origin, publicEndpoint);
+    if (isPreflight(req)) {
+      scope.route = publicEndpoint ? 'auth' : 'preflight';
+      const cors = scope.cors;
+      return serve(async (_req, res) => answerPreflight(res, cors), ctx());
+    }
+  }
+
+  const route = authenticator.routes?.get(path);
+  if (route) {
+    scope.route = 'auth';
+    if (scope.upgrade) return ownedEndpoint(scope, route, path, ctx);
+    // Owned endpoints take no identity here: those without a login budget of their own
+    // (/logout, discovery, JWKS) spend the client IP's.
+    const context = ctx();
+    if (authenticator.authLimitedPaths?.has(path)) return serve(route, context);
+    return spend(deps, `ip:${addressBudget(context.clientIp)}`, () => serve(route, context));
+  }
+
+  if (!scope.upgrade) {
+    const { mcpPath } = deps.config;
+    scope.route = path === mcpPath || path.startsWith(`${mcpPath}/`) ? 'mcp' : 'proxied';
+  }
+  const pending = authenticator.authenticate(req, ctx());
+  return isPromise(pending)
+    ? pending.then((decision) => afterAuthentication(deps, req, scope, path + search, decision))
+    : afterAuthentication(deps, req, scope, path + search, pending);
+}
+
+/** Stages 8 to 11: the decision counted, the request's budget spent, then challenged or forwarded. */
+function afterAuthentication(
+  deps: AdmissionDeps,
+  req: IncomingMessage,
+  scope: RequestScope,
+  target: string,
+  decision: AuthDecision,
+): Admission | Promise<Admission> {
+  deps.metrics.authRequests.inc({
+    mode: deps.authenticator.mode,
+    result: decision.kind === 'allow' ? 'allowed' : decision.challenge.result,
+  });
+  // After authentication, so a user's requests count as theirs whatever their address;
+  // challenged requests count against their client IP, so hammering is refused too.
+  const client = resolved(deps, req, scope);
+  const budget =
+    decision.kind === 'allow' && decision.identity
+      ? `user:${decision.identity.user}`
+      : `ip:${addressBudget(client.ip)}`;
+  return spend(deps, budget, (): Admission => {
+    if (decision.kind === 'challenge') {
+      scope.auth = decision.challenge.result;
+      return { kind: 'challenge', challenge: decision.challenge };
+    }
+    if (scope.trace?.recording && decision.identity) {
+      scope.trace.setAttributes({ 'enduser.id': decision.identity.user });
+    }
+    return { kind: 'forward', target, headers: backendHeaders(deps, req, client, scope.id, decision) };
+  });
+}
+
+/**
+ * Spends one request of `key`'s RATE_LIMIT_PER_MINUTE budget, then goes on with `next`; over
+ * the budget, 429 and nothing else happens. Without a limit, `next` runs in this tick.
+ */
+function spend(deps: AdmissionDeps, key: string, next: () => Admission): Admission | Promise<Admission> {
+  const limiter = deps.rateLimits.requests;
+  if (!limiter) return next();
+  return limiter.consume(key).then((verdict): Admission => {
+    if (verdict.allowed) return next();
+    return { kind: 'refuse', answer: tooManyRequests(verdict.retryAfterSeconds) };
+  });
+}
+
+/** An owned endpoint: served over HTTP, refused as a WebSocket upgrade. */
+function ownedEndpoint(
+  scope: RequestScope,
+  handler: RouteHandler,
+  path: string,
+  ctx: () => AuthContext,
+): Admission {
+  if (scope.upgrade) {
+    return refuse(404, 'not_found', `${path} is the proxy's own endpoint and takes no WebSocket upgrades.`);
+  }
+  return serve(handler, ctx());
+}
+
+function serve(handler: RouteHandler, ctx: AuthContext): Admission {
+  return { kind: 'serve', handler, ctx };
+}
+
+function refuse(status: number, error: string, description: string): Admission {
+  return { kind: 'refuse', answer: { status, error, description } };
+}
+
+/** The client's address, from the socket and (behind TRUSTED_PROXIES) the forwarding headers; once. */
+function resolved(deps: AdmissionDeps, req: IncomingMessage, scope: RequestScope): ClientAddress {
+  scope.client ??= resolveClientAddress(req, deps.trusted);
+  return scope.client;
+}
+
+/** What the backend gets: the client's headers, cleaned, plus forwarding and identity headers. */
+function backendHeaders(
+  deps: AdmissionDeps,
+  req: IncomingMessage,
+  client: ClientAddress,
+  requestId: string,
+  decision: Extract<AuthDecision, { kind: 'allow' }>,
+): string[] {
+  const add: Array<[string, string]> = [
+    ['x-forwarded-for', client.forwardedFor],
+    ['x-forwarded-proto', client.forwardedProto],
+    ['x-forwarded-host', client.forwardedHost],
+    ['x-request-id', requestId],
+  ];
+  const { identity } = decision;
+  if (identity) {
+    const names = deps.config.auth.identityHeaders;
+    add.push([names.user, identity.user]);
+    if (identity.email) add.push([names.email, identity.email]);
+    if (identity.groups?.length) add.push([names.groups, identity.groups.join(',')]);
+  }
+  if (decision.extraHeaders) add.push(...decision.extraHeaders);
+  return upstreamRequestHeaders(req.rawHeaders, req.headers.connection, {
+    dropAuthorization: decision.credentialsConsumed,
+    owned: deps.ownedHeaders,
+    stripCookies: deps.authenticator.cookieNames,
+    add,
+  });
+}
+
+/** `/admin` or a path under it (the proxy's own while ADMIN_ENABLED is on). */
+function isAdminPath(path: string): boolean {
+  return path.startsWith('/admin') && (path.length === 6 || path[6] === '/');
+}
+
+export function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as Promise<T>)?.then === 'function';
+}

@@ -1,0 +1,66 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RouteHandler } from '../auth/authenticator.js';
+import type { Config } from '../config/types.js';
+import { sendError } from '../http/errors.js';
+import type { HealthChecker } from '../observability/health.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { RouteClass } from './admission.js';
+
+/**
+ * `/health` (the seed's JSON report: 200 healthy, 503 otherwise) and, with METRICS_ENABLED, the
+ * Prometheus endpoint: answered before any other stage, so load balancers and scrapers need no
+ * login, Host or Origin.
+ */
+export function monitoringRoutes(
+  config: Config,
+  health: HealthChecker,
+  metrics: Metrics,
+): Map<string, { route: RouteClass; handler: RouteHandler }> {
+  const routes = new Map<string, { route: RouteClass; handler: RouteHandler }>([
+    [
+      '/health',
+      {
+        route: 'health',
+        handler: async (req, res, ctx) => {
+          if (refuseUnlessRead(req, res, '/health', ctx.requestId)) return;
+          const report = await health.check();
+          send(req, res, report.status === 'healthy' ? 200 : 503, 'application/json', JSON.stringify(report));
+        },
+      },
+    ],
+  ]);
+  if (config.metrics.enabled) {
+    const path = config.metrics.path;
+    routes.set(path, {
+      route: 'metrics',
+      handler: async (req, res, ctx) => {
+        if (refuseUnlessRead(req, res, path, ctx.requestId)) return;
+        const { registry } = metrics;
+        send(req, res, 200, registry.contentType, await registry.metrics());
+      },
+    });
+  }
+  return routes;
+}
+
+/** 405 for anything but GET and HEAD: true when refused. */
+function refuseUnlessRead(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  requestId: string,
+): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return false;
+  const answer = { status: 405, error: 'method_not_allowed', description: `Use GET ${path}.` };
+  sendError(res, { ...answer, headers: [['allow', 'GET, HEAD']] }, requestId);
+  return true;
+}
+
+function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, {
+    'Content-Type': type,
+    'Cache-Control': 'no-store',
+    'Content-Length': Buffer.byteLength(body),
+  });
+  res.end(req.method === 'HEAD' ? undefined : body);
+}
