@@ -7,7 +7,7 @@ import { OidcProvider, type OidcQuirks } from './oidc.js';
 import type { Provider } from './provider.js';
 
 /**
- * Each preset's quirks (documented per provider in the README):
+ * Each preset's quirks (documented per provider in docs/providers.md):
  * - auth0: the API `audience` parameter (OIDC_AUDIENCE) so the access token is a JWT for it;
  * - google: `hd` when exactly one domain is allowed, and then an address in that domain must come
  *   with the ID token's `hd` claim naming it (an account the Workspace manages);
