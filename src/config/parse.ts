@@ -69,6 +69,8 @@ export function parseSettings(texts: ReadonlyMap<SettingEnv, string>): ParsedSet
       if (check) out.checks.push({ key, ignoredWhenSet, run: () => check(value) });
     }
   };
+  // One case per kind: there `spec` is narrowed to the entries of that kind, so the parser's
+  // result and the entry's check are both typed by the kind, and no value is ever cast.
   for (const spec of SETTINGS) {
     const text = texts.get(spec.env)?.trim();
     if (text === undefined) continue;
@@ -152,9 +154,10 @@ function parseNumber(spec: SpecOfKind<'int' | 'seconds' | 'number'>, v: string):
   const range = `must be ${what} from ${spec.min} to ${spec.max}`;
   let n = Number.NaN;
   // Seconds also take a Go-style unit suffix (500ms, 25s, 5m, 1h), as the seed's users write them.
-  const unit = spec.kind === 'seconds' ? /^(.*?)(ms|s|m|h)$/.exec(v) : null;
-  if (unit && DECIMAL.test(unit[1] as string))
-    n = Number(unit[1]) * (UNIT_SECONDS[unit[2] as string] as number);
+  const withUnit = spec.kind === 'seconds' ? /^(.*?)(ms|s|m|h)$/.exec(v) : null;
+  const [, amount, unit] = withUnit ?? [];
+  const perUnit = unit === undefined ? undefined : UNIT_SECONDS[unit];
+  if (amount !== undefined && perUnit !== undefined && DECIMAL.test(amount)) n = Number(amount) * perUnit;
   else if (DECIMAL.test(v)) n = Number(v);
   if (!Number.isFinite(n) || (wantInt && !Number.isInteger(n)))
     return { error: `${range}${spec.kind === 'seconds' ? ' (e.g. 30, 1.5 or 500ms)' : ''}` };
