@@ -193,19 +193,17 @@ export function allowedDomainProblem(entry: string): string | undefined {
 /** MCP_CLIENTS: a list of clients, checked entry by entry (the secrets never appear in a message). */
 export function mcpClientsProblems(value: unknown): CheckProblems {
   if (!Array.isArray(value)) return 'must be a list of clients: [{"client_id": ..., "redirect_uris": [...]}]';
-  return value.flatMap((entry: unknown, i) => {
-    const checked = checkPreRegisteredClient(entry, `entry ${i + 1}`);
-    return typeof checked === 'string' ? [checked] : [];
-  });
+  return checkEachClient(value).filter((checked) => typeof checked === 'string');
 }
 
 /** MCP_CLIENTS as the clients it lists (the entries that pass their check). */
 export function preRegisteredClients(value: unknown): PreRegisteredClientConfig[] {
   if (!Array.isArray(value)) return [];
-  return value.flatMap((entry: unknown, i) => {
-    const checked = checkPreRegisteredClient(entry, `entry ${i + 1}`);
-    return typeof checked === 'string' ? [] : [checked];
-  });
+  return checkEachClient(value).filter((checked) => typeof checked !== 'string');
+}
+
+function checkEachClient(entries: unknown[]): Array<PreRegisteredClientConfig | string> {
+  return entries.map((entry, i) => checkPreRegisteredClient(entry, `entry ${i + 1}`));
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
