@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { type LoadInput, loadConfig } from '../../src/config/load.js';
+import { loadConfig } from '../../src/config/load.js';
 import type { ParsedValues, SettingValue } from '../../src/config/parse.js';
 import type { LoadedFile, SettingSpec } from '../../src/config/setting-spec.js';
 import { SETTINGS } from '../../src/config/settings.js';
-import { ConfigError, type ConfigProblem } from '../../src/config/types.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-checks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -18,16 +18,6 @@ const notPemFile = join(dir, 'not.pem');
 writeFileSync(notPemFile, 'not a certificate');
 
 const BYPASS = { AUTH_MODE: 'bypass' };
-
-function problems(input: LoadInput): ConfigProblem[] {
-  try {
-    loadConfig(input);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
-}
 
 /** The settings whose table entry declares a check of its own. */
 type CheckedSetting = Extract<(typeof SETTINGS)[number], { check: unknown }>['env'];
@@ -136,9 +126,10 @@ describe('per-setting checks declared in the settings table', () => {
     const spec = specs.find((s) => s.env === env);
 
     it(`${env}: accepts ${good.length} and refuses ${bad.length} values`, () => {
-      for (const value of good) expect(problems({ env: { ...BYPASS, [env]: value } }), value).toEqual([]);
+      for (const value of good)
+        expect(configProblems({ env: { ...BYPASS, [env]: value } }), value).toEqual([]);
       for (const [value, message] of bad) {
-        const found = problems({ env: { ...BYPASS, [env]: value } });
+        const found = configProblems({ env: { ...BYPASS, [env]: value } });
         expect(found, value).toHaveLength(1);
         expect(found[0]?.key).toBe(env);
         expect(found[0]?.message.startsWith(message), found[0]?.message).toBe(true);
@@ -150,7 +141,7 @@ describe('per-setting checks declared in the settings table', () => {
   }
 
   it('reports one problem per bad entry of a list', () => {
-    const found = problems({ env: { ...BYPASS, TRUSTED_PROXIES: 'localhost, 10.0.0.1, 1.2.3' } });
+    const found = configProblems({ env: { ...BYPASS, TRUSTED_PROXIES: 'localhost, 10.0.0.1, 1.2.3' } });
     expect(found.map((p) => [p.key, p.message.split(' ')[0]])).toEqual([
       ['TRUSTED_PROXIES', '"localhost"'],
       ['TRUSTED_PROXIES', '"1.2.3"'],
@@ -158,7 +149,7 @@ describe('per-setting checks declared in the settings table', () => {
   });
 
   it('runs a check only on a value that parsed', () => {
-    const found = problems({ env: { ...BYPASS, MCP_PATH: '/token\u0007' } });
+    const found = configProblems({ env: { ...BYPASS, MCP_PATH: '/token\u0007' } });
     expect(found.map((p) => p.message)).toEqual([
       'contains a control character (newline, tab, ...); set it again without one',
     ]);
@@ -168,7 +159,7 @@ describe('per-setting checks declared in the settings table', () => {
     const withUrl = { ...BYPASS, PROXY_TARGET_HOST: 'not a host', PROXY_TARGET_URL: 'http://backend:3000' };
     expect(loadConfig({ env: withUrl }).target.url.href).toBe('http://backend:3000/');
     // A PROXY_TARGET_URL that does not parse replaces nothing: the host is checked too.
-    const found = problems({ env: { ...withUrl, PROXY_TARGET_URL: 'backend:3000' } });
+    const found = configProblems({ env: { ...withUrl, PROXY_TARGET_URL: 'backend:3000' } });
     expect(found.map((p) => p.key)).toEqual(['PROXY_TARGET_URL', 'PROXY_TARGET_HOST']);
   });
 });
@@ -182,7 +173,7 @@ describe('file settings', () => {
 
   it('name the fix their table entry gives when the file cannot be read', () => {
     const missing = join(dir, 'missing.pem');
-    expect(problems({ env: { ...BYPASS, PROXY_CA_FILE: missing, REDIS_CA_FILE: dir } })).toEqual([
+    expect(configProblems({ env: { ...BYPASS, PROXY_CA_FILE: missing, REDIS_CA_FILE: dir } })).toEqual([
       {
         key: 'PROXY_CA_FILE',
         value: missing,

@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { type LoadInput, loadConfig } from '../../src/config/load.js';
 import type { ParsedValues } from '../../src/config/parse.js';
 import {
   adminApiHasAWayIn,
@@ -12,7 +11,7 @@ import {
   secureCookieNeedsHttpsPublicUrl,
 } from '../../src/config/rules.js';
 import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
-import { ConfigError, type ConfigProblem } from '../../src/config/types.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 /** A rule's input: `values` as parsed, every one of them given, and nothing refused. */
 function input(values: ParsedValues, more: Partial<Omit<RuleInput, 'values'>> = {}): RuleInput {
@@ -22,16 +21,6 @@ function input(values: ParsedValues, more: Partial<Omit<RuleInput, 'values'>> = 
 
 function keysOf(problems: Array<{ key: string }>): string[] {
   return problems.map((p) => p.key);
-}
-
-function problems(load: LoadInput): ConfigProblem[] {
-  try {
-    loadConfig(load);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  return [];
 }
 
 describe('cross-field rules', () => {
@@ -207,16 +196,18 @@ describe('cross-field rules in loadConfig', () => {
 
   it('report with the value and source of the setting to change', () => {
     expect(
-      problems({ env: { ...BYPASS, SESSION_COOKIE_SECURE: 'yes', PUBLIC_URL: 'http://mcp.example.com' } }),
+      configProblems({
+        env: { ...BYPASS, SESSION_COOKIE_SECURE: 'yes', PUBLIC_URL: 'http://mcp.example.com' },
+      }),
     ).toEqual([expect.objectContaining({ key: 'SESSION_COOKIE_SECURE', value: 'yes', source: 'env' })]);
-    expect(problems({ env: BYPASS, flags: { ADMIN_ENABLED: 'true' } })).toEqual([
+    expect(configProblems({ env: BYPASS, flags: { ADMIN_ENABLED: 'true' } })).toEqual([
       expect.objectContaining({ key: 'ADMIN_ENABLED', value: 'true', source: 'flag' }),
       expect.objectContaining({ key: 'ADMIN_GROUPS', value: '', source: 'default' }),
     ]);
   });
 
   it('come after the problems of single settings, all in one report', () => {
-    const found = problems({
+    const found = configProblems({
       env: { SERVER_PORT: 'abc', MCP_PATH: '/health', OIDC_SCOPES: 'email', ADMIN_ENABLED: 'true' },
     });
     expect(keysOf(found)).toEqual([
@@ -231,10 +222,10 @@ describe('cross-field rules in loadConfig', () => {
 
   it('stay quiet about a setting whose own value is wrong', () => {
     // AUTH_MODE does not parse: whether OIDC settings are required is unknown, so not asked.
-    expect(keysOf(problems({ env: { AUTH_MODE: 'none' } }))).toEqual(['AUTH_MODE']);
+    expect(keysOf(configProblems({ env: { AUTH_MODE: 'none' } }))).toEqual(['AUTH_MODE']);
     // METRICS_ENABLED does not parse: the paths are not compared.
-    expect(keysOf(problems({ env: { ...BYPASS, METRICS_ENABLED: 'maybe', METRICS_PATH: '/mcp' } }))).toEqual([
-      'METRICS_ENABLED',
-    ]);
+    expect(
+      keysOf(configProblems({ env: { ...BYPASS, METRICS_ENABLED: 'maybe', METRICS_PATH: '/mcp' } })),
+    ).toEqual(['METRICS_ENABLED']);
   });
 });
