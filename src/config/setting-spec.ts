@@ -7,12 +7,16 @@
 /** The value each kind of setting parses to. */
 export interface KindValues {
   string: string;
+  /** A small text file (a CA bundle): read when the configuration loads, size-capped. */
   file: LoadedFile;
   int: number;
+  /** Given in seconds, optionally with a unit (500ms, 5m); kept as a number of seconds. */
   seconds: number;
   number: number;
   bool: boolean;
+  /** Comma separated. */
   list: string[];
+  /** One of the entry's `values`; parse.ts types it as exactly those. */
   enum: string;
   url: URL;
   json: unknown;
