@@ -1,4 +1,4 @@
-import { editDistance } from '../config/load.js';
+import { editDistance } from '../config/edit-distance.js';
 import { flagFor, SETTINGS, type SettingSpec } from '../config/settings.js';
 
 export type Command = 'serve' | 'demo' | 'check-config' | 'version' | 'help';

@@ -6,11 +6,9 @@ import { MAX_CONFIG_FILE_BYTES, readSmallTextFile } from './read-file.js';
 import { SETTINGS, type SettingEnv, type SettingSpec } from './settings.js';
 import { type Config, ConfigError, formatProblem } from './types.js';
 
-const SPECS = SETTINGS as readonly SettingSpec[];
-
 /** The settings a running proxy takes over on reload (`reloadable: true` in the settings table). */
 export const RELOADABLE_SETTINGS: ReadonlySet<SettingEnv> = new Set(
-  SPECS.filter((s) => s.reloadable).map((s) => s.env as SettingEnv),
+  SETTINGS.filter((s: SettingSpec) => s.reloadable).map((s) => s.env),
 );
 
 /** What a reload found changed, by setting name, in the order of the settings table. */
@@ -24,8 +22,7 @@ export interface ConfigChanges {
 /** Which settings differ between the running values and a newly loaded configuration's. */
 export function compareSettings(running: SettingValues, next: SettingValues): ConfigChanges {
   const changes: ConfigChanges = { applied: [], needsRestart: [] };
-  for (const spec of SPECS) {
-    const key = spec.env as SettingEnv;
+  for (const { env: key } of SETTINGS) {
     if (running.get(key) === next.get(key)) continue;
     (RELOADABLE_SETTINGS.has(key) ? changes.applied : changes.needsRestart).push(key);
   }

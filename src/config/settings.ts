@@ -2,53 +2,33 @@
  * The one table of settings. Every setting is declared once here; the environment
  * names, the YAML key, the CLI flag, the default, the validation and the docs that
  * `check-config` and `configs/config.example.yaml` show all derive from it.
+ *
+ * Long by design: one entry per setting, read top to bottom like the example config. A check
+ * beyond a setting's kind is named in its entry and written in checks.ts; rules that relate
+ * several settings are in rules.ts.
  */
+import {
+  addressOrCidrProblem,
+  allowedDomainProblem,
+  allowedEmailProblem,
+  eachEntry,
+  headerNameProblem,
+  hostNameOrAddress,
+  httpsUnlessLoopback,
+  mcpClientsProblems,
+  mcpPathProblem,
+  metricsPathProblem,
+  noQuery,
+  originOnly,
+  originProblem,
+  pemCertificateProblem,
+  randomSecretProblem,
+  redisUrlProblem,
+} from './checks.js';
+import { MAX_CA_FILE_BYTES } from './read-file.js';
+import type { SettingSpec } from './setting-spec.js';
 
-export type SettingKind =
-  | 'string'
-  | 'int'
-  | 'seconds'
-  | 'bool'
-  | 'list'
-  | 'enum'
-  | 'url'
-  | 'path'
-  | 'number'
-  | 'json';
-
-export interface SettingSpec {
-  /** Primary environment variable name (the contract name). */
-  env: string;
-  /** Alias environment variables, accepted when the primary is unset. */
-  aliases?: readonly string[];
-  /** Dotted key in the YAML file. */
-  yaml: string;
-  /** Extra short CLI flags besides the one derived from `env`. */
-  flags?: readonly string[];
-  kind: SettingKind;
-  default?: string;
-  /** For a setting without a fixed default: what it is computed from, as shown in docs. */
-  derivedDefault?: string;
-  /** For `enum`. */
-  values?: readonly string[];
-  /** For `int`/`seconds`/`number`: inclusive bounds. */
-  min?: number;
-  max?: number;
-  /** For `url`: allowed protocols. */
-  protocols?: readonly string[];
-  /** Never echoed: masked in `check-config` output and in error messages. */
-  secret?: boolean;
-  /**
-   * Taken over by a running proxy when the --config file is reloaded (SIGHUP, CONFIG_WATCH);
-   * any other setting keeps its value until a restart.
-   */
-  reloadable?: boolean;
-  /** A sample value, shown commented out in `configs/config.example.yaml` and in error hints. */
-  example?: string;
-  /** A URL whose password part (only) is masked wherever the value is shown. */
-  maskUrlPassword?: boolean;
-  doc: string;
-}
+export type { SettingKind, SettingSpec } from './setting-spec.js';
 
 export const SETTINGS = [
   // server
@@ -78,6 +58,7 @@ export const SETTINGS = [
     protocols: ['http:', 'https:'],
     derivedDefault: 'http://localhost:$SERVER_PORT',
     example: 'https://mcp.example.com',
+    check: originOnly,
     doc: 'URL users and MCP clients reach the proxy at (e.g. the tunnel URL); the issuer, resource and redirect URLs derive from it. Origin only, no path.',
   },
   {
@@ -87,6 +68,7 @@ export const SETTINGS = [
     reloadable: true,
     default: '',
     example: 'https://claude.ai,https://app.example.com',
+    check: eachEntry(originProblem),
     doc: "Extra browser origins allowed besides PUBLIC_URL's (comma list); any other Origin gets 403.",
   },
   {
@@ -96,6 +78,7 @@ export const SETTINGS = [
     reloadable: true,
     default: '',
     example: '127.0.0.1,::1,10.0.0.0/8',
+    check: eachEntry(addressOrCidrProblem),
     doc: 'Addresses/CIDRs whose X-Forwarded-* and CF-Connecting-IP headers are believed (e.g. 127.0.0.1 for cloudflared).',
   },
   {
@@ -116,6 +99,8 @@ export const SETTINGS = [
     kind: 'string',
     reloadable: true,
     default: 'localhost',
+    ignoredWhenSet: 'PROXY_TARGET_URL',
+    check: hostNameOrAddress,
     doc: 'MCP server host.',
   },
   {
@@ -127,6 +112,7 @@ export const SETTINGS = [
     min: 1,
     max: 65535,
     default: '3000',
+    ignoredWhenSet: 'PROXY_TARGET_URL',
     doc: 'MCP server port.',
   },
   {
@@ -138,13 +124,17 @@ export const SETTINGS = [
     protocols: ['http:', 'https:'],
     derivedDefault: 'http://$PROXY_TARGET_HOST:$PROXY_TARGET_PORT',
     example: 'http://localhost:3000/api',
+    check: noQuery,
     doc: 'Full target URL (http or https, optional path prefix); overrides host/port.',
   },
   {
     env: 'PROXY_CA_FILE',
     yaml: 'proxy.ca_file',
-    kind: 'path',
+    kind: 'file',
     reloadable: true,
+    maxBytes: MAX_CA_FILE_BYTES,
+    unreadableFix: 'give the path of a readable PEM file',
+    check: (file) => pemCertificateProblem(file.text),
     example: '/etc/mcp-oidc-proxy/ca.pem',
     doc: 'PEM file with CA certificates to trust for an https target (added to the system roots).',
   },
@@ -153,6 +143,7 @@ export const SETTINGS = [
     yaml: 'proxy.mcp_path',
     kind: 'string',
     default: '/mcp',
+    check: mcpPathProblem,
     doc: 'Public path of the MCP endpoint; the protected resource is PUBLIC_URL + MCP_PATH.',
   },
   {
@@ -337,6 +328,7 @@ export const SETTINGS = [
     kind: 'url',
     protocols: ['http:', 'https:'],
     default: 'https://graph.microsoft.com',
+    check: httpsUnlessLoopback,
     doc: 'Microsoft Graph (national clouds: https://graph.microsoft.us, https://dod-graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn), for OIDC_PROVIDER=microsoft: where the groups of a user in too many groups for the ID token are read.',
   },
   {
@@ -346,6 +338,7 @@ export const SETTINGS = [
     reloadable: true,
     default: '',
     example: 'alice@example.com,*@example.org',
+    check: eachEntry(allowedEmailProblem),
     doc: 'Emails allowed in (exact, or *@domain); empty with the other lists empty = anyone the provider authenticates.',
   },
   {
@@ -355,6 +348,7 @@ export const SETTINGS = [
     reloadable: true,
     default: '',
     example: 'example.com',
+    check: eachEntry(allowedDomainProblem),
     doc: 'Email domains allowed in (exact domain; *.example.com for subdomains).',
   },
   {
@@ -372,6 +366,7 @@ export const SETTINGS = [
     kind: 'string',
     reloadable: true,
     default: 'X-Forwarded-User',
+    check: headerNameProblem,
     doc: "Header carrying the user's subject to the backend.",
   },
   {
@@ -380,6 +375,7 @@ export const SETTINGS = [
     kind: 'string',
     reloadable: true,
     default: 'X-Forwarded-Email',
+    check: headerNameProblem,
     doc: "Header carrying the user's email to the backend.",
   },
   {
@@ -388,6 +384,7 @@ export const SETTINGS = [
     kind: 'string',
     reloadable: true,
     default: 'X-Forwarded-Groups',
+    check: headerNameProblem,
     doc: "Header carrying the user's groups (comma list) to the backend.",
   },
   {
@@ -420,6 +417,7 @@ export const SETTINGS = [
     secret: true,
     example:
       '[{"client_id": "claude", "client_secret": "a-long-random-secret", "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "name": "Claude"}]',
+    check: mcpClientsProblems,
     doc: 'Pre-registered MCP clients, a JSON (or YAML) list of {client_id, client_secret (optional: public client), redirect_uris, name}: what you type into Claude.ai or ChatGPT as client id and secret.',
   },
   {
@@ -464,6 +462,7 @@ export const SETTINGS = [
     secret: true,
     derivedDefault: 'random per process',
     example: 'a random string of 32+ characters (openssl rand -base64 48)',
+    check: randomSecretProblem,
     doc: 'Key for signing cookies and encrypting stored sessions; required (identical) when instances share Redis.',
   },
   {
@@ -491,12 +490,15 @@ export const SETTINGS = [
     default: 'redis://localhost:6379',
     maskUrlPassword: true,
     example: 'rediss://:password@redis.example.com:6380/0',
+    check: redisUrlProblem,
     doc: 'Redis for SESSION_STORE=redis: redis://, rediss:// (TLS), redis+sentinel://host:port,host:port/master, redis+cluster://host:port,host:port.',
   },
   {
     env: 'REDIS_CA_FILE',
     yaml: 'session.redis_ca_file',
-    kind: 'path',
+    kind: 'file',
+    maxBytes: MAX_CA_FILE_BYTES,
+    unreadableFix: 'give a readable PEM file',
     example: '/etc/ssl/redis-ca.pem',
     doc: 'PEM CA bundle for a rediss:// server with a private CA.',
   },
@@ -513,6 +515,7 @@ export const SETTINGS = [
     yaml: 'metrics.path',
     kind: 'string',
     default: '/metrics',
+    check: metricsPathProblem,
     doc: 'Path of the Prometheus endpoint.',
   },
   {
@@ -564,6 +567,7 @@ export const SETTINGS = [
     kind: 'string',
     secret: true,
     example: 'a random string of 32+ characters (openssl rand -base64 48)',
+    check: randomSecretProblem,
     doc: 'Bearer token for the admin API (Authorization: Bearer ADMIN_TOKEN); at least 32 characters.',
   },
   {

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { maskUrlCredentials } from '../../src/config/load.js';
+import { maskUrlCredentials } from '../../src/config/mask.js';
 import { readSmallTextFile } from '../../src/config/read-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-read-file-'));

@@ -1,0 +1,120 @@
+/**
+ * Cross-field rules: what must hold between settings, one rule per function, each named for
+ * what it checks. A rule about a single setting belongs in that setting's table entry instead.
+ */
+import { isLoopbackHost, pathsOverlap } from './checks.js';
+import { oidcScopes, publicUrlOf } from './derived.js';
+import type { ParsedValues } from './parse.js';
+import { flagFor, SETTINGS, type SettingEnv } from './settings.js';
+
+export interface RuleInput {
+  /** Each setting's value; absent when unset or when its text did not parse. */
+  values: ParsedValues;
+  /** The settings given a value (flag, environment, file or default), valid or not. */
+  given: ReadonlySet<SettingEnv>;
+  /** The settings whose own value was already reported wrong (by its kind or its check). */
+  refused: ReadonlySet<SettingEnv>;
+}
+
+/** What a rule found wrong: the setting to change and how (the loader adds value and source). */
+export interface RuleProblem {
+  key: SettingEnv;
+  message: string;
+}
+
+export type CrossFieldRule = (input: RuleInput) => RuleProblem[];
+
+/** MCP_PATH and a served METRICS_PATH: neither may be the other or under it. */
+export function mcpPathClearOfMetricsPath({ values, refused }: RuleInput): RuleProblem[] {
+  const { MCP_PATH: mcpPath, METRICS_PATH: metricsPath } = values;
+  // An MCP_PATH already reported wrong is not compared: its own fix comes first.
+  if (mcpPath === undefined || refused.has('MCP_PATH') || metricsPath === undefined) return [];
+  if (!values.METRICS_ENABLED || !pathsOverlap(mcpPath, metricsPath)) return [];
+  return [{ key: 'MCP_PATH', message: `overlaps METRICS_PATH (${metricsPath}); give them different paths` }];
+}
+
+/** AUTH_MODE=oidc needs the upstream provider's settings; GitHub has no discovery document. */
+export function oidcModeHasProviderSettings({ values, given }: RuleInput): RuleProblem[] {
+  if (values.AUTH_MODE !== 'oidc') return [];
+  const required =
+    values.OIDC_PROVIDER === 'github'
+      ? (['OIDC_CLIENT_ID'] as const)
+      : (['OIDC_DISCOVERY_URL', 'OIDC_CLIENT_ID'] as const);
+  return required
+    .filter((key) => !given.has(key))
+    .map((key) => ({
+      key,
+      message: `is required when AUTH_MODE=oidc; ${howToSet(key)} (or use AUTH_MODE=bypass for local development without login)`,
+    }));
+}
+
+/** How to set a setting, for "is required" messages. */
+function howToSet(key: SettingEnv): string {
+  const spec = SETTINGS.find((s) => s.env === key);
+  if (!spec) return '';
+  return `set the environment variable ${spec.env}, the YAML key ${spec.yaml} or the flag ${flagFor(spec)}`;
+}
+
+/** Browsers drop a Secure cookie that a plain http origin sets (loopback excepted). */
+export function secureCookieNeedsHttpsPublicUrl({ values }: RuleInput): RuleProblem[] {
+  const publicUrl = publicUrlOf(values);
+  if (!values.SESSION_COOKIE_SECURE || publicUrl.protocol === 'https:' || isLoopbackHost(publicUrl.hostname))
+    return [];
+  return [
+    {
+      key: 'SESSION_COOKIE_SECURE',
+      message:
+        'is true but PUBLIC_URL is not https: browsers would drop the cookie; set PUBLIC_URL to the https URL',
+    },
+  ];
+}
+
+/** An OpenID Connect provider only answers as one to the openid scope (GitHub is plain OAuth). */
+export function oidcScopesIncludeOpenid({ values }: RuleInput): RuleProblem[] {
+  if (values.AUTH_MODE !== 'oidc' || values.OIDC_PROVIDER === 'github') return [];
+  if (oidcScopes(values).includes('openid')) return [];
+  return [
+    {
+      key: 'OIDC_SCOPES',
+      message: 'must include openid for an OpenID Connect provider, e.g. "openid email profile"',
+    },
+  ];
+}
+
+/** An enabled admin API needs someone who can use it: a token holder or a group of admins. */
+export function adminApiHasAWayIn({ values }: RuleInput): RuleProblem[] {
+  if (!values.ADMIN_ENABLED || values.ADMIN_TOKEN || (values.ADMIN_GROUPS ?? []).length > 0) return [];
+  return [
+    {
+      key: 'ADMIN_ENABLED',
+      message:
+        'is true but neither ADMIN_TOKEN nor ADMIN_GROUPS is set: nobody could use the admin API; set ADMIN_TOKEN (openssl rand -base64 48) or ADMIN_GROUPS',
+    },
+  ];
+}
+
+/** Without a token, admins are known by their login's groups, and AUTH_MODE=bypass has no login. */
+export function adminGroupsNeedOidcLogin({ values }: RuleInput): RuleProblem[] {
+  if (!values.ADMIN_ENABLED || values.ADMIN_TOKEN || values.AUTH_MODE !== 'bypass') return [];
+  return [
+    {
+      key: 'ADMIN_GROUPS',
+      message: 'needs AUTH_MODE=oidc (with AUTH_MODE=bypass nobody logs in); set ADMIN_TOKEN instead',
+    },
+  ];
+}
+
+/** Every cross-field rule, in the order their problems are reported. */
+export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
+  mcpPathClearOfMetricsPath,
+  oidcModeHasProviderSettings,
+  secureCookieNeedsHttpsPublicUrl,
+  oidcScopesIncludeOpenid,
+  adminApiHasAWayIn,
+  adminGroupsNeedOidcLogin,
+];
+
+/** Runs every rule over the loaded values. */
+export function crossFieldProblems(input: RuleInput): RuleProblem[] {
+  return CROSS_FIELD_RULES.flatMap((rule) => rule(input));
+}

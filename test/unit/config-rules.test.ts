@@ -1,0 +1,231 @@
+import { describe, expect, it } from 'vitest';
+import type { ParsedValues } from '../../src/config/parse.js';
+import {
+  adminApiHasAWayIn,
+  adminGroupsNeedOidcLogin,
+  CROSS_FIELD_RULES,
+  mcpPathClearOfMetricsPath,
+  oidcModeHasProviderSettings,
+  oidcScopesIncludeOpenid,
+  type RuleInput,
+  secureCookieNeedsHttpsPublicUrl,
+} from '../../src/config/rules.js';
+import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
+import { configProblems } from '../helpers/config-problems.js';
+
+/** A rule's input: `values` as parsed, every one of them given, and nothing refused. */
+function input(values: ParsedValues, more: Partial<Omit<RuleInput, 'values'>> = {}): RuleInput {
+  const given = new Set(SETTINGS.map((s) => s.env).filter((env) => values[env] !== undefined));
+  return { values, given: more.given ?? given, refused: more.refused ?? new Set() };
+}
+
+function keysOf(problems: Array<{ key: string }>): string[] {
+  return problems.map((p) => p.key);
+}
+
+describe('cross-field rules', () => {
+  it('runs every rule, each once', () => {
+    expect(CROSS_FIELD_RULES.map((rule) => rule.name)).toEqual([
+      'mcpPathClearOfMetricsPath',
+      'oidcModeHasProviderSettings',
+      'secureCookieNeedsHttpsPublicUrl',
+      'oidcScopesIncludeOpenid',
+      'adminApiHasAWayIn',
+      'adminGroupsNeedOidcLogin',
+    ]);
+  });
+
+  describe('mcpPathClearOfMetricsPath', () => {
+    const served = { METRICS_ENABLED: true } as const;
+
+    it('refuses an MCP_PATH on or under a served METRICS_PATH, and the reverse', () => {
+      for (const [mcp, metrics] of [
+        ['/mcp', '/mcp'],
+        ['/mcp', '/mcp/metrics'],
+        ['/x/mcp', '/x'],
+      ]) {
+        expect(mcpPathClearOfMetricsPath(input({ ...served, MCP_PATH: mcp, METRICS_PATH: metrics }))).toEqual(
+          [{ key: 'MCP_PATH', message: `overlaps METRICS_PATH (${metrics}); give them different paths` }],
+        );
+      }
+    });
+
+    it('accepts apart paths, a root MCP_PATH, and any paths while metrics are off', () => {
+      for (const values of [
+        { ...served, MCP_PATH: '/mcp', METRICS_PATH: '/metrics' },
+        { ...served, MCP_PATH: '/mcp', METRICS_PATH: '/mcpx' },
+        { ...served, MCP_PATH: '/', METRICS_PATH: '/metrics' },
+        { METRICS_ENABLED: false, MCP_PATH: '/mcp', METRICS_PATH: '/mcp' },
+      ])
+        expect(mcpPathClearOfMetricsPath(input(values))).toEqual([]);
+    });
+
+    it('does not compare an MCP_PATH already reported wrong', () => {
+      const values = { ...served, MCP_PATH: '/mcp', METRICS_PATH: '/mcp' };
+      expect(mcpPathClearOfMetricsPath(input(values, { refused: new Set(['MCP_PATH']) }))).toEqual([]);
+    });
+  });
+
+  describe('oidcModeHasProviderSettings', () => {
+    it('asks for the discovery URL and client id in oidc mode, naming the ways to set them', () => {
+      const found = oidcModeHasProviderSettings(input({ AUTH_MODE: 'oidc', OIDC_PROVIDER: 'generic' }));
+      expect(keysOf(found)).toEqual(['OIDC_DISCOVERY_URL', 'OIDC_CLIENT_ID']);
+      expect(found[1]?.message).toBe(
+        'is required when AUTH_MODE=oidc; set the environment variable OIDC_CLIENT_ID, the YAML key oidc.client_id or the flag --oidc-client-id (or use AUTH_MODE=bypass for local development without login)',
+      );
+    });
+
+    it('asks GitHub only for the client id (it has no discovery document)', () => {
+      const found = oidcModeHasProviderSettings(input({ AUTH_MODE: 'oidc', OIDC_PROVIDER: 'github' }));
+      expect(keysOf(found)).toEqual(['OIDC_CLIENT_ID']);
+    });
+
+    it('counts a setting given with a bad value as given (its own problem says what is wrong)', () => {
+      const given = new Set<SettingEnv>(['OIDC_DISCOVERY_URL', 'OIDC_CLIENT_ID']);
+      expect(oidcModeHasProviderSettings(input({ AUTH_MODE: 'oidc' }, { given }))).toEqual([]);
+    });
+
+    it('asks nothing in bypass mode, or when AUTH_MODE itself is wrong', () => {
+      expect(oidcModeHasProviderSettings(input({ AUTH_MODE: 'bypass' }))).toEqual([]);
+      expect(oidcModeHasProviderSettings(input({}))).toEqual([]);
+    });
+  });
+
+  describe('secureCookieNeedsHttpsPublicUrl', () => {
+    const secure = { SESSION_COOKIE_SECURE: true } as const;
+
+    it('refuses Secure cookies on a plain http PUBLIC_URL', () => {
+      expect(
+        secureCookieNeedsHttpsPublicUrl(input({ ...secure, PUBLIC_URL: new URL('http://mcp.example.com') })),
+      ).toEqual([
+        {
+          key: 'SESSION_COOKIE_SECURE',
+          message:
+            'is true but PUBLIC_URL is not https: browsers would drop the cookie; set PUBLIC_URL to the https URL',
+        },
+      ]);
+    });
+
+    it('accepts https, loopback (also the derived http://localhost), and non-Secure cookies', () => {
+      for (const values of [
+        { ...secure, PUBLIC_URL: new URL('https://mcp.example.com') },
+        { ...secure, PUBLIC_URL: new URL('http://127.0.0.1:8080') },
+        { ...secure, PUBLIC_URL: new URL('http://[::1]:8080') },
+        { ...secure, SERVER_PORT: 9000 },
+        { ...secure },
+        { SESSION_COOKIE_SECURE: false, PUBLIC_URL: new URL('http://mcp.example.com') },
+      ])
+        expect(secureCookieNeedsHttpsPublicUrl(input(values))).toEqual([]);
+    });
+  });
+
+  describe('oidcScopesIncludeOpenid', () => {
+    it('refuses scopes without openid for an OpenID Connect provider', () => {
+      expect(
+        oidcScopesIncludeOpenid(
+          input({ AUTH_MODE: 'oidc', OIDC_PROVIDER: 'google', OIDC_SCOPES: ['email'] }),
+        ),
+      ).toEqual([
+        {
+          key: 'OIDC_SCOPES',
+          message: 'must include openid for an OpenID Connect provider, e.g. "openid email profile"',
+        },
+      ]);
+    });
+
+    it('finds openid in a space-separated entry, and asks nothing of GitHub or bypass mode', () => {
+      expect(oidcScopesIncludeOpenid(input({ AUTH_MODE: 'oidc', OIDC_SCOPES: ['email openid'] }))).toEqual(
+        [],
+      );
+      expect(
+        oidcScopesIncludeOpenid(
+          input({ AUTH_MODE: 'oidc', OIDC_PROVIDER: 'github', OIDC_SCOPES: ['read:user'] }),
+        ),
+      ).toEqual([]);
+      expect(oidcScopesIncludeOpenid(input({ AUTH_MODE: 'bypass', OIDC_SCOPES: [] }))).toEqual([]);
+    });
+  });
+
+  describe('adminApiHasAWayIn', () => {
+    it('refuses an enabled admin API without a token or admin groups', () => {
+      const found = adminApiHasAWayIn(input({ ADMIN_ENABLED: true, ADMIN_GROUPS: [] }));
+      expect(keysOf(found)).toEqual(['ADMIN_ENABLED']);
+      expect(found[0]?.message).toMatch(/^is true but neither ADMIN_TOKEN nor ADMIN_GROUPS is set/);
+      // An empty token (`--admin-token=`) is no token.
+      expect(keysOf(adminApiHasAWayIn(input({ ADMIN_ENABLED: true, ADMIN_TOKEN: '' })))).toEqual([
+        'ADMIN_ENABLED',
+      ]);
+    });
+
+    it('accepts a token, admin groups, or a disabled admin API', () => {
+      expect(adminApiHasAWayIn(input({ ADMIN_ENABLED: true, ADMIN_TOKEN: 'x'.repeat(32) }))).toEqual([]);
+      expect(adminApiHasAWayIn(input({ ADMIN_ENABLED: true, ADMIN_GROUPS: ['admins'] }))).toEqual([]);
+      expect(adminApiHasAWayIn(input({ ADMIN_ENABLED: false }))).toEqual([]);
+    });
+  });
+
+  describe('adminGroupsNeedOidcLogin', () => {
+    it('refuses admin groups as the only way in under AUTH_MODE=bypass', () => {
+      expect(
+        adminGroupsNeedOidcLogin(
+          input({ ADMIN_ENABLED: true, ADMIN_GROUPS: ['admins'], AUTH_MODE: 'bypass' }),
+        ),
+      ).toEqual([
+        {
+          key: 'ADMIN_GROUPS',
+          message: 'needs AUTH_MODE=oidc (with AUTH_MODE=bypass nobody logs in); set ADMIN_TOKEN instead',
+        },
+      ]);
+    });
+
+    it('accepts a token in bypass mode, and groups in oidc mode', () => {
+      expect(
+        adminGroupsNeedOidcLogin(
+          input({ ADMIN_ENABLED: true, ADMIN_TOKEN: 'x'.repeat(32), AUTH_MODE: 'bypass' }),
+        ),
+      ).toEqual([]);
+      expect(
+        adminGroupsNeedOidcLogin(input({ ADMIN_ENABLED: true, ADMIN_GROUPS: ['admins'], AUTH_MODE: 'oidc' })),
+      ).toEqual([]);
+    });
+  });
+});
+
+describe('cross-field rules in loadConfig', () => {
+  const BYPASS = { AUTH_MODE: 'bypass' };
+
+  it('report with the value and source of the setting to change', () => {
+    expect(
+      configProblems({
+        env: { ...BYPASS, SESSION_COOKIE_SECURE: 'yes', PUBLIC_URL: 'http://mcp.example.com' },
+      }),
+    ).toEqual([expect.objectContaining({ key: 'SESSION_COOKIE_SECURE', value: 'yes', source: 'env' })]);
+    expect(configProblems({ env: BYPASS, flags: { ADMIN_ENABLED: 'true' } })).toEqual([
+      expect.objectContaining({ key: 'ADMIN_ENABLED', value: 'true', source: 'flag' }),
+      expect.objectContaining({ key: 'ADMIN_GROUPS', value: '', source: 'default' }),
+    ]);
+  });
+
+  it('come after the problems of single settings, all in one report', () => {
+    const found = configProblems({
+      env: { SERVER_PORT: 'abc', MCP_PATH: '/health', OIDC_SCOPES: 'email', ADMIN_ENABLED: 'true' },
+    });
+    expect(keysOf(found)).toEqual([
+      'SERVER_PORT',
+      'MCP_PATH',
+      'OIDC_DISCOVERY_URL',
+      'OIDC_CLIENT_ID',
+      'OIDC_SCOPES',
+      'ADMIN_ENABLED',
+    ]);
+  });
+
+  it('stay quiet about a setting whose own value is wrong', () => {
+    // AUTH_MODE does not parse: whether OIDC settings are required is unknown, so not asked.
+    expect(keysOf(configProblems({ env: { AUTH_MODE: 'none' } }))).toEqual(['AUTH_MODE']);
+    // METRICS_ENABLED does not parse: the paths are not compared.
+    expect(
+      keysOf(configProblems({ env: { ...BYPASS, METRICS_ENABLED: 'maybe', METRICS_PATH: '/mcp' } })),
+    ).toEqual(['METRICS_ENABLED']);
+  });
+});
