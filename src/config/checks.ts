@@ -10,7 +10,7 @@ import type { CheckProblems } from './setting-spec.js';
 import type { PreRegisteredClientConfig } from './types.js';
 
 /**
- * Paths the proxy answers itself (README, "What the proxy does with a request"); the MCP endpoint and
+ * Paths the proxy answers itself (docs/security.md, "What the proxy does with a request"); the MCP endpoint and
  * the metrics endpoint may not sit on or under them, or requests would never reach them.
  */
 export const RESERVED_PATHS = [
