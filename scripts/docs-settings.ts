@@ -8,6 +8,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { SettingKind } from '../src/config/setting-spec.js';
 import { SETTINGS } from '../src/config/settings.js';
 
 /** The fields of a setting the reference shows (and the only ones it reads). */
@@ -47,7 +48,7 @@ const SECTION_TITLES: Record<string, string> = {
   config: 'Config file',
 };
 
-const KIND_NAMES: Record<string, string> = {
+const KIND_NAMES: Record<SettingKind, string> = {
   string: 'string',
   int: 'integer',
   seconds: 'seconds',
@@ -55,7 +56,7 @@ const KIND_NAMES: Record<string, string> = {
   list: 'list',
   enum: 'choice',
   url: 'URL',
-  path: 'file path',
+  file: 'file path',
   number: 'number',
   json: 'JSON list',
 };
