@@ -16,7 +16,7 @@ export interface DocumentedSetting {
   env: string;
   yaml: string;
   flags?: readonly string[];
-  kind: string;
+  kind: SettingKind;
   default?: string;
   derivedDefault?: string;
   reloadable?: boolean;
@@ -103,7 +103,7 @@ function defaultOf(s: DocumentedSetting): string {
 }
 
 function kindOf(s: DocumentedSetting): string {
-  const kind = KIND_NAMES[s.kind] ?? s.kind;
+  const kind = KIND_NAMES[s.kind];
   return s.secret ? `${kind}, secret` : kind;
 }
 
