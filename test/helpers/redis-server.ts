@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { connect } from 'node:net';
-import { waitFor } from './servers.js';
+import { waitFor } from './wait.js';
 
 export interface RedisServer {
   port: number;

@@ -10,6 +10,8 @@ import { loadConfig } from '../../src/config/load.js';
 import { type RunningProxy, startProxy } from '../../src/server/app.js';
 import { captureLogs } from './log-capture.js';
 
+export { waitFor } from './wait.js';
+
 export interface Listening {
   server: Server;
   port: number;
@@ -91,17 +93,4 @@ export async function startTestProxy(env: Record<string, string>): Promise<TestP
     logText: log.text,
     close: () => proxy.shutdown(),
   };
-}
-
-/** Resolves when `predicate` holds, checking on every tick up to `timeoutMs`. */
-export async function waitFor(
-  predicate: () => boolean | Promise<boolean>,
-  timeoutMs = 5000,
-  what = 'condition',
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

@@ -20,6 +20,7 @@ import { type StateStore, StoreUnavailableError } from '../../src/store/state-st
 import { accepts } from '../helpers/redis-server.js';
 import { freePort } from '../helpers/servers.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
+import { waitFor } from '../helpers/wait.js';
 import { runStateStoreTests } from '../unit/state-store.suite.js';
 
 /**
@@ -34,12 +35,13 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Every key this run writes to the shared Redis lives under this prefix, and is deleted after. */
 const RUN_PREFIX = `mcp-oidc-proxy-test:session:${randomUUID()}:`;
 
-async function until(predicate: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** Whether the store answers a ping now (false while it cannot reach Redis). */
+function answers(s: StateStore): () => Promise<boolean> {
+  return () =>
+    s.ping().then(
+      () => true,
+      () => false,
+    );
 }
 
 /** Resolves with what the call rejected with, and how long it took; fails if it resolved. */
@@ -96,10 +98,14 @@ async function startRedisServer(
   };
   running.add(proc);
   try {
-    await until(async () => {
-      if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
-      return accepts(probePort);
-    }, `redis-server on port ${probePort}`);
+    await waitFor(
+      async () => {
+        if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
+        return accepts(probePort);
+      },
+      10_000,
+      `redis-server on port ${probePort}`,
+    );
   } catch (error) {
     await proc.kill();
     throw error;
@@ -249,8 +255,9 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     // Still down a moment later, while ioredis keeps retrying in the background.
     await expectAllUnavailable(s);
     // The failed reconnect attempts reach the error reporter (the logger, in the server).
-    await until(
-      async () => errors.some((e) => /ECONNREFUSED/.test(e.message)),
+    await waitFor(
+      () => errors.some((e) => /ECONNREFUSED/.test(e.message)),
+      10_000,
       'a reported connection error',
     );
     const { error } = await rejection(() => s.get('k'));
@@ -259,15 +266,7 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     );
 
     server = await startRedisServer(port);
-    await until(
-      () =>
-        s.ping().then(
-          () => true,
-          () => false,
-        ),
-      'the store to reconnect',
-      5000,
-    );
+    await waitFor(answers(s), 5000, 'the store to reconnect');
     await s.set('k', 'after', 60_000);
     expect(await s.get('k')).toBe('after');
     expect(await s.take('k')).toBe('after');
@@ -291,14 +290,14 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     } finally {
       server.child.kill('SIGCONT');
     }
-    await until(
+    await waitFor(
       () =>
         s.get('k').then(
           (v) => v === 'v',
           () => false,
         ),
-      'answers again',
       5000,
+      'answers again',
     );
   });
 
@@ -315,15 +314,7 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
       expect(error).toBeInstanceOf(StoreUnavailableError);
       expect(ms).toBeLessThan(1500);
       server.child.kill('SIGCONT');
-      await until(
-        () =>
-          s.ping().then(
-            () => true,
-            () => false,
-          ),
-        'the store to connect',
-        5000,
-      );
+      await waitFor(answers(s), 5000, 'the store to connect');
       // The abandoned take did not consume the value once the connection came up.
       expect(await raw.get(`${DEFAULT_KEY_PREFIX}code`)).toBe('single-use');
       expect(await s.take('code')).toBe('single-use');
@@ -340,15 +331,7 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     await expectAllUnavailable(s);
 
     await startRedisServer(port);
-    await until(
-      () =>
-        s.ping().then(
-          () => true,
-          () => false,
-        ),
-      'the store to connect',
-      5000,
-    );
+    await waitFor(answers(s), 5000, 'the store to connect');
     await s.set('k', 'v', 60_000);
     expect(await s.get('k')).toBe('v');
   });
@@ -474,10 +457,14 @@ describe('RedisStateStore on a Redis Cluster (3 own masters)', () => {
     ]);
     const probes = ports.map((p) => new Redis({ port: p, host: '127.0.0.1', lazyConnect: true }));
     try {
-      await until(async () => {
-        const infos = await Promise.all(probes.map((c) => c.cluster('INFO') as Promise<string>));
-        return infos.every((info) => info.includes('cluster_state:ok'));
-      }, 'the cluster to be ok');
+      await waitFor(
+        async () => {
+          const infos = await Promise.all(probes.map((c) => c.cluster('INFO') as Promise<string>));
+          return infos.every((info) => info.includes('cluster_state:ok'));
+        },
+        10_000,
+        'the cluster to be ok',
+      );
     } finally {
       for (const c of probes) c.disconnect();
     }
