@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +17,7 @@ import {
   redactRedisUrl,
 } from '../../src/store/redis.js';
 import { type StateStore, StoreUnavailableError } from '../../src/store/state-store.js';
-import { accepts } from '../helpers/redis-server.js';
+import { startRedisServer, stopAllRedisServers } from '../helpers/redis-server.js';
 import { freePort } from '../helpers/servers.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
 import { waitFor } from '../helpers/wait.js';
@@ -54,67 +54,6 @@ async function rejection(call: () => Promise<unknown>): Promise<{ error: unknown
   const ms = performance.now() - start;
   if (outcome.resolved) throw new Error(`expected a rejection, got ${inspect(outcome.value)}`);
   return { error: outcome.error, ms };
-}
-
-interface RedisProcess {
-  port: number;
-  child: ChildProcess;
-  kill(): Promise<void>;
-}
-
-const running = new Set<RedisProcess>();
-
-/** Starts a throwaway redis-server on `port` (no persistence) and waits until it listens. */
-async function startRedisServer(
-  port: number,
-  extraArgs: string[] = [],
-  probePort = port,
-): Promise<RedisProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const proc: RedisProcess = {
-    port,
-    child,
-    kill: async () => {
-      running.delete(proc);
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-  running.add(proc);
-  try {
-    await waitFor(
-      async () => {
-        if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
-        return accepts(probePort);
-      },
-      10_000,
-      `redis-server on port ${probePort}`,
-    );
-  } catch (error) {
-    await proc.kill();
-    throw error;
-  }
-  return proc;
-}
-
-async function stopAllRedisServers(): Promise<void> {
-  for (const proc of [...running]) await proc.kill();
 }
 
 runStateStoreTests(
@@ -250,7 +189,7 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     await s.set('k', 'before', 60_000);
     expect(await s.get('k')).toBe('before');
 
-    await server.kill();
+    await server.stop();
     await expectAllUnavailable(s);
     // Still down a moment later, while ioredis keeps retrying in the background.
     await expectAllUnavailable(s);
@@ -338,7 +277,7 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
 
   it('never reveals the password, in errors, their causes or connection error reports', async () => {
     const port = await freePort();
-    await startRedisServer(port, ['--requirepass', 'right-pass-123']);
+    await startRedisServer(port, { password: 'right-pass-123' });
 
     const good = new RedisStateStore({ url: `redis://:right-pass-123@127.0.0.1:${port}` });
     stores.push(good);
@@ -375,23 +314,13 @@ describe('RedisStateStore over TLS (rediss://, own redis-server)', () => {
   beforeAll(async () => {
     pki = makeTestPki();
     port = await freePort();
-    // `--port 0` here is deliberate: it turns plain TCP off so only TLS answers on `port`.
-    await startRedisServer(
-      0,
-      [
-        '--tls-port',
-        String(port),
-        '--tls-cert-file',
-        join(pki.dir, 'server.pem'),
-        '--tls-key-file',
-        join(pki.dir, 'server.key'),
-        '--tls-ca-cert-file',
-        pki.caFile,
-        '--tls-auth-clients',
-        'no',
-      ],
-      port,
-    );
+    await startRedisServer(port, {
+      tls: {
+        certFile: join(pki.dir, 'server.pem'),
+        keyFile: join(pki.dir, 'server.key'),
+        caFile: pki.caFile,
+      },
+    });
   });
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
@@ -433,20 +362,7 @@ describe('RedisStateStore on a Redis Cluster (3 own masters)', () => {
       ports.push(await freePort());
       busPorts.push(await freePort());
     }
-    await Promise.all(
-      ports.map((p, i) =>
-        startRedisServer(p, [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-port',
-          String(busPorts[i]),
-          '--cluster-config-file',
-          join(dir, `nodes-${p}.conf`),
-          '--dir',
-          dir,
-        ]),
-      ),
-    );
+    await Promise.all(ports.map((p, i) => startRedisServer(p, { cluster: { busPort: busPorts[i]!, dir } })));
     await promisify(execFile)('redis-cli', [
       '--cluster',
       'create',
