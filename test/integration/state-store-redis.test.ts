@@ -19,6 +19,7 @@ import {
 import { type StateStore, StoreUnavailableError } from '../../src/store/state-store.js';
 import { startRedisServer, stopAllRedisServers } from '../helpers/redis-server.js';
 import { freePort } from '../helpers/servers.js';
+import { REDIS_URL, rawRedis } from '../helpers/shared-redis.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
 import { waitFor } from '../helpers/wait.js';
 import { runStateStoreTests } from '../unit/state-store.suite.js';
@@ -31,7 +32,6 @@ import { runStateStoreTests } from '../unit/state-store.suite.js';
  */
 const CONTRACT_TIMEOUT_MS = 10_000;
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Every key this run writes to the shared Redis lives under this prefix, and is deleted after. */
 const RUN_PREFIX = `mcp-oidc-proxy-test:session:${randomUUID()}:`;
 
@@ -62,7 +62,7 @@ runStateStoreTests(
 );
 
 describe('RedisStateStore on the shared Redis', () => {
-  let raw: Redis;
+  const raw = rawRedis(RUN_PREFIX);
   const stores: StateStore[] = [];
   const store = (keyPrefix = RUN_PREFIX): RedisStateStore => {
     const s = new RedisStateStore({ url: REDIS_URL, keyPrefix });
@@ -70,20 +70,8 @@ describe('RedisStateStore on the shared Redis', () => {
     return s;
   };
 
-  beforeAll(() => {
-    raw = new Redis(REDIS_URL);
-  });
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
-  });
-  afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, leftovers] = await raw.scan(cursor, 'MATCH', `${RUN_PREFIX}*`, 'COUNT', 1000);
-      if (leftovers.length > 0) await raw.del(...leftovers);
-      cursor = next;
-    } while (cursor !== '0');
-    await raw.quit();
   });
 
   it('writes under the key prefix with a millisecond TTL (SET PX), and SET NX PX for setIfAbsent', async () => {
