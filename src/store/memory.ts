@@ -10,6 +10,8 @@ export interface MemoryStateStoreOptions {
   maxEntries?: number;
   /** How often expired entries are reclaimed (they are invisible from the moment they expire). */
   sweepIntervalMs?: number;
+  /** The clock expiry is measured on, in milliseconds; the monotonic `performance.now()` unless given. */
+  now?: () => number;
 }
 
 interface Entry {
@@ -55,6 +57,7 @@ export class MemoryStateStore implements StateStore {
   private seq = 0;
   private sweepTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly now: () => number;
 
   constructor(options: MemoryStateStoreOptions = {}) {
     const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
@@ -66,6 +69,7 @@ export class MemoryStateStore implements StateStore {
       throw new RangeError(`sweepIntervalMs must be a positive number, got ${sweepIntervalMs}`);
     }
     this.maxEntries = maxEntries;
+    this.now = options.now ?? (() => performance.now());
     this.sweepTimer = setInterval(() => this.sweep(), sweepIntervalMs);
     this.sweepTimer.unref();
   }
@@ -83,19 +87,19 @@ export class MemoryStateStore implements StateStore {
   async setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean> {
     this.assertOpen();
     const ttl = checkTtl(ttlMs);
-    if (this.live(key, performance.now()) !== undefined) return false;
+    if (this.live(key, this.now()) !== undefined) return false;
     this.put(key, value, ttl);
     return true;
   }
 
   async get(key: string): Promise<string | undefined> {
     this.assertOpen();
-    return this.live(key, performance.now())?.value;
+    return this.live(key, this.now())?.value;
   }
 
   async take(key: string): Promise<string | undefined> {
     this.assertOpen();
-    const entry = this.live(key, performance.now());
+    const entry = this.live(key, this.now());
     if (entry === undefined) return undefined;
     this.entries.delete(key);
     return entry.value;
@@ -108,7 +112,7 @@ export class MemoryStateStore implements StateStore {
 
   async keys(prefix: string): Promise<string[]> {
     this.assertOpen();
-    const now = performance.now();
+    const now = this.now();
     const found: string[] = [];
     for (const [key, entry] of this.entries) {
       if (entry.expiresAt > now && key.startsWith(prefix)) found.push(key);
@@ -118,7 +122,7 @@ export class MemoryStateStore implements StateStore {
 
   async count(prefix: string): Promise<number> {
     this.assertOpen();
-    const now = performance.now();
+    const now = this.now();
     let n = 0;
     for (const [key, entry] of this.entries) {
       if (entry.expiresAt > now && key.startsWith(prefix)) n++;
@@ -140,7 +144,7 @@ export class MemoryStateStore implements StateStore {
 
   /** Removes expired entries; runs on the timer, callable directly. */
   sweep(): void {
-    const now = performance.now();
+    const now = this.now();
     while (this.heap.length > 0 && this.heap[0]!.expiresAt <= now) {
       const node = this.pop()!;
       if (this.entries.get(node.key)?.seq === node.seq) this.entries.delete(node.key);
@@ -167,7 +171,7 @@ export class MemoryStateStore implements StateStore {
     if (!this.entries.has(key)) {
       while (this.entries.size >= this.maxEntries) this.evictOne();
     }
-    const entry: Entry = { value, expiresAt: performance.now() + ttlMs, seq: ++this.seq };
+    const entry: Entry = { value, expiresAt: this.now() + ttlMs, seq: ++this.seq };
     this.entries.set(key, entry);
     this.push({ expiresAt: entry.expiresAt, seq: entry.seq, key });
     this.compactIfBloated();

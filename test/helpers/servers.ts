@@ -6,10 +6,11 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
 import { loadConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { type RunningProxy, startProxy } from '../../src/server/app.js';
+import { captureLogs } from './log-capture.js';
+
+export { waitFor } from './wait.js';
 
 export interface Listening {
   server: Server;
@@ -81,34 +82,15 @@ export async function startTestProxy(env: Record<string, string>): Promise<TestP
   const config = loadConfig({
     env: { AUTH_MODE: 'bypass', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'debug', ...env },
   });
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  const proxy = await startProxy({ config, logger: createLogger(config.log.level, sink) });
+  const log = captureLogs(config.log.level);
+  const proxy = await startProxy({ config, logger: log.logger });
   return {
     url: proxy.url,
     proxy,
     get logs() {
-      return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+      return log.lines();
     },
-    logText: () => lines.join('\n'),
+    logText: log.text,
     close: () => proxy.shutdown(),
   };
-}
-
-/** Resolves when `predicate` holds, checking on every tick up to `timeoutMs`. */
-export async function waitFor(
-  predicate: () => boolean | Promise<boolean>,
-  timeoutMs = 5000,
-  what = 'condition',
-): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }

@@ -1,14 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { Writable } from 'node:stream';
 import * as client from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createProvider } from '../../src/auth/oidc/presets.js';
 import { LoginRejectedError } from '../../src/auth/oidc/provider.js';
 import { loadConfig } from '../../src/config/load.js';
 import { DEFAULT_DEV_USERS } from '../../src/demo/dev-idp.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { SealingKeys } from '../../src/store/sealing-keys.js';
 import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { CLIENT_ID, CLIENT_SECRET, type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 import { freePort, waitFor } from '../helpers/servers.js';
 
@@ -317,13 +316,6 @@ describe('browser login under attack', () => {
     });
 
     it("rejects an ID token whose nonce is not the login's (the provider, against the real IdP)", async () => {
-      const lines: string[] = [];
-      const sink = new Writable({
-        write(chunk, _enc, cb) {
-          lines.push(String(chunk));
-          cb();
-        },
-      });
       const config = loadConfig({
         env: {
           AUTH_MODE: 'oidc',
@@ -336,7 +328,7 @@ describe('browser login under attack', () => {
           OIDC_SCOPES: 'openid email profile',
         },
       });
-      const provider = createProvider(config, createLogger('debug', sink));
+      const provider = createProvider(config, captureLogs('debug').logger);
       try {
         await provider.ready();
         const jar = new CookieJar();

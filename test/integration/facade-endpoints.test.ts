@@ -1,6 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/auth/audit.js';
 import type { AuthContext, RouteHandler } from '../../src/auth/authenticator.js';
@@ -15,10 +14,10 @@ import { RefreshTokens } from '../../src/auth/tokens/refresh-tokens.js';
 import { SigningKeys } from '../../src/auth/tokens/signing-keys.js';
 import { loadConfig } from '../../src/config/load.js';
 import { createRateLimiter } from '../../src/limits/rate-limit.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { SessionManager } from '../../src/session/sessions.js';
 import { MemoryStateStore } from '../../src/store/memory.js';
 import { SealingKeys } from '../../src/store/sealing-keys.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { type Listening, listen } from '../helpers/servers.js';
 
 const PUBLIC_REDIRECT = 'http://127.0.0.1:7777/callback';
@@ -70,14 +69,8 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
       ALLOWED_DOMAINS: 'example.com',
     },
   });
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  const logger = createLogger('info', sink);
+  const log = captureLogs('info');
+  const logger = log.logger;
   const store = new MemoryStateStore();
   const keys = new SealingKeys('facade-endpoints-test-secret');
   const sessions = new SessionManager(store, keys, {
@@ -128,9 +121,8 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
     url: listening.url,
     resource: `${listening.url}/mcp`,
     deps,
-    logText: () => lines.join('\n'),
-    auditEvents: () =>
-      lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit !== undefined),
+    logText: log.text,
+    auditEvents: () => log.lines().filter((l) => l.audit !== undefined),
     async login(identity) {
       const { setCookie } = await sessions.create('test', identity, { accessToken: 'upstream-token' });
       return setCookie.split(';')[0]!;

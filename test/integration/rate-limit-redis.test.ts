@@ -3,8 +3,9 @@ import { createServer, type Server, Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRateLimiter, type RateLimiter } from '../../src/limits/rate-limit.js';
+import { freePort } from '../helpers/servers.js';
+import { REDIS_URL } from '../helpers/shared-redis.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const PREFIX = `mcp-oidc-proxy-test:rl:${randomUUID()}`;
 
 function limiter(options: Parameters<typeof createRateLimiter>[0]): RateLimiter {
@@ -17,16 +18,6 @@ async function consumeTimes(l: RateLimiter, key: string, times: number): Promise
   const out: boolean[] = [];
   for (let i = 0; i < times; i++) out.push((await l.consume(key)).allowed);
   return out;
-}
-
-/** A port nothing listens on: bound on port 0, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 /**
@@ -127,7 +118,7 @@ describe('createRateLimiter with Redis', () => {
   it('with Redis down, each instance still limits from memory', async () => {
     const down = new Redis({
       host: '127.0.0.1',
-      port: await closedPort(),
+      port: await freePort(),
       lazyConnect: true,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,

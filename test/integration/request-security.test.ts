@@ -1,10 +1,9 @@
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import type { AuthDecision, Authenticator } from '../../src/auth/authenticator.js';
 import { loadConfig } from '../../src/config/load.js';
-import { createLogger } from '../../src/observability/logger.js';
 import { type RunningProxy, startProxy } from '../../src/server/app.js';
+import { quietLogger } from '../helpers/log-capture.js';
 import { hostOf, type RawResponse, rawGet, rawRequest, startRecordingEcho } from '../helpers/raw-http.js';
 import {
   type Listening,
@@ -153,7 +152,7 @@ async function startProxyWith(
   const config = loadConfig({
     env: { AUTH_MODE: 'bypass', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'error', ...env },
   });
-  const logger = createLogger('error', new Writable({ write: (_c, _e, cb) => cb() }));
+  const logger = quietLogger();
   const proxy = await startProxy({ config, logger, authenticator: { mode: 'test', authenticate } });
   return { url: proxy.url, proxy };
 }

@@ -1,5 +1,4 @@
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
-import { Writable } from 'node:stream';
 import * as client from 'openid-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../src/auth/audit.js';
@@ -8,12 +7,12 @@ import { createProvider } from '../../src/auth/oidc/presets.js';
 import type { Provider, UpstreamIdentity } from '../../src/auth/oidc/provider.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
-import { createLogger, type Logger } from '../../src/observability/logger.js';
 import { SessionManager } from '../../src/session/sessions.js';
 import { MemoryStateStore } from '../../src/store/memory.js';
 import { SealingKeys } from '../../src/store/sealing-keys.js';
 import type { StateStore } from '../../src/store/state-store.js';
 import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { CLIENT_ID, CLIENT_SECRET, type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 import { type Listening, listen, waitFor } from '../helpers/servers.js';
 
@@ -41,22 +40,6 @@ function deferred(): Deferred {
     resolve = r;
   });
   return { promise, resolve };
-}
-
-/** A logger writing into memory, for the components built directly in these tests. */
-function captureLogger(): { logger: Logger; text(): string; logs(): Array<Record<string, unknown>> } {
-  const lines: string[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(...String(chunk).split('\n').filter(Boolean));
-      cb();
-    },
-  });
-  return {
-    logger: createLogger('debug', sink),
-    text: () => lines.join('\n'),
-    logs: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
-  };
 }
 
 /**
@@ -364,7 +347,7 @@ describe('BrowserLogin with sessions it is given (real IdP, real store)', () => 
         SESSION_SECRET,
       },
     });
-    provider = createProvider(config, captureLogger().logger);
+    provider = createProvider(config, captureLogs().logger);
     await provider.ready();
   });
   afterEach(async () => {
@@ -384,7 +367,7 @@ describe('BrowserLogin with sessions it is given (real IdP, real store)', () => 
       cookie: { secure: false },
       now: () => clock.now,
     });
-    const log = captureLogger();
+    const log = captureLogs();
     const login = new BrowserLogin({
       config,
       provider,
@@ -393,7 +376,7 @@ describe('BrowserLogin with sessions it is given (real IdP, real store)', () => 
       logger: log.logger,
       rateLimiter: undefined,
     });
-    const audits = (event: string) => log.logs().filter((l) => l.audit === event);
+    const audits = (event: string) => log.lines().filter((l) => l.audit === event);
     return { sessions, login, log, audits, clock };
   }
 

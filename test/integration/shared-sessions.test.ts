@@ -23,27 +23,16 @@ import {
   type TestProxy,
   waitFor,
 } from '../helpers/servers.js';
+import { REDIS_URL, scanKeys } from '../helpers/shared-redis.js';
 
-const BASE_REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const CLAIM_KEY = 'mcp-oidc-proxy-test:db-claim';
 const PROXY_KEYS = 'mcp-oidc-proxy:*';
 const alice = { username: 'alice', password: 'alice-password' };
 
 function redisUrl(db: number): string {
-  const url = new URL(BASE_REDIS_URL);
+  const url = new URL(REDIS_URL);
   url.pathname = `/${db}`;
   return url.href;
-}
-
-async function scanAll(redis: Redis, pattern: string): Promise<string[]> {
-  const found = new Set<string>();
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-    for (const k of batch) found.add(k);
-    cursor = next;
-  } while (cursor !== '0');
-  return [...found];
 }
 
 const RELEASE_IF_MINE =
@@ -55,7 +44,7 @@ async function claimDatabase(): Promise<{ db: number; redis: Redis; release(): P
   for (let db = 15; db >= 1; db--) {
     const redis = new Redis(redisUrl(db));
     const claimed = (await redis.set(CLAIM_KEY, token, 'PX', 10 * 60_000, 'NX')) === 'OK';
-    if (claimed && (await scanAll(redis, PROXY_KEYS)).length === 0) {
+    if (claimed && (await scanKeys(redis, PROXY_KEYS)).length === 0) {
       return {
         db,
         redis,
@@ -219,7 +208,7 @@ describe('sessions shared by several proxy instances through Redis', () => {
     await backend?.close();
     if (claim) {
       // The database was claimed free of proxy keys: every one in it now is ours.
-      const left = await scanAll(claim.redis, PROXY_KEYS);
+      const left = await scanKeys(claim.redis, PROXY_KEYS);
       if (left.length > 0) await claim.redis.del(...left);
       await claim.release();
     }

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,9 +17,11 @@ import {
   redactRedisUrl,
 } from '../../src/store/redis.js';
 import { type StateStore, StoreUnavailableError } from '../../src/store/state-store.js';
-import { accepts } from '../helpers/redis-server.js';
+import { startRedisServer, stopAllRedisServers } from '../helpers/redis-server.js';
 import { freePort } from '../helpers/servers.js';
+import { REDIS_URL, rawRedis } from '../helpers/shared-redis.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
+import { waitFor } from '../helpers/wait.js';
 import { runStateStoreTests } from '../unit/state-store.suite.js';
 
 /**
@@ -30,16 +32,16 @@ import { runStateStoreTests } from '../unit/state-store.suite.js';
  */
 const CONTRACT_TIMEOUT_MS = 10_000;
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Every key this run writes to the shared Redis lives under this prefix, and is deleted after. */
 const RUN_PREFIX = `mcp-oidc-proxy-test:session:${randomUUID()}:`;
 
-async function until(predicate: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!(await predicate())) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+/** Whether the store answers a ping now (false while it cannot reach Redis). */
+function answers(s: StateStore): () => Promise<boolean> {
+  return () =>
+    s.ping().then(
+      () => true,
+      () => false,
+    );
 }
 
 /** Resolves with what the call rejected with, and how long it took; fails if it resolved. */
@@ -54,70 +56,13 @@ async function rejection(call: () => Promise<unknown>): Promise<{ error: unknown
   return { error: outcome.error, ms };
 }
 
-interface RedisProcess {
-  port: number;
-  child: ChildProcess;
-  kill(): Promise<void>;
-}
-
-const running = new Set<RedisProcess>();
-
-/** Starts a throwaway redis-server on `port` (no persistence) and waits until it listens. */
-async function startRedisServer(
-  port: number,
-  extraArgs: string[] = [],
-  probePort = port,
-): Promise<RedisProcess> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  child.stdout?.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on('data', (d: Buffer) => {
-    output += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const proc: RedisProcess = {
-    port,
-    child,
-    kill: async () => {
-      running.delete(proc);
-      if (child.exitCode === null && child.signalCode === null) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-  };
-  running.add(proc);
-  try {
-    await until(async () => {
-      if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
-      return accepts(probePort);
-    }, `redis-server on port ${probePort}`);
-  } catch (error) {
-    await proc.kill();
-    throw error;
-  }
-  return proc;
-}
-
-async function stopAllRedisServers(): Promise<void> {
-  for (const proc of [...running]) await proc.kill();
-}
-
 runStateStoreTests(
   'redis',
   () => new RedisStateStore({ url: REDIS_URL, keyPrefix: RUN_PREFIX, timeoutMs: CONTRACT_TIMEOUT_MS }),
 );
 
 describe('RedisStateStore on the shared Redis', () => {
-  let raw: Redis;
+  const raw = rawRedis(RUN_PREFIX);
   const stores: StateStore[] = [];
   const store = (keyPrefix = RUN_PREFIX): RedisStateStore => {
     const s = new RedisStateStore({ url: REDIS_URL, keyPrefix });
@@ -125,20 +70,8 @@ describe('RedisStateStore on the shared Redis', () => {
     return s;
   };
 
-  beforeAll(() => {
-    raw = new Redis(REDIS_URL);
-  });
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
-  });
-  afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, leftovers] = await raw.scan(cursor, 'MATCH', `${RUN_PREFIX}*`, 'COUNT', 1000);
-      if (leftovers.length > 0) await raw.del(...leftovers);
-      cursor = next;
-    } while (cursor !== '0');
-    await raw.quit();
   });
 
   it('writes under the key prefix with a millisecond TTL (SET PX), and SET NX PX for setIfAbsent', async () => {
@@ -244,13 +177,14 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     await s.set('k', 'before', 60_000);
     expect(await s.get('k')).toBe('before');
 
-    await server.kill();
+    await server.stop();
     await expectAllUnavailable(s);
     // Still down a moment later, while ioredis keeps retrying in the background.
     await expectAllUnavailable(s);
     // The failed reconnect attempts reach the error reporter (the logger, in the server).
-    await until(
-      async () => errors.some((e) => /ECONNREFUSED/.test(e.message)),
+    await waitFor(
+      () => errors.some((e) => /ECONNREFUSED/.test(e.message)),
+      10_000,
       'a reported connection error',
     );
     const { error } = await rejection(() => s.get('k'));
@@ -259,15 +193,7 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     );
 
     server = await startRedisServer(port);
-    await until(
-      () =>
-        s.ping().then(
-          () => true,
-          () => false,
-        ),
-      'the store to reconnect',
-      5000,
-    );
+    await waitFor(answers(s), 5000, 'the store to reconnect');
     await s.set('k', 'after', 60_000);
     expect(await s.get('k')).toBe('after');
     expect(await s.take('k')).toBe('after');
@@ -291,14 +217,14 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     } finally {
       server.child.kill('SIGCONT');
     }
-    await until(
+    await waitFor(
       () =>
         s.get('k').then(
           (v) => v === 'v',
           () => false,
         ),
-      'answers again',
       5000,
+      'answers again',
     );
   });
 
@@ -315,15 +241,7 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
       expect(error).toBeInstanceOf(StoreUnavailableError);
       expect(ms).toBeLessThan(1500);
       server.child.kill('SIGCONT');
-      await until(
-        () =>
-          s.ping().then(
-            () => true,
-            () => false,
-          ),
-        'the store to connect',
-        5000,
-      );
+      await waitFor(answers(s), 5000, 'the store to connect');
       // The abandoned take did not consume the value once the connection came up.
       expect(await raw.get(`${DEFAULT_KEY_PREFIX}code`)).toBe('single-use');
       expect(await s.take('code')).toBe('single-use');
@@ -340,22 +258,14 @@ describe('RedisStateStore when Redis goes away (own redis-server)', () => {
     await expectAllUnavailable(s);
 
     await startRedisServer(port);
-    await until(
-      () =>
-        s.ping().then(
-          () => true,
-          () => false,
-        ),
-      'the store to connect',
-      5000,
-    );
+    await waitFor(answers(s), 5000, 'the store to connect');
     await s.set('k', 'v', 60_000);
     expect(await s.get('k')).toBe('v');
   });
 
   it('never reveals the password, in errors, their causes or connection error reports', async () => {
     const port = await freePort();
-    await startRedisServer(port, ['--requirepass', 'right-pass-123']);
+    await startRedisServer(port, { password: 'right-pass-123' });
 
     const good = new RedisStateStore({ url: `redis://:right-pass-123@127.0.0.1:${port}` });
     stores.push(good);
@@ -392,23 +302,13 @@ describe('RedisStateStore over TLS (rediss://, own redis-server)', () => {
   beforeAll(async () => {
     pki = makeTestPki();
     port = await freePort();
-    // `--port 0` here is deliberate: it turns plain TCP off so only TLS answers on `port`.
-    await startRedisServer(
-      0,
-      [
-        '--tls-port',
-        String(port),
-        '--tls-cert-file',
-        join(pki.dir, 'server.pem'),
-        '--tls-key-file',
-        join(pki.dir, 'server.key'),
-        '--tls-ca-cert-file',
-        pki.caFile,
-        '--tls-auth-clients',
-        'no',
-      ],
-      port,
-    );
+    await startRedisServer(port, {
+      tls: {
+        certFile: join(pki.dir, 'server.pem'),
+        keyFile: join(pki.dir, 'server.key'),
+        caFile: pki.caFile,
+      },
+    });
   });
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
@@ -450,20 +350,7 @@ describe('RedisStateStore on a Redis Cluster (3 own masters)', () => {
       ports.push(await freePort());
       busPorts.push(await freePort());
     }
-    await Promise.all(
-      ports.map((p, i) =>
-        startRedisServer(p, [
-          '--cluster-enabled',
-          'yes',
-          '--cluster-port',
-          String(busPorts[i]),
-          '--cluster-config-file',
-          join(dir, `nodes-${p}.conf`),
-          '--dir',
-          dir,
-        ]),
-      ),
-    );
+    await Promise.all(ports.map((p, i) => startRedisServer(p, { cluster: { busPort: busPorts[i]!, dir } })));
     await promisify(execFile)('redis-cli', [
       '--cluster',
       'create',
@@ -474,10 +361,14 @@ describe('RedisStateStore on a Redis Cluster (3 own masters)', () => {
     ]);
     const probes = ports.map((p) => new Redis({ port: p, host: '127.0.0.1', lazyConnect: true }));
     try {
-      await until(async () => {
-        const infos = await Promise.all(probes.map((c) => c.cluster('INFO') as Promise<string>));
-        return infos.every((info) => info.includes('cluster_state:ok'));
-      }, 'the cluster to be ok');
+      await waitFor(
+        async () => {
+          const infos = await Promise.all(probes.map((c) => c.cluster('INFO') as Promise<string>));
+          return infos.every((info) => info.includes('cluster_state:ok'));
+        },
+        10_000,
+        'the cluster to be ok',
+      );
     } finally {
       for (const c of probes) c.disconnect();
     }

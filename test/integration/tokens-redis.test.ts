@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   AccessTokenError,
   AccessTokens,
@@ -11,8 +10,8 @@ import { SigningKeys } from '../../src/auth/tokens/signing-keys.js';
 import { createStateStore } from '../../src/store/index.js';
 import { SealingKeys } from '../../src/store/sealing-keys.js';
 import type { StateStore } from '../../src/store/state-store.js';
+import { REDIS_URL, rawRedis, scanKeys } from '../helpers/shared-redis.js';
 
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Every key this run writes lives under this prefix and is deleted afterwards. */
 const RUN_PREFIX = `mcp-oidc-proxy-test:tokens:${randomUUID()}:`;
 const PUBLIC_URL = 'https://proxy.example.com';
@@ -36,27 +35,13 @@ const family = {
 };
 
 describe('proxy tokens on a shared Redis (one connection per simulated instance)', () => {
-  let raw: Redis;
+  const raw = rawRedis(RUN_PREFIX);
   const stores: StateStore[] = [];
   let testPrefix = RUN_PREFIX;
   let caseNumber = 0;
 
-  beforeAll(() => {
-    raw = new Redis(REDIS_URL);
-  });
-
   afterEach(async () => {
     for (const s of stores.splice(0)) await s.close();
-  });
-
-  afterAll(async () => {
-    let cursor = '0';
-    do {
-      const [next, leftovers] = await raw.scan(cursor, 'MATCH', `${RUN_PREFIX}*`, 'COUNT', 1000);
-      if (leftovers.length > 0) await raw.del(...leftovers);
-      cursor = next;
-    } while (cursor !== '0');
-    await raw.quit();
   });
 
   /** A fresh key space for one test: every instance of the test shares it. */
@@ -83,12 +68,7 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
   /** Every key of this test's key space with its value, read straight from Redis. */
   async function dump(): Promise<Map<string, string>> {
     const found = new Map<string, string>();
-    let cursor = '0';
-    do {
-      const [next, batch] = await raw.scan(cursor, 'MATCH', `${testPrefix}*`, 'COUNT', 1000);
-      for (const key of batch) found.set(key, (await raw.get(key)) ?? '');
-      cursor = next;
-    } while (cursor !== '0');
+    for (const key of await scanKeys(raw, `${testPrefix}*`)) found.set(key, (await raw.get(key)) ?? '');
     return found;
   }
 

@@ -1,7 +1,7 @@
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { type Listening, listen, startTestProxy } from '../helpers/servers.js';
+import { type Listening, listen, startTestProxy, waitFor } from '../helpers/servers.js';
 
 describe('shutdown with a WebSocket open', () => {
   let backend: Listening;
@@ -35,15 +35,7 @@ describe('shutdown with a WebSocket open', () => {
     await proxy.close();
     expect(await closed).toBe(1001);
     expect(Date.now() - started).toBeLessThan(3000);
-    await new Promise<void>((resolve, reject) => {
-      const until = Date.now() + 3000;
-      const check = (): void => {
-        if (backendCloses.length > 0) resolve();
-        else if (Date.now() > until) reject(new Error('backend saw no close'));
-        else setTimeout(check, 10);
-      };
-      check();
-    });
+    await waitFor(() => backendCloses.length > 0, 3000, 'the backend to see the close');
     expect(backendCloses).toEqual([1001]);
   });
 });

@@ -1,8 +1,7 @@
-import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { displayTarget, quantile } from '../../src/admin/status.js';
 import { AuditLog } from '../../src/auth/audit.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { quietLogger } from '../helpers/log-capture.js';
 
 const INF = Number.POSITIVE_INFINITY;
 
@@ -35,10 +34,8 @@ describe('displayTarget', () => {
 });
 
 describe('AuditLog', () => {
-  const quiet = () => createLogger('error', new Writable({ write: (_c, _e, cb) => cb() }));
-
   it('remembers the most recent events, newest first, as copies', () => {
-    const audit = new AuditLog(quiet(), undefined, 3);
+    const audit = new AuditLog(quietLogger(), undefined, 3);
     for (let i = 1; i <= 5; i++) audit.record('login_success', { sub: `user-${i}` });
     const recent = audit.recent();
     expect(recent.map((e) => e.sub)).toEqual(['user-5', 'user-4', 'user-3']);
@@ -48,7 +45,7 @@ describe('AuditLog', () => {
   });
 
   it('keeps its own fields: a caller cannot overwrite the event name or time', () => {
-    const audit = new AuditLog(quiet());
+    const audit = new AuditLog(quietLogger());
     audit.record('logout', { event: 'login_success', time: 'forged' });
     expect(audit.recent()[0]).toMatchObject({ event: 'logout' });
     expect(audit.recent()[0]?.time).not.toBe('forged');

@@ -1,7 +1,6 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { loadConfig, settingValues } from '../../src/config/load.js';
 import {
@@ -15,7 +14,7 @@ import {
 } from '../../src/config/reload.js';
 import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
 import type { Config } from '../../src/config/types.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { captureLogs } from '../helpers/log-capture.js';
 import { waitFor } from '../helpers/servers.js';
 import { makeTestPki, type TestPki } from '../helpers/tls.js';
 
@@ -207,18 +206,12 @@ describe('ConfigReloader', () => {
   });
 
   function start(configFile: string | undefined, env: Record<string, string> = BASE) {
-    const lines: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk, _enc, cb) {
-        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
-        cb();
-      },
-    });
+    const log = captureLogs();
     const applied: Array<{ next: Config; trigger: ReloadTrigger }> = [];
     let rejected = 0;
     const reloader = new ConfigReloader({
       input: { env, configFile },
-      logger: createLogger('debug', sink),
+      logger: log.logger,
       apply: (next, trigger) => applied.push({ next, trigger }),
       onRejected: () => {
         rejected++;
@@ -226,7 +219,14 @@ describe('ConfigReloader', () => {
       debounceMs: 20,
     });
     reloaders.push(reloader);
-    return { reloader, lines, applied, rejected: () => rejected };
+    return {
+      reloader,
+      get lines() {
+        return log.lines();
+      },
+      applied,
+      rejected: () => rejected,
+    };
   }
 
   it('without --config there is nothing to reload, and it says so', () => {

@@ -1,4 +1,3 @@
-import { Writable } from 'node:stream';
 import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
 import { type Dispatcher, getGlobalDispatcher, MockAgent, setGlobalDispatcher } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -10,7 +9,7 @@ import { evaluatePolicy } from '../../src/auth/policy/policy.js';
 import { loadConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 import { type DevIdp, startDevIdp } from '../../src/demo/dev-idp.js';
-import { createLogger } from '../../src/observability/logger.js';
+import { quietLogger } from '../helpers/log-capture.js';
 
 const CLIENT_ID = 'presets-client';
 const CLIENT_SECRET = 'presets-secret';
@@ -18,14 +17,7 @@ const REDIRECT = 'http://127.0.0.1:8080/callback';
 const CHECKS = { state: 'state-123', nonce: 'nonce-123', codeVerifier: 'v'.repeat(43) };
 const CHALLENGE = 'c'.repeat(43);
 
-const logger = createLogger(
-  'error',
-  new Writable({
-    write(_chunk, _enc, cb) {
-      cb();
-    },
-  }),
-);
+const logger = quietLogger();
 
 function configFor(env: Record<string, string>, discoveryUrl?: string): Config {
   return loadConfig({

@@ -1,10 +1,13 @@
-import { performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createStateStore } from '../../src/store/index.js';
 import { DEFAULT_MAX_ENTRIES, MemoryStateStore } from '../../src/store/memory.js';
+import { fakeClock, waitFor } from '../helpers/wait.js';
 import { runStateStoreTests } from './state-store.suite.js';
 
-runStateStoreTests('memory', () => new MemoryStateStore());
+const contractClock = fakeClock();
+runStateStoreTests('memory', () => new MemoryStateStore({ now: contractClock.now }), {
+  clock: contractClock,
+});
 
 describe('MemoryStateStore only', () => {
   const stores: MemoryStateStore[] = [];
@@ -49,18 +52,11 @@ describe('MemoryStateStore only', () => {
   });
 
   it('evicts the oldest entry among equal expiries', async () => {
-    const s = memory({ maxEntries: 2 });
-    // Pin the clock so the three expiries are exactly equal.
-    const realNow = performance.now;
-    const frozen = performance.now();
-    performance.now = () => frozen;
-    try {
-      await s.set('first', 'v', 60_000);
-      await s.set('second', 'v', 60_000);
-      await s.set('third', 'v', 60_000);
-    } finally {
-      performance.now = realNow;
-    }
+    // A clock that stands still, so the three expiries are exactly equal.
+    const s = memory({ maxEntries: 2, now: fakeClock().now });
+    await s.set('first', 'v', 60_000);
+    await s.set('second', 'v', 60_000);
+    await s.set('third', 'v', 60_000);
     expect((await s.keys('')).sort()).toEqual(['second', 'third']);
   });
 
@@ -99,26 +95,25 @@ describe('MemoryStateStore only', () => {
   });
 
   it('reclaims expired entries before live ones when full', async () => {
-    const s = memory({ maxEntries: 2 });
+    const clock = fakeClock();
+    const s = memory({ maxEntries: 2, now: clock.now });
     await s.set('live', 'v', 60_000);
     await s.set('short', 'v', 50);
-    const start = performance.now();
-    while (performance.now() - start < 60) await new Promise((r) => setTimeout(r, 10));
+    clock.advance(60);
     await s.set('new', 'v', 1_000);
     // `new` expires before `live`, yet the expired entry is the one that made room.
     expect((await s.keys('')).sort()).toEqual(['live', 'new']);
   });
 
   it('sweeps expired entries out of memory on its timer', async () => {
-    const s = memory({ sweepIntervalMs: 20 });
+    const clock = fakeClock();
+    const s = memory({ sweepIntervalMs: 20, now: clock.now });
     await s.set('gone', 'v', 50);
     await s.set('kept', 'v', 60_000);
     expect(s.size).toBe(2);
-    const deadline = performance.now() + 3000;
-    while (s.size !== 1) {
-      if (performance.now() > deadline) throw new Error('the sweep never ran');
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    clock.advance(50);
+    // The sweep runs on a real timer: only the entries' expiry is on the fake clock.
+    await waitFor(() => s.size === 1, 3000, 'the sweep to reclaim the expired entry');
     expect(await s.get('kept')).toBe('v');
   });
 
