@@ -1,5 +1,5 @@
 import { editDistance } from '../config/edit-distance.js';
-import { flagFor, SETTINGS, type SettingSpec } from '../config/settings.js';
+import { flagFor, SETTING_SPECS, type SettingSpec } from '../config/settings.js';
 
 export type Command = 'serve' | 'demo' | 'check-config' | 'version' | 'help';
 
@@ -19,7 +19,7 @@ const COMMANDS = new Set<string>(['serve', 'demo', 'check-config', 'version', 'h
 /** Every flag name -> the setting it sets. */
 function flagTable(): Map<string, SettingSpec> {
   const table = new Map<string, SettingSpec>();
-  for (const spec of SETTINGS as readonly SettingSpec[]) {
+  for (const spec of SETTING_SPECS) {
     table.set(flagFor(spec), spec);
     for (const f of spec.flags ?? []) table.set(f, spec);
   }
@@ -112,7 +112,7 @@ export function helpText(version: string): string {
     'Flags (each also an environment variable and a YAML key; configs/config.example.yaml shows them all):',
     '  --config FILE                       YAML config file',
   ];
-  for (const spec of SETTINGS as readonly SettingSpec[]) {
+  for (const spec of SETTING_SPECS) {
     const names = [...new Set([...(spec.flags ?? []), flagFor(spec)])].join(', ');
     const env = [spec.env, ...(spec.aliases ?? [])].join(' / ');
     const shown = spec.default || spec.derivedDefault;

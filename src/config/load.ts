@@ -10,19 +10,17 @@ import { maskProblem, shownValue } from './mask.js';
 import { type ParsedValues, parseSettings } from './parse.js';
 import { crossFieldProblems } from './rules.js';
 import type { CheckProblems, SettingSpec } from './setting-spec.js';
-import { SETTINGS, type SettingEnv } from './settings.js';
+import { SETTING_SPECS, SETTINGS, type SettingEnv } from './settings.js';
 import { type LoadInput, type RawValue, readRawValues } from './sources.js';
 import { type Config, ConfigError, type ConfigProblem, type Source } from './types.js';
 
 export type { LoadInput } from './sources.js';
 
-const SPECS: readonly SettingSpec[] = SETTINGS;
-
 /**
  * A structured value is not repeated in its check's problems: it may be long, and each message
  * names the entry at fault.
  */
-const UNQUOTED_IN_CHECKS = new Set(SPECS.filter((s) => s.kind === 'json').map((s) => s.env));
+const UNQUOTED_IN_CHECKS = new Set(SETTING_SPECS.filter((s) => s.kind === 'json').map((s) => s.env));
 
 /** Builds the effective configuration: CLI flags > environment > YAML file > defaults. */
 export function loadConfig(input: LoadInput = {}): Config {
@@ -103,7 +101,7 @@ export interface DescribedSetting {
 export function describeConfig(input: LoadInput): DescribedSetting[] {
   // loadConfig reports the file's problems; here it is only read for its values.
   const picked: ReadonlyMap<string, RawValue> = readRawValues(input, []);
-  return SPECS.map((spec) => {
+  return SETTING_SPECS.map((spec) => {
     const r = picked.get(spec.env);
     if (r === undefined) return describeUnset(spec, picked);
     const ignored =

@@ -1,6 +1,6 @@
 /** How secrets are kept out of error messages, log lines and `check-config` output. */
 import type { SettingSpec } from './setting-spec.js';
-import { SETTINGS } from './settings.js';
+import { SETTING_SPECS } from './settings.js';
 import type { ConfigProblem } from './types.js';
 
 /** What a secret's value is replaced by wherever it would be shown. */
@@ -31,10 +31,8 @@ export function shownValue(spec: SettingSpec, text: string): string {
   return text;
 }
 
-const SPECS: readonly SettingSpec[] = SETTINGS;
-
 /** A problem as it may be shown; its key is a setting's environment name or YAML key. */
 export function maskProblem(problem: ConfigProblem): ConfigProblem {
-  const spec = SPECS.find((s) => s.env === problem.key || s.yaml === problem.key);
+  const spec = SETTING_SPECS.find((s) => s.env === problem.key || s.yaml === problem.key);
   return spec ? { ...problem, value: shownValue(spec, problem.value) } : problem;
 }

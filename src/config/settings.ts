@@ -591,6 +591,9 @@ export const SETTINGS = [
 
 export type SettingEnv = (typeof SETTINGS)[number]['env'];
 
+/** The table seen entry by entry, for code that treats every setting alike (sources, flags, masking). */
+export const SETTING_SPECS: readonly SettingSpec[] = SETTINGS;
+
 /** The CLI flag every setting gets: `SERVER_PORT` -> `--server-port`. */
 export function flagFor(spec: SettingSpec): string {
   return `--${spec.env.toLowerCase().replaceAll('_', '-')}`;

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { editDistance } from './edit-distance.js';
 import { MAX_CONFIG_FILE_BYTES, readSmallTextFile } from './read-file.js';
 import type { SettingSpec } from './setting-spec.js';
-import { SETTINGS, type SettingEnv } from './settings.js';
+import { SETTING_SPECS, SETTINGS, type SettingEnv } from './settings.js';
 import type { ConfigProblem, Source } from './types.js';
 
 export interface LoadInput {
@@ -23,12 +23,11 @@ export interface RawValue {
   source: Source;
 }
 
-const SPECS: readonly SettingSpec[] = SETTINGS;
-const JSON_KEYS = new Set(SPECS.filter((s) => s.kind === 'json').map((s) => s.yaml));
-const YAML_KEYS = new Set(SPECS.map((s) => s.yaml));
+const JSON_KEYS = new Set(SETTING_SPECS.filter((s) => s.kind === 'json').map((s) => s.yaml));
+const YAML_KEYS = new Set(SETTING_SPECS.map((s) => s.yaml));
 /** `proxy`, `proxy.circuit_breaker`, ...: mapping keys that only group settings. */
 const YAML_SECTIONS = new Set(
-  SPECS.flatMap((s) => {
+  SETTING_SPECS.flatMap((s) => {
     const parts = s.yaml.split('.');
     return parts.slice(0, -1).map((_, i) => parts.slice(0, i + 1).join('.'));
   }),
@@ -161,7 +160,7 @@ function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, st
 /** The known YAML key a misspelt or env-style key most likely meant. */
 function suggestYamlKey(key: string): string | undefined {
   const upper = key.toUpperCase();
-  const byEnv = SPECS.find((s) => s.env === upper || s.aliases?.includes(upper));
+  const byEnv = SETTING_SPECS.find((s) => s.env === upper || s.aliases?.includes(upper));
   if (byEnv) return byEnv.yaml;
   const normal = key.toLowerCase().replaceAll('-', '_');
   if (YAML_KEYS.has(normal)) return normal;
