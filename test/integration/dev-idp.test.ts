@@ -261,7 +261,7 @@ describe('dev IdP (oidc-provider) driven by the headless login', () => {
     });
     expect(page.status).toBe(401);
     expect(page.body).not.toContain('<script>');
-    expect(page.body).toContain('value="&quot;&gt;&lt;script&gt;x&lt;/script&gt;"');
+    expect(page.body).toContain('value="&#34;&#62;&#60;script&#62;x&#60;/script&#62;"');
   });
 
   it('requires PKCE: an authorization request without code_challenge is refused', async () => {
