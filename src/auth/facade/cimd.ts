@@ -3,6 +3,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
+import { ipv4FromGroups, ipv6Groups } from '../../net/ip.js';
 import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
 import type { StateStore } from '../../store/state-store.js';
 import { parseClientMetadata } from './client-metadata.js';
@@ -122,27 +123,6 @@ for (const [net, prefix] of FORBIDDEN_V6) forbiddenV6.addSubnet(net, prefix, 'ip
 const globalUnicastV6 = new BlockList();
 globalUnicastV6.addSubnet('2000::', 3, 'ipv6');
 
-/** Eight 16-bit groups of an IPv6 address (zone id dropped), or undefined when it is not one. */
-function ipv6Groups(address: string): number[] | undefined {
-  let text = address.replace(/^\[|\]$/g, '').split('%')[0]!;
-  if (isIP(text) !== 6) return undefined;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    text = `${text.slice(0, -v4[1]!.length)}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const fill = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
-  const groups = [...h, ...fill, ...t].map((g) => Number.parseInt(g, 16));
-  return groups.length === 8 ? groups : undefined;
-}
-
-function v4FromGroups(hi: number, lo: number): string {
-  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-}
-
 /**
  * Whether an address must never be fetched from: anything but public unicast. IPv6 forms that
  * carry an IPv4 address (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4
@@ -168,12 +148,12 @@ export function isForbiddenAddress(address: string): boolean {
   const upperZero = g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0;
   if (upperZero && (g5 === 0xffff || g5 === 0)) {
     // ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible); :: and ::1 land in 0.0.0.0/8.
-    return forbiddenV4.check(v4FromGroups(g6, g7), 'ipv4');
+    return forbiddenV4.check(ipv4FromGroups(g6, g7), 'ipv4');
   }
   if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0) {
-    return forbiddenV4.check(v4FromGroups(g6, g7), 'ipv4');
+    return forbiddenV4.check(ipv4FromGroups(g6, g7), 'ipv4');
   }
-  if (g0 === 0x2002) return forbiddenV4.check(v4FromGroups(g1, g2), 'ipv4');
+  if (g0 === 0x2002) return forbiddenV4.check(ipv4FromGroups(g1, g2), 'ipv4');
   const canonical = g.map((x) => x.toString(16)).join(':');
   // Only global unicast (2000::/3) is public; that excludes ::1, fe80::/10, fc00::/7, ff00::/8.
   if (!globalUnicastV6.check(canonical, 'ipv6')) return true;

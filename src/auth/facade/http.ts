@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BodyError, discardBody, mediaType, readBody } from '../../http/body.js';
 import { addressBudget, refuseOverLimit } from '../../limits/rate-limit.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuditEvent, AuditLog } from '../audit.js';
@@ -27,7 +28,7 @@ export class FormBodyError extends InvalidRequestError {}
 
 /**
  * The `application/x-www-form-urlencoded` body, at most `limit` bytes. Throws FormBodyError for
- * another content type or a larger body (the rest is drained, and the connection closed after
+ * another content type or a larger body (the rest is discarded, and the connection closed after
  * the answer).
  */
 export async function readFormBody(
@@ -35,38 +36,16 @@ export async function readFormBody(
   res: ServerResponse,
   limit = MAX_FORM_BODY_BYTES,
 ): Promise<URLSearchParams> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/x-www-form-urlencoded') {
-    drain(req, res);
+  if (mediaType(req) !== 'application/x-www-form-urlencoded') {
+    discardBody(req, res);
     throw new FormBodyError('the request body must be application/x-www-form-urlencoded');
   }
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    drain(req, res);
-    throw new FormBodyError(`the request body is larger than ${limit} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
   try {
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > limit) {
-        drain(req, res);
-        throw new FormBodyError(`the request body is larger than ${limit} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
+    return new URLSearchParams((await readBody(req, res, limit)).toString('utf8'));
   } catch (error) {
-    if (error instanceof FormBodyError) throw error;
-    throw new FormBodyError('the request body could not be read', { cause: error });
+    if (error instanceof BodyError) throw new FormBodyError(error.message, { cause: error });
+    throw error;
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-}
-
-/** Lets the unread rest of a refused body go by, and closes the connection after the answer. */
-function drain(req: IncomingMessage, res: ServerResponse): void {
-  res.setHeader('connection', 'close');
-  req.resume();
 }
 
 /**

@@ -1,3 +1,4 @@
+import { BodyError, mediaType, readBody } from '../../http/body.js';
 import type { RouteHandler } from '../authenticator.js';
 import type { FacadeDeps } from './deps.js';
 import { InvalidClientMetadataError } from './errors.js';
@@ -15,27 +16,21 @@ export function createRegisterHandler(deps: FacadeDeps): RouteHandler {
     if (await rateLimited(deps, res, ctx)) return;
     if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
     try {
-      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
-      if (type !== 'application/json') {
+      if (mediaType(req) !== 'application/json') {
         req.resume();
         throw new InvalidClientMetadataError('the registration body must be application/json');
       }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of req) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_REGISTRATION_BYTES) {
-          res.setHeader('connection', 'close');
-          req.resume();
+      const raw = await readBody(req, res, MAX_REGISTRATION_BYTES).catch((error: unknown) => {
+        if (error instanceof BodyError && error.reason === 'too_large') {
           throw new InvalidClientMetadataError(
             `the registration body is larger than ${MAX_REGISTRATION_BYTES} bytes`,
           );
         }
-        chunks.push(chunk as Buffer);
-      }
+        throw error;
+      });
       let body: unknown;
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        body = JSON.parse(raw.toString('utf8'));
       } catch {
         throw new InvalidClientMetadataError('the registration body is not valid JSON');
       }
