@@ -8,7 +8,7 @@ import {
   RateLimiterRes,
   RLWrapperTimeouts,
 } from 'rate-limiter-flexible';
-import { ipv6Groups } from '../net/ip.js';
+import { ipv6Network64 } from '../net/ip.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 
 export type RateLimitDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
@@ -173,13 +173,7 @@ export function sendTooManyRequests(res: ServerResponse, retryAfterSeconds: numb
  * writes it (canonical; IPv4-mapped addresses already plain IPv4).
  */
 export function addressBudget(ip: string): string {
-  const groups = isIP(ip) === 6 ? ipv6Groups(ip) : undefined;
-  return groups === undefined
-    ? ip
-    : `${groups
-        .slice(0, 4)
-        .map((g) => g.toString(16))
-        .join(':')}::/64`;
+  return (isIP(ip) === 6 && ipv6Network64(ip)) || ip;
 }
 
 /**

@@ -46,3 +46,14 @@ export function mappedIpv4(text: string): string | undefined {
   }
   return ipv4FromGroups(groups[6] as number, groups[7] as number);
 }
+
+/**
+ * The /64 network of an IPv6 address, `2001:db8:1:2::/64` (its first four groups, each written
+ * without leading zeros); undefined when `text` is not IPv6.
+ */
+export function ipv6Network64(text: string): string | undefined {
+  const groups = ipv6Groups(text);
+  if (groups === undefined) return undefined;
+  const prefix = groups.slice(0, 4).map((group) => group.toString(16));
+  return `${prefix.join(':')}::/64`;
+}
