@@ -11,11 +11,11 @@ import type { FacadeDeps } from '../auth/facade/deps.js';
 import { TemporarilyUnavailableError } from '../auth/facade/errors.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
+import { type ErrorAnswer, type HeaderList, sendError } from '../http/errors.js';
 import { createRateLimiter } from '../limits/rate-limit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import { sendJsonError } from '../pipeline/handler.js';
 import type { BreakerState } from '../proxy/breaker.js';
 import type { ListedSession } from '../session/sessions.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
@@ -69,12 +69,12 @@ const DEFAULT_LIMIT = 200;
 const MAX_LIMIT = 1000;
 
 /** A request the API refuses: status, OAuth-style error code and description (and extra headers). */
-class AdminError extends Error {
+class AdminError extends Error implements ErrorAnswer {
   constructor(
     readonly status: number,
-    readonly code: string,
-    description: string,
-    readonly headers: Array<[string, string]> = [],
+    readonly error: string,
+    readonly description: string,
+    readonly headers: HeaderList = [],
   ) {
     super(description);
   }
@@ -179,26 +179,17 @@ export class AdminApi {
     if (path === '/admin/app.js') return this.asset(req, res, ctx, ADMIN_PAGE_JS, 'text/javascript');
     if (path === '/admin/app.css') return this.asset(req, res, ctx, ADMIN_PAGE_CSS, 'text/css');
     if (!path.startsWith('/admin/api/')) {
-      return sendJsonError(res, 404, 'not_found', 'There is nothing at this admin path.', ctx.requestId);
+      return sendError(res, notFound('There is nothing at this admin path.'), ctx.requestId);
     }
     try {
       await this.api(req, res, ctx);
     } catch (error) {
       if (res.headersSent) throw error;
-      if (error instanceof AdminError) {
-        for (const [name, value] of error.headers) res.setHeader(name, value);
-        return sendJsonError(res, error.status, error.code, error.message, ctx.requestId);
-      }
+      if (error instanceof AdminError) return sendError(res, error, ctx.requestId);
       if (error instanceof StoreUnavailableError || error instanceof TemporarilyUnavailableError) {
         this.deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'admin: store unavailable');
-        res.setHeader('Retry-After', '5');
-        return sendJsonError(
-          res,
-          503,
-          'temporarily_unavailable',
-          'The session store is unavailable; try again shortly.',
-          ctx.requestId,
-        );
+        const unavailable = 'The session store is unavailable; try again shortly.';
+        return sendError(res, new TemporarilyUnavailableError(unavailable), ctx.requestId);
       }
       throw error;
     }
@@ -212,8 +203,7 @@ export class AdminApi {
     type: string,
   ): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('Allow', 'GET, HEAD');
-      return sendJsonError(res, 405, 'method_not_allowed', 'Use GET, HEAD.', ctx.requestId);
+      return sendError(res, methodNotAllowed('GET, HEAD'), ctx.requestId);
     }
     res.writeHead(200, {
       'Content-Type': `${type}; charset=utf-8`,
@@ -235,11 +225,7 @@ export class AdminApi {
       throw new AdminError(403, 'forbidden', 'The admin API answers only its own origin.');
     }
     const verdict = await this.auth.authenticate(req, ctx);
-    if (!verdict.ok) {
-      const { refusal } = verdict;
-      for (const [name, value] of refusal.headers) res.setHeader(name, value);
-      return sendJsonError(res, refusal.status, refusal.error, refusal.description, ctx.requestId);
-    }
+    if (!verdict.ok) return sendError(res, verdict.refusal, ctx.requestId);
     const { caller } = verdict;
     const [collection, ...rest] = ctx.path.slice('/admin/api/'.length).split('/');
     if (rest.length > 1) throw notFound('There is no such admin endpoint.');

@@ -16,6 +16,7 @@ import { ClientMetadataDocuments } from './facade/cimd.js';
 import { ClientRegistry } from './facade/clients.js';
 import { type FacadeDeps, MCP_SCOPE } from './facade/deps.js';
 import { discoveryRoutes } from './facade/discovery.js';
+import { InvalidTokenError } from './facade/errors.js';
 import {
   FACADE_PATHS,
   protectedResourceMetadataUrl,
@@ -28,7 +29,7 @@ import { createTokenHandler } from './facade/token.js';
 import { createProvider } from './oidc/presets.js';
 import type { Provider } from './oidc/provider.js';
 import { evaluatePolicy } from './policy/policy.js';
-import { AccessTokenError, AccessTokens } from './tokens/access-tokens.js';
+import { AccessTokens } from './tokens/access-tokens.js';
 import { RefreshTokens } from './tokens/refresh-tokens.js';
 import { SigningKeys } from './tokens/signing-keys.js';
 
@@ -185,7 +186,7 @@ export class SessionAuthenticator implements Authenticator {
         };
       }
       const description =
-        err instanceof AccessTokenError
+        err instanceof InvalidTokenError
           ? `The access token is not valid (${err.reason}).`
           : 'The access token is not valid.';
       return this.bearerChallenge(401, 'invalid_token', description);

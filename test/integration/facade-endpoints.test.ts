@@ -7,10 +7,11 @@ import type { AuthContext, RouteHandler } from '../../src/auth/authenticator.js'
 import { createAuthorizeHandler } from '../../src/auth/facade/authorize.js';
 import { ClientRegistry } from '../../src/auth/facade/clients.js';
 import type { FacadeDeps } from '../../src/auth/facade/deps.js';
+import { InvalidTokenError } from '../../src/auth/facade/errors.js';
 import { createRevokeHandler } from '../../src/auth/facade/revoke.js';
 import { createTokenHandler } from '../../src/auth/facade/token.js';
 import type { UpstreamIdentity } from '../../src/auth/oidc/provider.js';
-import { AccessTokenError, AccessTokens } from '../../src/auth/tokens/access-tokens.js';
+import { AccessTokens } from '../../src/auth/tokens/access-tokens.js';
 import { RefreshTokens } from '../../src/auth/tokens/refresh-tokens.js';
 import { SigningKeys } from '../../src/auth/tokens/signing-keys.js';
 import { loadConfig } from '../../src/config/load.js';
@@ -454,7 +455,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect(await refreshRejection(first.refresh_token!)).toBe('invalid_grant');
     await expect(
       f.deps.accessTokens.verifyAccessToken(first.access_token!, { audience: f.resource }),
-    ).rejects.toBeInstanceOf(AccessTokenError);
+    ).rejects.toBeInstanceOf(InvalidTokenError);
     expect(f.auditEvents().some((e) => e.audit === 'authorization_code_replayed')).toBe(true);
   });
 

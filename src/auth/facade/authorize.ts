@@ -25,7 +25,6 @@ import {
   param,
   rateLimited,
   readFormBody,
-  recordAudit,
   scopeParam,
   writeHtml,
   writeMethodNotAllowed,
@@ -238,7 +237,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
   function allowed(identity: UpstreamIdentity, request: AuthorizationRequest, ctx: AuthContext): boolean {
     const verdict = evaluatePolicy(identity, deps.config.auth.policy);
     if (verdict.allowed) return true;
-    recordAudit(deps.audit, 'access_denied', {
+    deps.audit.record('access_denied', {
       sub: identity.sub,
       email: identity.email,
       client_id: request.clientId,
@@ -272,7 +271,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       approvedAt: Date.now(),
     };
     const code = await codes.issue(grant);
-    recordAudit(deps.audit, 'authorization_code_issued', {
+    deps.audit.record('authorization_code_issued', {
       sub: identity.sub,
       client_id: request.clientId,
       scope: request.scope,
@@ -393,7 +392,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       return redirectError(res, 303, request.redirectUri, denied, request.state);
     }
     if (decision === 'deny') {
-      recordAudit(deps.audit, 'consent_denied', {
+      deps.audit.record('consent_denied', {
         sub: identity.sub,
         client_id: request.clientId,
         ip: ctx.clientIp,
@@ -402,7 +401,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       return redirectError(res, 303, request.redirectUri, denied, request.state);
     }
     await deps.store.set(consentKey(identity.sub, request.clientId), request.scope, CONSENT_TTL_MS);
-    recordAudit(deps.audit, 'consent_granted', {
+    deps.audit.record('consent_granted', {
       sub: identity.sub,
       client_id: request.clientId,
       scope: request.scope,
@@ -414,7 +413,8 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
 
   return async (req, res, ctx) => {
     if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'GET' && req.method !== 'POST') return writeMethodNotAllowed(res, 'GET, POST');
+    if (req.method !== 'GET' && req.method !== 'POST')
+      return writeMethodNotAllowed(res, 'GET, POST', ctx.requestId);
     try {
       if (req.method === 'GET') await get(req, res, ctx);
       else await post(req, res, ctx);

@@ -60,12 +60,10 @@ export type CimdFailure =
  * caller; `reason` and `cause` say why for the logs (the description never names internal addresses).
  */
 export class ClientMetadataDocumentError extends InvalidClientError {
-  constructor(
-    readonly reason: CimdFailure,
-    description: string,
-    options?: { cause?: unknown },
-  ) {
-    super(description, options);
+  declare readonly reason: CimdFailure;
+
+  constructor(reason: CimdFailure, description: string, options?: { cause?: unknown }) {
+    super(description, { ...options, reason });
   }
 }
 

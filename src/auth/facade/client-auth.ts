@@ -3,14 +3,7 @@ import type { AuthContext, RouteHandler } from '../authenticator.js';
 import type { ClientRegistry, OAuthClient } from './clients.js';
 import type { FacadeDeps } from './deps.js';
 import { InvalidClientError, InvalidRequestError } from './errors.js';
-import {
-  param,
-  rateLimited,
-  readFormBody,
-  writeJsonFailure,
-  writeMethodNotAllowed,
-  writeOAuthError,
-} from './http.js';
+import { param, rateLimited, readFormBody, writeJsonFailure, writeMethodNotAllowed } from './http.js';
 import { issuerUrl, type TokenEndpointAuthMethod } from './metadata.js';
 
 /**
@@ -116,7 +109,7 @@ export function clientEndpoint(
   const issuer = issuerUrl(deps.config.server.publicUrl);
   return async (req, res, ctx) => {
     if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
+    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST', ctx.requestId);
     const basic = usesBasicAuth(req);
     try {
       const params = await readFormBody(req, res);
@@ -124,7 +117,7 @@ export function clientEndpoint(
       await handle(client, params, res, ctx);
     } catch (error) {
       if (error instanceof InvalidClientError && basic) {
-        return writeOAuthError(res, error, [['www-authenticate', basicChallenge(issuer)]]);
+        res.setHeader('www-authenticate', basicChallenge(issuer));
       }
       writeJsonFailure(deps, res, error, ctx);
     }

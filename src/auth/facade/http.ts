@@ -1,16 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BodyError, discardBody, mediaType, readBody } from '../../http/body.js';
+import { type ErrorAnswer, sendError } from '../../http/errors.js';
 import { addressBudget, refuseOverLimit } from '../../limits/rate-limit.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
-import type { AuditEvent, AuditLog } from '../audit.js';
 import type { AuthContext } from '../authenticator.js';
 import { type FacadeDeps, MCP_SCOPE } from './deps.js';
 import {
   InvalidRequestError,
   InvalidScopeError,
   isOAuthError,
-  type OAuthError,
   ServerError,
+  TemporarilyUnavailableError,
 } from './errors.js';
 
 /**
@@ -103,9 +103,14 @@ export function writeJson(res: ServerResponse, status: number, body: unknown, he
   res.end(text);
 }
 
-/** An OAuth error as JSON with its status (RFC 6749 §5.2). */
-export function writeOAuthError(res: ServerResponse, error: OAuthError, headers: Headers = []): void {
-  writeJson(res, error.status, error.toResponseObject(), headers);
+/**
+ * An error answer of the facade's endpoints (RFC 6749 §5.2) in the proxy's one error shape, with
+ * the request id. Never cached: sendError says `Cache-Control: no-store`, and `Pragma: no-cache`
+ * is added here for the HTTP/1.0 caches RFC 6749 §5.1 still names.
+ */
+export function writeError(res: ServerResponse, answer: ErrorAnswer, requestId: string): void {
+  res.setHeader('pragma', 'no-cache');
+  sendError(res, answer, requestId);
 }
 
 /** An empty 200 that is not cached (RFC 7009 §2.2). */
@@ -131,8 +136,12 @@ export function writeRedirect(res: ServerResponse, status: 302 | 303, location: 
   res.end();
 }
 
-export function writeMethodNotAllowed(res: ServerResponse, allow: string): void {
-  writeJson(res, 405, { error: 'invalid_request', error_description: `Use ${allow}.` }, [['allow', allow]]);
+export function writeMethodNotAllowed(res: ServerResponse, allow: string, requestId: string): void {
+  writeError(
+    res,
+    { status: 405, error: 'invalid_request', description: `Use ${allow}.`, headers: [['allow', allow]] },
+    requestId,
+  );
 }
 
 /**
@@ -154,39 +163,15 @@ export function writeJsonFailure(
   error: unknown,
   ctx: AuthContext,
 ): void {
-  if (isOAuthError(error)) {
-    const headers: Headers = error.status === 503 ? [['retry-after', '5']] : [];
-    return writeOAuthError(res, error, headers);
-  }
+  if (isOAuthError(error)) return writeError(res, error, ctx.requestId);
   if (error instanceof StoreUnavailableError) {
     deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'session store unavailable');
-    return writeJson(
-      res,
-      503,
-      {
-        error: 'temporarily_unavailable',
-        error_description: 'The token store is unavailable; try again shortly.',
-      },
-      [['retry-after', '5']],
-    );
+    const unavailable = new TemporarilyUnavailableError('The token store is unavailable; try again shortly.');
+    return writeError(res, unavailable, ctx.requestId);
   }
   deps.logger.error(
     { req_id: ctx.requestId, err: (error as Error)?.message, path: ctx.path },
     'facade error',
   );
-  writeOAuthError(res, new ServerError('the request could not be processed'));
-}
-
-/** Audit events of the facade; never carries a token, code or secret. */
-export type FacadeAuditEvent = AuditEvent;
-
-export type AuditFields = Record<string, string | number | boolean | undefined>;
-
-/**
- * Records a facade audit event. AuditLog's event type lists the browser login's events only;
- * its record() writes any name the same way, so the facade's names are passed through here
- * (one place to drop the widening once audit.ts lists them).
- */
-export function recordAudit(audit: AuditLog, event: FacadeAuditEvent, fields: AuditFields): void {
-  audit.record(event, fields);
+  writeError(res, new ServerError('the request could not be processed'), ctx.requestId);
 }

@@ -14,7 +14,7 @@ const MAX_REGISTRATION_BYTES = 64 * 1024;
 export function createRegisterHandler(deps: FacadeDeps): RouteHandler {
   return async (req, res, ctx) => {
     if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
+    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST', ctx.requestId);
     try {
       if (mediaType(req) !== 'application/json') {
         req.resume();

@@ -1,8 +1,8 @@
 import type { RouteHandler } from '../authenticator.js';
-import { AccessTokenError } from '../tokens/access-tokens.js';
 import { clientEndpoint } from './client-auth.js';
 import type { FacadeDeps } from './deps.js';
-import { param, recordAudit, requiredParam, writeEmpty } from './http.js';
+import { InvalidTokenError } from './errors.js';
+import { param, requiredParam, writeEmpty } from './http.js';
 import { resourceUrl } from './metadata.js';
 
 /**
@@ -25,7 +25,7 @@ export function createRevokeHandler(deps: FacadeDeps): RouteHandler {
       await deps.accessTokens.revokeJti(claims.jti, claims.expiresAt);
       return true;
     } catch (error) {
-      if (error instanceof AccessTokenError) return false;
+      if (error instanceof InvalidTokenError) return false;
       throw error;
     }
   }
@@ -39,7 +39,7 @@ export function createRevokeHandler(deps: FacadeDeps): RouteHandler {
         ? await revokeAccessToken(token, client.client_id)
         : (await deps.refreshTokens.revoke(token, { clientId: client.client_id })) === 'revoked';
     if (revoked) {
-      recordAudit(deps.audit, 'token_revoked', {
+      deps.audit.record('token_revoked', {
         client_id: client.client_id,
         token_type: kind,
         ip: ctx.clientIp,

@@ -2,7 +2,6 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
 import type { GrantTimes } from '../tokens/access-tokens.js';
-import { RefreshTokenError } from '../tokens/refresh-tokens.js';
 import { AuthorizationCodes, type IssuedFromCode } from './authorization-codes.js';
 import { clientEndpoint } from './client-auth.js';
 import type { OAuthClient } from './clients.js';
@@ -15,7 +14,7 @@ import {
   UnauthorizedClientError,
   UnsupportedGrantTypeError,
 } from './errors.js';
-import { param, recordAudit, requiredParam, scopeParam, writeJson } from './http.js';
+import { param, requiredParam, scopeParam, writeJson } from './http.js';
 
 /**
  * POST /token (OAuth 2.1 §3.2): `authorization_code` with PKCE S256, and `refresh_token` with
@@ -53,7 +52,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
   ): boolean {
     const verdict = evaluatePolicy(subject, deps.config.auth.policy);
     if (verdict.allowed) return true;
-    recordAudit(deps.audit, 'access_denied', {
+    deps.audit.record('access_denied', {
       sub: subject.sub,
       email: subject.email,
       client_id: clientId,
@@ -102,7 +101,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       throw new InvalidGrantError('the authorization code is invalid or expired');
     if (redemption.kind === 'replayed') {
       await revokeIssued(redemption.issued);
-      recordAudit(deps.audit, 'authorization_code_replayed', {
+      deps.audit.record('authorization_code_replayed', {
         client_id: client.client_id,
         ip: ctx.clientIp,
       });
@@ -164,7 +163,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     if (await revokedMeanwhile({ sub: grant.sub, clientId: client.client_id, ...times }, issued)) {
       throw new InvalidGrantError('the user or the client has been revoked');
     }
-    recordAudit(deps.audit, 'token_issued', {
+    deps.audit.record('token_issued', {
       sub: grant.sub,
       client_id: client.client_id,
       grant_type: 'authorization_code',
@@ -194,9 +193,9 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     try {
       rotated = await deps.refreshTokens.rotate(token, { clientId: client.client_id });
     } catch (error) {
-      if (!(error instanceof RefreshTokenError)) throw error;
+      if (!(error instanceof InvalidGrantError)) throw error;
       if (error.reason === 'reuse_detected') {
-        recordAudit(deps.audit, 'refresh_reuse_detected', { client_id: client.client_id, ip: ctx.clientIp });
+        deps.audit.record('refresh_reuse_detected', { client_id: client.client_id, ip: ctx.clientIp });
       }
       throw new InvalidGrantError('the refresh token is invalid, expired or revoked', { cause: error });
     }
@@ -240,7 +239,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     if (await revokedMeanwhile(grantTimes, issued)) {
       throw new InvalidGrantError('the user or the client has been revoked; the grant is revoked');
     }
-    recordAudit(deps.audit, 'token_refreshed', {
+    deps.audit.record('token_refreshed', {
       sub: family.sub,
       client_id: client.client_id,
       grant_type: 'refresh_token',
