@@ -3,11 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type AuditFields, AuditLog } from '../auth/audit.js';
 import type { AuthContext } from '../auth/authenticator.js';
 import type { BrowserAuthResult } from '../auth/browser/browser-login.js';
-import { AuthorizationCodes } from '../auth/facade/authorization-codes.js';
-import { forgetConsents } from '../auth/facade/authorize.js';
-import { isMetadataDocumentClientId } from '../auth/facade/cimd.js';
+import type { AuthorizationServer } from '../auth/facade/authorization-server.js';
 import type { OAuthClient } from '../auth/facade/clients.js';
-import type { FacadeDeps } from '../auth/facade/deps.js';
 import { TemporarilyUnavailableError } from '../auth/facade/errors.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
@@ -20,21 +17,22 @@ import type { BreakerState } from '../proxy/breaker.js';
 import type { ListedSession } from '../session/sessions.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 import type { RedisStateStore } from '../store/redis.js';
-import { StoreUnavailableError } from '../store/state-store.js';
+import { type StateStore, StoreUnavailableError } from '../store/state-store.js';
 import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator, type AdminCaller } from './auth.js';
 import { ADMIN_CSP, ADMIN_PAGE_CSS, ADMIN_PAGE_HTML, ADMIN_PAGE_JS } from './page.js';
 import { StatusReporter } from './status.js';
 
-/** What the admin API needs of AUTH_MODE=oidc: the browser session check and the OAuth server's parts. */
+/** What the admin API needs of AUTH_MODE=oidc: the browser session check and the OAuth server. */
 export interface AdminIdentitySource {
-  readonly facade: FacadeDeps;
+  readonly authorizationServer: AuthorizationServer;
+  readonly store: StateStore;
   authenticateBrowser(req: IncomingMessage, ctx: AuthContext): Promise<BrowserAuthResult>;
 }
 
 /** The oidc authentication stage, when `authenticator` is one (duck-typed: bypass has neither part). */
 export function identitySourceOf(authenticator: object): AdminIdentitySource | undefined {
   const candidate = authenticator as Partial<AdminIdentitySource>;
-  return candidate.facade && typeof candidate.authenticateBrowser === 'function'
+  return candidate.authorizationServer && typeof candidate.authenticateBrowser === 'function'
     ? (candidate as AdminIdentitySource)
     : undefined;
 }
@@ -134,14 +132,12 @@ export class AdminApi {
   private readonly audit: AuditLog;
   private readonly status: StatusReporter;
   private readonly publicOrigin: string;
-  private readonly codes: AuthorizationCodes | undefined;
 
   constructor(private readonly deps: AdminDeps) {
-    const facade = deps.identity?.facade;
     // In bypass mode there is no audit log to share: admin actions get their own.
-    this.audit = facade?.audit ?? new AuditLog(deps.logger);
+    this.audit = deps.identity?.authorizationServer.audit ?? new AuditLog(deps.logger);
     this.publicOrigin = deps.publicUrl.origin;
-    const store = facade?.store;
+    const store = deps.identity?.store;
     this.auth = new AdminAuthenticator({
       token: deps.config.admin.token,
       groups: deps.config.admin.groups,
@@ -155,7 +151,6 @@ export class AdminApi {
       audit: this.audit,
       publicOrigin: this.publicOrigin,
     });
-    this.codes = facade ? new AuthorizationCodes(facade.store, facade.keys) : undefined;
     this.status = new StatusReporter({
       config: deps.config,
       metrics: deps.metrics,
@@ -248,8 +243,8 @@ export class AdminApi {
     const known = ['sessions', 'clients', 'tokens', 'users'];
     if (collection === undefined || !known.includes(collection))
       throw notFound('There is no such admin endpoint.');
-    const facade = this.deps.identity?.facade;
-    if (!facade) {
+    const server = this.deps.identity?.authorizationServer;
+    if (!server) {
       throw notFound('AUTH_MODE=bypass: the proxy keeps no sessions, clients or tokens.');
     }
     const audit = (event: Parameters<AuditLog['record']>[0], fields: AuditFields): void =>
@@ -262,34 +257,38 @@ export class AdminApi {
 
     switch (collection) {
       case 'sessions':
-        if (id === undefined) return method === 'GET' ? this.listSessions(res, facade, ctx) : allow('GET');
-        return method === 'DELETE' ? this.revokeSession(res, facade, id, audit) : allow('DELETE');
+        if (id === undefined) return method === 'GET' ? this.listSessions(res, server, ctx) : allow('GET');
+        return method === 'DELETE' ? this.revokeSession(res, server, id, audit) : allow('DELETE');
       case 'clients': {
-        if (id === undefined && method === 'GET') return this.listClients(res, facade, ctx);
+        if (id === undefined && method === 'GET') return this.listClients(res, server, ctx);
         const clientId = id ?? single(query, 'client_id');
         if (method !== 'DELETE') return allow(id === undefined ? 'GET, DELETE' : 'DELETE');
         if (clientId === undefined) {
           throw new AdminError(400, 'invalid_request', 'name the client: /admin/api/clients/{client_id}');
         }
-        return this.revokeClient(res, facade, clientId, audit);
+        return this.revokeClient(res, server, clientId, audit);
       }
       case 'tokens':
-        if (id === undefined) return method === 'GET' ? this.listTokens(res, facade, ctx) : allow('GET');
-        return method === 'DELETE' ? this.revokeGrant(res, facade, id, audit) : allow('DELETE');
+        if (id === undefined) return method === 'GET' ? this.listTokens(res, server, ctx) : allow('GET');
+        return method === 'DELETE' ? this.revokeGrant(res, server, id, audit) : allow('DELETE');
       default: {
         if (method !== 'DELETE') return allow('DELETE');
         const subject = id ?? single(query, 'subject');
         if (subject === undefined) {
           throw new AdminError(400, 'invalid_request', 'name the user: /admin/api/users/{subject}');
         }
-        return this.revokeUser(res, facade, subject, audit);
+        return this.revokeUser(res, server, subject, audit);
       }
     }
   }
 
-  private async listSessions(res: ServerResponse, facade: FacadeDeps, ctx: AuthContext): Promise<void> {
+  private async listSessions(
+    res: ServerResponse,
+    server: AuthorizationServer,
+    ctx: AuthContext,
+  ): Promise<void> {
     const query = listQuery(ctx.search);
-    const sessions = (await facade.sessions.list())
+    const sessions = (await server.sessions.list())
       .filter((s) => query.user === undefined || s.record.identity.sub === query.user)
       .filter((s) => {
         const { sub, email, name, username } = s.record.identity;
@@ -302,21 +301,25 @@ export class AdminApi {
 
   private async revokeSession(
     res: ServerResponse,
-    facade: FacadeDeps,
+    server: AuthorizationServer,
     handle: string,
     audit: (event: 'admin_session_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    const session = (await facade.sessions.list()).find((s) => publicHandle('session', s.id) === handle);
+    const session = (await server.sessions.list()).find((s) => publicHandle('session', s.id) === handle);
     if (!session) throw notFound('No live session has this id.');
-    await facade.sessions.destroy(session.id);
+    await server.sessions.destroy(session.id);
     const { sub, email } = session.record.identity;
     audit('admin_session_revoked', { sub, email, session: handle });
     this.json(res, 200, { revoked: 'session', id: handle, subject: sub });
   }
 
-  private async listClients(res: ServerResponse, facade: FacadeDeps, ctx: AuthContext): Promise<void> {
+  private async listClients(
+    res: ServerResponse,
+    server: AuthorizationServer,
+    ctx: AuthContext,
+  ): Promise<void> {
     const query = listQuery(ctx.search);
-    const [clients, families] = await Promise.all([facade.clients.list(), facade.refreshTokens.list()]);
+    const [clients, families] = await Promise.all([server.clients.list(), server.grants.list()]);
     const grants = new Map<string, RefreshFamily[]>();
     for (const family of families)
       grants.set(family.clientId, [...(grants.get(family.clientId) ?? []), family]);
@@ -337,48 +340,47 @@ export class AdminApi {
 
   private async revokeClient(
     res: ServerResponse,
-    facade: FacadeDeps,
+    server: AuthorizationServer,
     clientId: string,
     audit: (event: 'admin_client_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    // For its name in the audit log; a metadata document is not fetched for that.
-    const client = isMetadataDocumentClientId(clientId) ? undefined : await facade.clients.get(clientId);
-    const deleted = await facade.clients.delete(clientId);
-    if (deleted === 'pre_registered') {
+    const revoked = await server.revokeClient(clientId);
+    if (revoked.registration === 'pre_registered') {
       throw new AdminError(
         409,
         'conflict',
         `client ${JSON.stringify(clientId)} is pre-registered in MCP_CLIENTS and cannot be deleted here; remove it from the configuration instead`,
       );
     }
-    // Tokens first: from this moment every access token the client holds is refused.
-    await facade.accessTokens.revokeClient(clientId);
-    const [families, consents, codes] = await Promise.all([
-      facade.refreshTokens.revokeClient(clientId),
-      forgetConsents(facade.store, { clientId }),
-      (this.codes as AuthorizationCodes).revokeWhere((grant) => grant.clientId === clientId),
-    ]);
-    if (deleted === 'not_found' && families === 0 && consents === 0) {
+    if (
+      revoked.registration === 'not_found' &&
+      revoked.grantsRevoked === 0 &&
+      revoked.consentsRevoked === 0
+    ) {
       throw notFound('No client has this id.');
     }
     audit('admin_client_revoked', {
       client_id: clientId,
-      client_name: client?.client_name ?? clientId,
-      grants_revoked: families,
+      client_name: revoked.clientName ?? clientId,
+      grants_revoked: revoked.grantsRevoked,
     });
     this.json(res, 200, {
       revoked: 'client',
       client_id: clientId,
-      registration_deleted: deleted === 'deleted',
-      grants_revoked: families,
-      consents_revoked: consents,
-      authorization_codes_revoked: codes,
+      registration_deleted: revoked.registration === 'deleted',
+      grants_revoked: revoked.grantsRevoked,
+      consents_revoked: revoked.consentsRevoked,
+      authorization_codes_revoked: revoked.codesRevoked,
     });
   }
 
-  private async listTokens(res: ServerResponse, facade: FacadeDeps, ctx: AuthContext): Promise<void> {
+  private async listTokens(
+    res: ServerResponse,
+    server: AuthorizationServer,
+    ctx: AuthContext,
+  ): Promise<void> {
     const query = listQuery(ctx.search);
-    const [families, clients] = await Promise.all([facade.refreshTokens.list(), facade.clients.list()]);
+    const [families, clients] = await Promise.all([server.grants.list(), server.clients.list()]);
     const names = new Map(clients.map((c) => [c.client_id, c.client_name]));
     const shown = families
       .filter((f) => query.user === undefined || f.sub === query.user)
@@ -395,12 +397,12 @@ export class AdminApi {
 
   private async revokeGrant(
     res: ServerResponse,
-    facade: FacadeDeps,
+    server: AuthorizationServer,
     handle: string,
     audit: (event: 'admin_token_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    const family = (await facade.refreshTokens.list()).find((f) => publicHandle('grant', f.id) === handle);
-    if (!family || !(await facade.refreshTokens.revokeFamily(family.id))) {
+    const family = (await server.grants.list()).find((f) => publicHandle('grant', f.id) === handle);
+    if (!family || !(await server.grants.revokeFamily(family.id))) {
       throw notFound('No live grant has this id.');
     }
     audit('admin_token_revoked', { sub: family.sub, client_id: family.clientId, grant: handle });
@@ -409,33 +411,25 @@ export class AdminApi {
 
   private async revokeUser(
     res: ServerResponse,
-    facade: FacadeDeps,
+    server: AuthorizationServer,
     subject: string,
     audit: (event: 'admin_user_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    // Access tokens first: every one issued to the user until now is refused from here on,
-    // on every instance sharing the store; then nothing is left to mint new ones from.
-    await facade.accessTokens.revokeSubject(subject);
-    const [sessions, families, consents, codes] = await Promise.all([
-      facade.sessions.destroySubject(subject),
-      facade.refreshTokens.revokeSubject(subject),
-      forgetConsents(facade.store, { sub: subject }),
-      (this.codes as AuthorizationCodes).revokeWhere((grant) => grant.sub === subject),
-    ]);
+    const revoked = await server.revokeUser(subject);
     audit('admin_user_revoked', {
       sub: subject,
-      sessions_revoked: sessions,
-      grants_revoked: families,
-      consents_revoked: consents,
+      sessions_revoked: revoked.sessionsRevoked,
+      grants_revoked: revoked.grantsRevoked,
+      consents_revoked: revoked.consentsRevoked,
     });
     this.json(res, 200, {
       revoked: 'user',
       subject,
-      sessions_revoked: sessions,
-      grants_revoked: families,
-      consents_revoked: consents,
-      authorization_codes_revoked: codes,
-      access_tokens_revoked_before: new Date().toISOString(),
+      sessions_revoked: revoked.sessionsRevoked,
+      grants_revoked: revoked.grantsRevoked,
+      consents_revoked: revoked.consentsRevoked,
+      authorization_codes_revoked: revoked.codesRevoked,
+      access_tokens_revoked_before: revoked.accessTokensRevokedBefore.toISOString(),
     });
   }
 

@@ -11,27 +11,16 @@ import { type AuditEvent, type AuditFields, AuditLog } from './audit.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
 import { type BrowserAuthResult, BrowserLogin } from './browser/browser-login.js';
 import { jsonChallenge } from './challenge.js';
-import { createAuthorizeHandler } from './facade/authorize.js';
+import { AuthorizationServer } from './facade/authorization-server.js';
 import { ClientMetadataDocuments } from './facade/cimd.js';
 import { ClientRegistry } from './facade/clients.js';
-import { type FacadeDeps, MCP_SCOPE } from './facade/deps.js';
-import { discoveryRoutes } from './facade/discovery.js';
+import { authorizationServerEndpoints } from './facade/endpoints.js';
 import { InvalidTokenError } from './facade/errors.js';
-import {
-  FACADE_PATHS,
-  protectedResourceMetadataUrl,
-  resourceUrl,
-  wwwAuthenticateChallenge,
-} from './facade/metadata.js';
-import { createRegisterHandler } from './facade/register.js';
-import { createRevokeHandler } from './facade/revoke.js';
-import { createTokenHandler } from './facade/token.js';
+import { MCP_SCOPE, wwwAuthenticateChallenge } from './facade/metadata.js';
 import { createProvider } from './oidc/presets.js';
 import type { Provider } from './oidc/provider.js';
 import { evaluatePolicy } from './policy/policy.js';
-import { AccessTokens } from './tokens/access-tokens.js';
-import { RefreshTokens } from './tokens/refresh-tokens.js';
-import { SigningKeys } from './tokens/signing-keys.js';
+import type { AccessTokens } from './tokens/access-tokens.js';
 
 /**
  * AUTH_MODE=oidc: a browser session (cookie) identifies the caller; `/login`, `/callback`
@@ -44,8 +33,6 @@ export class SessionAuthenticator implements Authenticator {
   /** Endpoints any origin may call (no cookies involved): discovery, JWKS, /register, /token, /revoke. */
   readonly publicPaths: ReadonlySet<string>;
   readonly authLimitedPaths: ReadonlySet<string>;
-  private readonly resource: string;
-  private readonly resourceMetadataUrl: string;
   /** `sub NUL client_id` pairs that already made their first call, for `mcp_first_call`. */
   private readonly calledBefore = new Set<string>();
 
@@ -55,32 +42,15 @@ export class SessionAuthenticator implements Authenticator {
     readonly sessions: SessionManager,
     readonly provider: Provider,
     private readonly login: BrowserLogin,
-    /** The authorization server's parts; the admin API lists and revokes through them. */
-    readonly facade: FacadeDeps,
+    /** The OAuth server for MCP clients; the admin API lists and revokes through it. */
+    readonly authorizationServer: AuthorizationServer,
     readonly rateLimits: RateLimits,
   ) {
-    const routes = new Map<string, RouteHandler>([
-      ...login.routes,
-      ...discoveryRoutes(facade),
-      [FACADE_PATHS.authorize, createAuthorizeHandler(facade)],
-      [FACADE_PATHS.token, createTokenHandler(facade)],
-      [FACADE_PATHS.revoke, createRevokeHandler(facade)],
-      [FACADE_PATHS.register, createRegisterHandler(facade)],
-    ]);
-    this.routes = routes;
-    this.publicPaths = new Set(
-      [...routes.keys()].filter((path) => !login.routes.has(path) && path !== FACADE_PATHS.authorize),
-    );
-    this.authLimitedPaths = new Set([
-      ...login.authLimitedPaths,
-      FACADE_PATHS.authorize,
-      FACADE_PATHS.token,
-      FACADE_PATHS.revoke,
-      FACADE_PATHS.register,
-    ]);
+    const endpoints = authorizationServerEndpoints(authorizationServer);
+    this.routes = new Map([...login.routes, ...endpoints.routes]);
+    this.publicPaths = endpoints.publicPaths;
+    this.authLimitedPaths = new Set([...login.authLimitedPaths, ...endpoints.authLimitedPaths]);
     this.cookieNames = sessions.cookieNames;
-    this.resource = resourceUrl(config.server.publicUrl, config.mcpPath);
-    this.resourceMetadataUrl = protectedResourceMetadataUrl(config.server.publicUrl, config.mcpPath);
   }
 
   static create(config: Config, logger: Logger, metrics?: Metrics, tracing?: Tracing): SessionAuthenticator {
@@ -122,8 +92,7 @@ export class SessionAuthenticator implements Authenticator {
     });
     const audit = new AuditLog(logger, metrics ? countAuthEvents(metrics, clients) : undefined);
     const login = new BrowserLogin({ config, provider, sessions, audit, logger, rateLimiter });
-    const signingKeys = new SigningKeys(store, keys);
-    const facade: FacadeDeps = {
+    const authorizationServer = new AuthorizationServer({
       config,
       logger,
       audit,
@@ -131,15 +100,20 @@ export class SessionAuthenticator implements Authenticator {
       keys,
       sessions,
       clients,
-      signingKeys,
-      accessTokens: new AccessTokens(signingKeys, store, { publicUrl: config.server.publicUrl.origin }),
-      refreshTokens: new RefreshTokens(store, keys),
       rateLimiter,
-    };
+    });
     // Discovery starts now; while the provider is unreachable the proxy stays up, reports
     // itself unhealthy and retries with backoff (it never lets anyone through without login).
     provider.ready().catch(() => {});
-    return new SessionAuthenticator(config, store, sessions, provider, login, facade, rateLimits);
+    return new SessionAuthenticator(
+      config,
+      store,
+      sessions,
+      provider,
+      login,
+      authorizationServer,
+      rateLimits,
+    );
   }
 
   /**
@@ -169,7 +143,9 @@ export class SessionAuthenticator implements Authenticator {
   private async authenticateBearer(token: string, trace: TraceSpan | undefined): Promise<AuthDecision> {
     let claims: Awaited<ReturnType<AccessTokens['verifyAccessToken']>>;
     const verify = (): Promise<typeof claims> =>
-      this.facade.accessTokens.verifyAccessToken(token, { audience: this.resource });
+      this.authorizationServer.accessTokens.verifyAccessToken(token, {
+        audience: this.authorizationServer.resource,
+      });
     try {
       claims = await (trace ? trace.child('token.verify', verify) : verify());
     } catch (err) {
@@ -225,7 +201,7 @@ export class SessionAuthenticator implements Authenticator {
       this.calledBefore.delete(this.calledBefore.values().next().value as string);
     }
     this.calledBefore.add(pair);
-    this.facade.audit.record('mcp_first_call', { sub, client_id: clientId });
+    this.authorizationServer.audit.record('mcp_first_call', { sub, client_id: clientId });
   }
 
   private bearerChallenge(
@@ -234,7 +210,7 @@ export class SessionAuthenticator implements Authenticator {
     description: string,
   ): AuthDecision {
     const header = wwwAuthenticateChallenge({
-      resourceMetadataUrl: this.resourceMetadataUrl,
+      resourceMetadataUrl: this.authorizationServer.resourceMetadataUrl,
       scope: MCP_SCOPE,
       error,
       description,

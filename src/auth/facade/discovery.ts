@@ -1,11 +1,11 @@
 import type { ServerResponse } from 'node:http';
 import { sendError } from '../../http/errors.js';
 import type { RouteHandler } from '../authenticator.js';
-import type { FacadeDeps } from './deps.js';
-import { MCP_SCOPE } from './deps.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import {
   authorizationServerMetadata,
   FACADE_PATHS,
+  MCP_SCOPE,
   openIdConfiguration,
   protectedResourceMetadata,
 } from './metadata.js';
@@ -36,12 +36,12 @@ function getOnly(handler: (res: ServerResponse) => Promise<void> | void): RouteH
  * at the root and the path-inserted form, Authorization Server Metadata (RFC 8414) at
  * both well-known names, and the JWKS the access tokens verify against.
  */
-export function discoveryRoutes(deps: FacadeDeps): Map<string, RouteHandler> {
-  const { publicUrl } = deps.config.server;
-  const { mcpPath } = deps.config;
+export function discoveryRoutes(server: AuthorizationServer): Map<string, RouteHandler> {
+  const { publicUrl } = server.config.server;
+  const { mcpPath } = server.config;
   const scopesSupported = [MCP_SCOPE];
   const resource = protectedResourceMetadata({ publicUrl, mcpPath, scopesSupported });
-  const asOptions = { publicUrl, scopesSupported, registrationEnabled: deps.clients.dcrEnabled };
+  const asOptions = { publicUrl, scopesSupported, registrationEnabled: server.clients.dcrEnabled };
   const routes = new Map<string, RouteHandler>();
   const resourceHandler = getOnly((res) => sendDocument(res, resource, 3600));
   routes.set(FACADE_PATHS.protectedResourceMetadata, resourceHandler);
@@ -57,7 +57,7 @@ export function discoveryRoutes(deps: FacadeDeps): Map<string, RouteHandler> {
   // Short cache: a rotated key must reach verifiers well before its first token expires.
   routes.set(
     FACADE_PATHS.jwks,
-    getOnly(async (res) => sendDocument(res, await deps.signingKeys.jwks(), 300)),
+    getOnly(async (res) => sendDocument(res, await server.signingKeys.jwks(), 300)),
   );
   return routes;
 }

@@ -4,7 +4,7 @@ import { type ErrorAnswer, sendError } from '../../http/errors.js';
 import { addressBudget, refuseOverLimit } from '../../limits/rate-limit.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuthContext } from '../authenticator.js';
-import { type FacadeDeps, MCP_SCOPE } from './deps.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import {
   InvalidRequestError,
   InvalidScopeError,
@@ -12,6 +12,7 @@ import {
   ServerError,
   TemporarilyUnavailableError,
 } from './errors.js';
+import { MCP_SCOPE } from './metadata.js';
 
 /**
  * What the facade's endpoints (/authorize, /token, /revoke) share: a bounded form body, parameters
@@ -148,8 +149,12 @@ export function writeMethodNotAllowed(res: ServerResponse, allow: string, reques
  * The per-IP budget (AUTH_RATE_LIMIT_PER_MINUTE): true when the request was refused with a 429,
  * the same answer /login gives.
  */
-export function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthContext): Promise<boolean> {
-  return refuseOverLimit(deps.rateLimiter, addressBudget(ctx.clientIp), res, ctx.requestId);
+export function rateLimited(
+  server: AuthorizationServer,
+  res: ServerResponse,
+  ctx: AuthContext,
+): Promise<boolean> {
+  return refuseOverLimit(server.rateLimiter, addressBudget(ctx.clientIp), res, ctx.requestId);
 }
 
 /**
@@ -158,18 +163,18 @@ export function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthCont
  * else logged and answered with a bare server_error (never a stack or message).
  */
 export function writeJsonFailure(
-  deps: FacadeDeps,
+  server: AuthorizationServer,
   res: ServerResponse,
   error: unknown,
   ctx: AuthContext,
 ): void {
   if (isOAuthError(error)) return writeError(res, error, ctx.requestId);
   if (error instanceof StoreUnavailableError) {
-    deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'session store unavailable');
+    server.logger.error({ req_id: ctx.requestId, err: error.message }, 'session store unavailable');
     const unavailable = new TemporarilyUnavailableError('The token store is unavailable; try again shortly.');
     return writeError(res, unavailable, ctx.requestId);
   }
-  deps.logger.error(
+  server.logger.error(
     { req_id: ctx.requestId, err: (error as Error)?.message, path: ctx.path },
     'facade error',
   );

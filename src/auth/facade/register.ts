@@ -1,6 +1,6 @@
 import { BodyError, mediaType, readBody } from '../../http/body.js';
 import type { RouteHandler } from '../authenticator.js';
-import type { FacadeDeps } from './deps.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import { InvalidClientMetadataError } from './errors.js';
 import { rateLimited, writeJson, writeJsonFailure, writeMethodNotAllowed } from './http.js';
 
@@ -11,9 +11,9 @@ const MAX_REGISTRATION_BYTES = 64 * 1024;
  * POST /register: Dynamic Client Registration (RFC 7591). The body is validated by the
  * ClientRegistry; the answer is the client information, 201, never cached.
  */
-export function createRegisterHandler(deps: FacadeDeps): RouteHandler {
+export function createRegisterHandler(server: AuthorizationServer): RouteHandler {
   return async (req, res, ctx) => {
-    if (await rateLimited(deps, res, ctx)) return;
+    if (await rateLimited(server, res, ctx)) return;
     if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST', ctx.requestId);
     try {
       if (mediaType(req) !== 'application/json') {
@@ -34,15 +34,15 @@ export function createRegisterHandler(deps: FacadeDeps): RouteHandler {
       } catch {
         throw new InvalidClientMetadataError('the registration body is not valid JSON');
       }
-      const client = await deps.clients.register(body);
-      deps.audit.record('client_registered', {
+      const client = await server.clients.register(body);
+      server.audit.record('client_registered', {
         client_id: client.client_id,
         client_name: client.client_name,
         ip: ctx.clientIp,
       });
       writeJson(res, 201, client);
     } catch (error) {
-      writeJsonFailure(deps, res, error, ctx);
+      writeJsonFailure(server, res, error, ctx);
     }
   };
 }
