@@ -14,27 +14,24 @@ import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { BreakerState } from '../proxy/breaker.js';
-import type { ListedSession } from '../session/sessions.js';
+import type { ListedSession, SessionManager } from '../session/sessions.js';
+import type { ConfiguredStateStore } from '../store/index.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
-import type { RedisStateStore } from '../store/redis.js';
-import { type StateStore, StoreUnavailableError } from '../store/state-store.js';
+import { StoreUnavailableError } from '../store/state-store.js';
 import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator, type AdminCaller } from './auth.js';
 import { ADMIN_CSP, ADMIN_PAGE_CSS, ADMIN_PAGE_HTML, ADMIN_PAGE_JS } from './page.js';
 import { StatusReporter } from './status.js';
 
-/** What the admin API needs of AUTH_MODE=oidc: the browser session check and the OAuth server. */
-export interface AdminIdentitySource {
-  readonly authorizationServer: AuthorizationServer;
-  readonly store: StateStore;
-  authenticateBrowser(req: IncomingMessage, ctx: AuthContext): Promise<BrowserAuthResult>;
-}
-
-/** The oidc authentication stage, when `authenticator` is one (duck-typed: bypass has neither part). */
-export function identitySourceOf(authenticator: object): AdminIdentitySource | undefined {
-  const candidate = authenticator as Partial<AdminIdentitySource>;
-  return candidate.authorizationServer && typeof candidate.authenticateBrowser === 'function'
-    ? (candidate as AdminIdentitySource)
-    : undefined;
+/** What the admin API uses of AUTH_MODE=oidc, as server/oidc.ts builds it. */
+export interface AdminOidcParts {
+  /** Its kind is reported; its Redis connection, when there is one, counts failed admin logins. */
+  store: ConfiguredStateStore;
+  sessions: SessionManager;
+  audit: AuditLog;
+  /** Clients and grants are listed, and users and clients revoked, through it. */
+  authorizationServer: AuthorizationServer;
+  /** The browser session check: members of ADMIN_GROUPS sign in this way. */
+  authenticator: { authenticateBrowser(req: IncomingMessage, ctx: AuthContext): Promise<BrowserAuthResult> };
 }
 
 export interface AdminDeps {
@@ -48,7 +45,7 @@ export interface AdminDeps {
   authMode: string;
   version: string;
   /** AUTH_MODE=oidc; absent in bypass mode, where there are no sessions, clients or tokens. */
-  identity?: AdminIdentitySource;
+  oidc?: AdminOidcParts;
 }
 
 /**
@@ -135,18 +132,18 @@ export class AdminApi {
 
   constructor(private readonly deps: AdminDeps) {
     // In bypass mode there is no audit log to share: admin actions get their own.
-    this.audit = deps.identity?.authorizationServer.audit ?? new AuditLog(deps.logger);
+    this.audit = deps.oidc?.audit ?? new AuditLog(deps.logger);
     this.publicOrigin = deps.publicUrl.origin;
-    const store = deps.identity?.store;
+    const store = deps.oidc?.store;
     this.auth = new AdminAuthenticator({
       token: deps.config.admin.token,
       groups: deps.config.admin.groups,
-      browser: deps.identity,
+      browser: deps.oidc?.authenticator,
       // Counted in the session store's Redis when there is one, so all instances share the budget.
       failures: createRateLimiter({
         perMinute: ADMIN_FAILED_AUTH_PER_MINUTE,
         keyPrefix: RATE_LIMIT_PREFIXES.adminAuth,
-        redis: store?.kind === 'redis' ? (store as RedisStateStore).redis : undefined,
+        redis: store?.kind === 'redis' ? store.redis : undefined,
       }),
       audit: this.audit,
       publicOrigin: this.publicOrigin,
@@ -243,8 +240,8 @@ export class AdminApi {
     const known = ['sessions', 'clients', 'tokens', 'users'];
     if (collection === undefined || !known.includes(collection))
       throw notFound('There is no such admin endpoint.');
-    const server = this.deps.identity?.authorizationServer;
-    if (!server) {
+    const oidc = this.deps.oidc;
+    if (!oidc) {
       throw notFound('AUTH_MODE=bypass: the proxy keeps no sessions, clients or tokens.');
     }
     const audit = (event: Parameters<AuditLog['record']>[0], fields: AuditFields): void =>
@@ -254,11 +251,13 @@ export class AdminApi {
         ip: ctx.clientIp,
       });
     const query = new URLSearchParams(ctx.search);
+    const server = oidc.authorizationServer;
 
     switch (collection) {
       case 'sessions':
-        if (id === undefined) return method === 'GET' ? this.listSessions(res, server, ctx) : allow('GET');
-        return method === 'DELETE' ? this.revokeSession(res, server, id, audit) : allow('DELETE');
+        if (id === undefined)
+          return method === 'GET' ? this.listSessions(res, oidc.sessions, ctx) : allow('GET');
+        return method === 'DELETE' ? this.revokeSession(res, oidc.sessions, id, audit) : allow('DELETE');
       case 'clients': {
         if (id === undefined && method === 'GET') return this.listClients(res, server, ctx);
         const clientId = id ?? single(query, 'client_id');
@@ -282,32 +281,28 @@ export class AdminApi {
     }
   }
 
-  private async listSessions(
-    res: ServerResponse,
-    server: AuthorizationServer,
-    ctx: AuthContext,
-  ): Promise<void> {
+  private async listSessions(res: ServerResponse, sessions: SessionManager, ctx: AuthContext): Promise<void> {
     const query = listQuery(ctx.search);
-    const sessions = (await server.sessions.list())
+    const listed = (await sessions.list())
       .filter((s) => query.user === undefined || s.record.identity.sub === query.user)
       .filter((s) => {
         const { sub, email, name, username } = s.record.identity;
         return matchesText(query.q, sub, email, name, username);
       })
       .sort((a, b) => b.lastSeenAt - a.lastSeenAt);
-    const { items, total, truncated } = page(sessions, query.limit);
+    const { items, total, truncated } = page(listed, query.limit);
     this.json(res, 200, { sessions: items.map(sessionView), total, truncated });
   }
 
   private async revokeSession(
     res: ServerResponse,
-    server: AuthorizationServer,
+    sessions: SessionManager,
     handle: string,
     audit: (event: 'admin_session_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    const session = (await server.sessions.list()).find((s) => publicHandle('session', s.id) === handle);
+    const session = (await sessions.list()).find((s) => publicHandle('session', s.id) === handle);
     if (!session) throw notFound('No live session has this id.');
-    await server.sessions.destroy(session.id);
+    await sessions.destroy(session.id);
     const { sub, email } = session.record.identity;
     audit('admin_session_revoked', { sub, email, session: handle });
     this.json(res, 200, { revoked: 'session', id: handle, subject: sub });
