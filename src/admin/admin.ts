@@ -1,26 +1,38 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type AuditFields, AuditLog } from '../auth/audit.js';
 import type { AuthContext } from '../auth/authenticator.js';
 import type { BrowserAuthResult } from '../auth/browser/browser-login.js';
 import type { AuthorizationServer } from '../auth/facade/authorization-server.js';
-import type { OAuthClient } from '../auth/facade/clients.js';
 import { TemporarilyUnavailableError } from '../auth/facade/errors.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
-import { type ErrorAnswer, type HeaderList, sendError } from '../http/errors.js';
+import { sendError } from '../http/errors.js';
 import { createRateLimiter } from '../limits/rate-limit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { BreakerState } from '../proxy/breaker.js';
-import type { ListedSession, SessionManager } from '../session/sessions.js';
+import type { SessionManager } from '../session/sessions.js';
 import type { ConfiguredStateStore } from '../store/index.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 import { StoreUnavailableError } from '../store/state-store.js';
-import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator, type AdminCaller } from './auth.js';
+import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator } from './auth.js';
 import { ADMIN_CSP, ADMIN_PAGE_CSS, ADMIN_PAGE_HTML, ADMIN_PAGE_JS } from './page.js';
 import { StatusReporter } from './status.js';
+import {
+  AdminError,
+  callerView,
+  clientView,
+  grantView,
+  listQuery,
+  matchesText,
+  methodNotAllowed,
+  notFound,
+  page,
+  publicHandle,
+  sessionView,
+  single,
+} from './views.js';
 
 /** What the admin API uses of AUTH_MODE=oidc, as server/oidc.ts builds it. */
 export interface AdminOidcParts {
@@ -47,75 +59,6 @@ export interface AdminDeps {
   /** AUTH_MODE=oidc; absent in bypass mode, where there are no sessions, clients or tokens. */
   oidc?: AdminOidcParts;
 }
-
-/**
- * A short, stable, non-reversible handle for a store id (a session id is what the cookie
- * carries, signed): the API shows and accepts this instead, so no listing holds a value that
- * could be replayed.
- */
-export function publicHandle(kind: 'session' | 'grant', id: string): string {
-  return createHash('sha256')
-    .update(`mcp-oidc-proxy admin ${kind}\u0000${id}`)
-    .digest('base64url')
-    .slice(0, 22);
-}
-
-const DEFAULT_LIMIT = 200;
-const MAX_LIMIT = 1000;
-
-/** A request the API refuses: status, OAuth-style error code and description (and extra headers). */
-class AdminError extends Error implements ErrorAnswer {
-  constructor(
-    readonly status: number,
-    readonly error: string,
-    readonly description: string,
-    readonly headers: HeaderList = [],
-  ) {
-    super(description);
-  }
-}
-
-const methodNotAllowed = (methods: string): AdminError =>
-  new AdminError(405, 'method_not_allowed', `Use ${methods}.`, [['allow', methods]]);
-
-/** A query parameter given at most once; empty counts as absent. */
-function single(params: URLSearchParams, name: string): string | undefined {
-  const values = params.getAll(name);
-  if (values.length > 1) throw new AdminError(400, 'invalid_request', `the ${name} parameter is repeated`);
-  return values[0] || undefined;
-}
-
-const notFound = (what: string): AdminError => new AdminError(404, 'not_found', what);
-
-/** Query parameters the listings take; each at most once. */
-interface ListQuery {
-  q: string | undefined;
-  user: string | undefined;
-  clientId: string | undefined;
-  limit: number;
-}
-
-function listQuery(search: string): ListQuery {
-  const params = new URLSearchParams(search);
-  const one = (name: string): string | undefined => single(params, name);
-  const limitText = one('limit');
-  const limit = limitText === undefined ? DEFAULT_LIMIT : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-    throw new AdminError(400, 'invalid_request', `limit must be a whole number from 1 to ${MAX_LIMIT}`);
-  }
-  return { q: one('q')?.toLowerCase(), user: one('user'), clientId: one('client_id'), limit };
-}
-
-/** Whether any of `fields` contains the search text (case-insensitive). */
-function matchesText(q: string | undefined, ...fields: Array<string | undefined>): boolean {
-  return q === undefined || fields.some((f) => f?.toLowerCase().includes(q));
-}
-
-function page<T>(items: T[], limit: number): { items: T[]; total: number; truncated: boolean } {
-  return { items: items.slice(0, limit), total: items.length, truncated: items.length > limit };
-}
-
-const iso = (epochMs: number): string => new Date(epochMs).toISOString();
 
 /**
  * The admin API and monitoring page (ADMIN_ENABLED): `GET /admin` (the page, its script and
@@ -437,55 +380,4 @@ export class AdminApi {
     });
     res.end(text);
   }
-}
-
-function callerView(caller: AdminCaller): Record<string, unknown> {
-  return caller.kind === 'token'
-    ? { kind: 'token' }
-    : { kind: 'session', subject: caller.sub, email: caller.email, name: caller.name };
-}
-
-function sessionView(s: ListedSession): Record<string, unknown> {
-  const { identity, provider, createdAt } = s.record;
-  return {
-    id: publicHandle('session', s.id),
-    subject: identity.sub,
-    email: identity.email,
-    name: identity.name,
-    username: identity.username,
-    groups: identity.groups,
-    provider,
-    created_at: iso(createdAt),
-    last_seen_at: iso(s.lastSeenAt),
-    expires_at: iso(s.expiresAt),
-  };
-}
-
-function clientView(c: OAuthClient, grants: RefreshFamily[]): Record<string, unknown> {
-  return {
-    client_id: c.client_id,
-    client_name: c.client_name,
-    client_uri: c.client_uri,
-    source: c.source,
-    confidential: c.confidential,
-    redirect_uris: c.redirect_uris,
-    grant_types: c.grant_types,
-    created_at: iso(c.client_id_issued_at * 1000),
-    active_grants: grants.length,
-    users: new Set(grants.map((f) => f.sub)).size,
-    deletable: c.source !== 'pre-registered',
-  };
-}
-
-function grantView(f: RefreshFamily, clientName: string | undefined): Record<string, unknown> {
-  return {
-    id: publicHandle('grant', f.id),
-    subject: f.sub,
-    email: f.email,
-    client_id: f.clientId,
-    client_name: clientName,
-    scope: f.scope,
-    created_at: iso(f.createdAt),
-    expires_at: iso(f.expiresAt),
-  };
 }

@@ -4,6 +4,7 @@ import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
 import type { StateStore } from '../../store/state-store.js';
 import { InvalidTokenError } from '../facade/errors.js';
 import { SIGNING_ALG, type SigningKeys } from './signing-keys.js';
+import { type VerifiedToken, VerifiedTokens } from './verified-tokens.js';
 
 /** RFC 9068 media type of an access token JWT (`typ` header). */
 export const ACCESS_TOKEN_TYP = 'at+jwt';
@@ -361,52 +362,6 @@ export class AccessTokens {
       known.claims.expiresAt > now - this.clockTolerance &&
       (known.notBefore === undefined || known.notBefore <= now + this.clockTolerance)
     );
-  }
-}
-
-interface VerifiedToken {
-  claims: AccessTokenClaims;
-  /** The key that verified the signature, and its kid. */
-  kid: string;
-  key: CryptoKey;
-  /** `nbf`, epoch seconds. */
-  notBefore: number | undefined;
-  /** The store keys of the revocations that cover the token, read on every request. */
-  revocationKeys: { jti: string; subject: string; client: string };
-}
-
-/** A small LRU of verified tokens by their string, bounded in entries and in characters held. */
-class VerifiedTokens {
-  private readonly entries = new Map<string, VerifiedToken>();
-  private chars = 0;
-
-  constructor(
-    private readonly maxEntries: number,
-    private readonly maxChars: number,
-  ) {}
-
-  get(token: string): VerifiedToken | undefined {
-    const entry = this.entries.get(token);
-    if (entry !== undefined) {
-      // Most recently used last: the first entry is the one evicted.
-      this.entries.delete(token);
-      this.entries.set(token, entry);
-    }
-    return entry;
-  }
-
-  set(token: string, entry: VerifiedToken): void {
-    if (token.length > this.maxChars) return;
-    this.delete(token);
-    this.entries.set(token, entry);
-    this.chars += token.length;
-    while (this.entries.size > this.maxEntries || this.chars > this.maxChars) {
-      this.delete(this.entries.keys().next().value as string);
-    }
-  }
-
-  delete(token: string): void {
-    if (this.entries.delete(token)) this.chars -= token.length;
   }
 }
 
