@@ -4,58 +4,39 @@
  * store and on a real Redis shared by two instances, as deployments run it.
  */
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../src/auth/audit.js';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { AuthorizationGrant } from '../../src/auth/facade/authorization-codes.js';
-import { AuthorizationServer } from '../../src/auth/facade/authorization-server.js';
-import { ClientRegistry } from '../../src/auth/facade/clients.js';
+import type { AuthorizationServer } from '../../src/auth/facade/authorization-server.js';
 import { InvalidTokenError } from '../../src/auth/facade/errors.js';
 import type { UpstreamIdentity } from '../../src/auth/oidc/provider.js';
-import { loadConfig } from '../../src/config/load.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { SessionManager } from '../../src/session/sessions.js';
 import { createStateStore } from '../../src/store/index.js';
-import { SealingKeys } from '../../src/store/sealing-keys.js';
 import type { StateStore } from '../../src/store/state-store.js';
+import { testAuthorizationServer } from '../helpers/authorization-server.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-/** Every key the Redis runs write lives under this prefix and is deleted afterwards. */
+/** Every key the Redis runs write lives under this prefix, and is deleted after each test. */
 const RUN_PREFIX = `mcp-oidc-proxy-test:authz-server:${randomUUID()}:`;
 const PUBLIC_URL = 'https://proxy.example.com';
 const SECRET = 'authorization-server-test-secret';
 const REDIRECT = 'http://127.0.0.1:7777/callback';
 const CONFIGURED = 'configured-app';
 
+/** The counts of a revocation that found nothing to revoke. */
+const NOTHING_REVOKED = { grantsRevoked: 0, consentsRevoked: 0, codesRevoked: 0 };
+
 const alice: UpstreamIdentity = { sub: 'alice', email: 'alice@example.com', groups: ['mcp-users'] };
 const bob: UpstreamIdentity = { sub: 'bob', email: 'bob@example.com', groups: ['mcp-users'] };
 
-const config = loadConfig({
-  env: { AUTH_MODE: 'bypass', PUBLIC_URL, MCP_PATH: '/mcp', ALLOWED_DOMAINS: 'example.com' },
-});
 const logger = createLogger('silent');
 
 function newServer(store: StateStore): AuthorizationServer {
-  const keys = new SealingKeys(SECRET);
-  const sessions = new SessionManager(store, keys, {
-    idleTimeoutMs: 60 * 60 * 1000,
-    maxAgeMs: 24 * 60 * 60 * 1000,
-    cookie: { secure: false },
-  });
-  const clients = new ClientRegistry({
+  return testAuthorizationServer({
     store,
-    dcrEnabled: true,
-    preRegistered: [{ clientId: CONFIGURED, redirectUris: [REDIRECT], name: 'Configured App' }],
-  });
-  return new AuthorizationServer({
-    config,
+    publicUrl: PUBLIC_URL,
     logger,
-    audit: new AuditLog(logger),
-    store,
-    keys,
-    sessions,
-    clients,
-    rateLimiter: undefined,
+    secret: SECRET,
+    preRegistered: [{ clientId: CONFIGURED, redirectUris: [REDIRECT], name: 'Configured App' }],
   });
 }
 
@@ -106,27 +87,15 @@ describe.each([
   ['memory', false],
   ['Redis, two instances', true],
 ])('AuthorizationServer on %s', (_name, shared) => {
-  let raw: Redis | undefined;
   const stores: StateStore[] = [];
   let caseNumber = 0;
 
-  beforeAll(() => {
-    if (shared) raw = new Redis(REDIS_URL);
-  });
-
   afterEach(async () => {
-    for (const store of stores.splice(0)) await store.close();
-  });
-
-  afterAll(async () => {
-    if (!raw) return;
-    let cursor = '0';
-    do {
-      const [next, keys] = await raw.scan(cursor, 'MATCH', `${RUN_PREFIX}*`, 'COUNT', 1000);
-      if (keys.length > 0) await raw.del(...keys);
-      cursor = next;
-    } while (cursor !== '0');
-    await raw.quit();
+    // Each test's Redis key space is emptied through the store itself, then every connection closed.
+    for (const store of stores.splice(0)) {
+      for (const key of await store.keys('')) await store.delete(key);
+      await store.close();
+    }
   });
 
   /**
@@ -186,12 +155,7 @@ describe.each([
     expect(await a.codes.redeem(bobOne.code)).toMatchObject({ kind: 'redeemed' });
 
     // A user with nothing left still gets the cut-off, and zero counts.
-    expect(await b.revokeUser('alice')).toMatchObject({
-      sessionsRevoked: 0,
-      grantsRevoked: 0,
-      consentsRevoked: 0,
-      codesRevoked: 0,
-    });
+    expect(await b.revokeUser('alice')).toMatchObject({ sessionsRevoked: 0, ...NOTHING_REVOKED });
   });
 
   it('revokeClient deletes the registration and everything issued to it, and reports the counts', async () => {
@@ -226,9 +190,7 @@ describe.each([
     expect(await b.revokeClient(revokedApp)).toEqual({
       registration: 'not_found',
       clientName: undefined,
-      grantsRevoked: 0,
-      consentsRevoked: 0,
-      codesRevoked: 0,
+      ...NOTHING_REVOKED,
     });
   });
 
@@ -238,9 +200,7 @@ describe.each([
     expect(await b.revokeClient(CONFIGURED)).toEqual({
       registration: 'pre_registered',
       clientName: 'Configured App',
-      grantsRevoked: 0,
-      consentsRevoked: 0,
-      codesRevoked: 0,
+      ...NOTHING_REVOKED,
     });
     expect(await verdict(b, held.access.token)).toBe('accepted');
     expect(await a.grants.list()).toHaveLength(1);

@@ -2,21 +2,17 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../src/auth/audit.js';
 import type { AuthContext, RouteHandler } from '../../src/auth/authenticator.js';
-import { AuthorizationServer } from '../../src/auth/facade/authorization-server.js';
+import type { AuthorizationServer } from '../../src/auth/facade/authorization-server.js';
 import { createAuthorizeHandler } from '../../src/auth/facade/authorize.js';
-import { ClientRegistry } from '../../src/auth/facade/clients.js';
 import { InvalidTokenError } from '../../src/auth/facade/errors.js';
 import { createRevokeHandler } from '../../src/auth/facade/revoke.js';
 import { createTokenHandler } from '../../src/auth/facade/token.js';
 import type { UpstreamIdentity } from '../../src/auth/oidc/provider.js';
-import { loadConfig } from '../../src/config/load.js';
 import { createRateLimiter } from '../../src/limits/rate-limit.js';
 import { createLogger } from '../../src/observability/logger.js';
-import { SessionManager } from '../../src/session/sessions.js';
 import { MemoryStateStore } from '../../src/store/memory.js';
-import { SealingKeys } from '../../src/store/sealing-keys.js';
+import { testAuthorizationServer } from '../helpers/authorization-server.js';
 import { type Listening, listen } from '../helpers/servers.js';
 
 const PUBLIC_REDIRECT = 'http://127.0.0.1:7777/callback';
@@ -60,14 +56,6 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
     });
   });
   const listening: Listening = await listen(server);
-  const config = loadConfig({
-    env: {
-      AUTH_MODE: 'bypass',
-      PUBLIC_URL: listening.url,
-      MCP_PATH: '/mcp',
-      ALLOWED_DOMAINS: 'example.com',
-    },
-  });
   const lines: string[] = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -77,15 +65,11 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
   });
   const logger = createLogger('info', sink);
   const store = new MemoryStateStore();
-  const keys = new SealingKeys('facade-endpoints-test-secret');
-  const sessions = new SessionManager(store, keys, {
-    idleTimeoutMs: 60 * 60 * 1000,
-    maxAgeMs: 24 * 60 * 60 * 1000,
-    cookie: { secure: false },
-  });
-  const clients = new ClientRegistry({
+  const authorizationServer = testAuthorizationServer({
     store,
-    dcrEnabled: true,
+    publicUrl: listening.url,
+    logger,
+    secret: 'facade-endpoints-test-secret',
     preRegistered: [
       {
         clientId: 'public-app',
@@ -100,15 +84,6 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
       },
       { clientId: ODD_ID, clientSecret: ODD_SECRET, redirectUris: [CONFIDENTIAL_REDIRECT] },
     ],
-  });
-  const authorizationServer = new AuthorizationServer({
-    config,
-    logger,
-    audit: new AuditLog(logger),
-    store,
-    keys,
-    sessions,
-    clients,
     rateLimiter: options.authRateLimitPerMinute
       ? createRateLimiter({ perMinute: options.authRateLimitPerMinute, keyPrefix: 'test:facade' })
       : undefined,
@@ -126,7 +101,9 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
     auditEvents: () =>
       lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.audit !== undefined),
     async login(identity) {
-      const { setCookie } = await sessions.create('test', identity, { accessToken: 'upstream-token' });
+      const { setCookie } = await authorizationServer.sessions.create('test', identity, {
+        accessToken: 'upstream-token',
+      });
       return setCookie.split(';')[0]!;
     },
     async close() {
