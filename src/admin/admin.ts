@@ -1,13 +1,8 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type AuditFields, AuditLog } from '../auth/audit.js';
 import type { AuthContext } from '../auth/authenticator.js';
 import type { BrowserAuthResult } from '../auth/browser/browser-login.js';
-import { AuthorizationCodes } from '../auth/facade/authorization-codes.js';
-import { forgetConsents } from '../auth/facade/authorize.js';
-import { isMetadataDocumentClientId } from '../auth/facade/cimd.js';
-import type { OAuthClient } from '../auth/facade/clients.js';
-import type { FacadeDeps } from '../auth/facade/deps.js';
+import type { AuthorizationServer } from '../auth/facade/authorization-server.js';
 import { TemporarilyUnavailableError } from '../auth/facade/errors.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
@@ -17,26 +12,38 @@ import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { BreakerState } from '../proxy/breaker.js';
-import type { ListedSession } from '../session/sessions.js';
+import type { SessionManager } from '../session/sessions.js';
+import type { ConfiguredStateStore } from '../store/index.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
-import type { RedisStateStore } from '../store/redis.js';
 import { StoreUnavailableError } from '../store/state-store.js';
-import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator, type AdminCaller } from './auth.js';
+import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator } from './auth.js';
 import { ADMIN_CSP, ADMIN_PAGE_CSS, ADMIN_PAGE_HTML, ADMIN_PAGE_JS } from './page.js';
 import { StatusReporter } from './status.js';
+import {
+  AdminError,
+  callerView,
+  clientView,
+  grantView,
+  listQuery,
+  matchesText,
+  methodNotAllowed,
+  notFound,
+  page,
+  publicHandle,
+  sessionView,
+  single,
+} from './views.js';
 
-/** What the admin API needs of AUTH_MODE=oidc: the browser session check and the OAuth server's parts. */
-export interface AdminIdentitySource {
-  readonly facade: FacadeDeps;
-  authenticateBrowser(req: IncomingMessage, ctx: AuthContext): Promise<BrowserAuthResult>;
-}
-
-/** The oidc authentication stage, when `authenticator` is one (duck-typed: bypass has neither part). */
-export function identitySourceOf(authenticator: object): AdminIdentitySource | undefined {
-  const candidate = authenticator as Partial<AdminIdentitySource>;
-  return candidate.facade && typeof candidate.authenticateBrowser === 'function'
-    ? (candidate as AdminIdentitySource)
-    : undefined;
+/** What the admin API uses of AUTH_MODE=oidc, as server/oidc.ts builds it. */
+export interface AdminOidcParts {
+  /** Its kind is reported; its Redis connection, when there is one, counts failed admin logins. */
+  store: ConfiguredStateStore;
+  sessions: SessionManager;
+  audit: AuditLog;
+  /** Clients and grants are listed, and users and clients revoked, through it. */
+  authorizationServer: AuthorizationServer;
+  /** The browser session check: members of ADMIN_GROUPS sign in this way. */
+  authenticator: { authenticateBrowser(req: IncomingMessage, ctx: AuthContext): Promise<BrowserAuthResult> };
 }
 
 export interface AdminDeps {
@@ -50,77 +57,8 @@ export interface AdminDeps {
   authMode: string;
   version: string;
   /** AUTH_MODE=oidc; absent in bypass mode, where there are no sessions, clients or tokens. */
-  identity?: AdminIdentitySource;
+  oidc?: AdminOidcParts;
 }
-
-/**
- * A short, stable, non-reversible handle for a store id (a session id is what the cookie
- * carries, signed): the API shows and accepts this instead, so no listing holds a value that
- * could be replayed.
- */
-export function publicHandle(kind: 'session' | 'grant', id: string): string {
-  return createHash('sha256')
-    .update(`mcp-oidc-proxy admin ${kind}\u0000${id}`)
-    .digest('base64url')
-    .slice(0, 22);
-}
-
-const DEFAULT_LIMIT = 200;
-const MAX_LIMIT = 1000;
-
-/** A request the API refuses: status, OAuth-style error code and description (and extra headers). */
-class AdminError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    description: string,
-    readonly headers: Array<[string, string]> = [],
-  ) {
-    super(description);
-  }
-}
-
-const methodNotAllowed = (methods: string): AdminError =>
-  new AdminError(405, 'method_not_allowed', `Use ${methods}.`, [['allow', methods]]);
-
-/** A query parameter given at most once; empty counts as absent. */
-function single(params: URLSearchParams, name: string): string | undefined {
-  const values = params.getAll(name);
-  if (values.length > 1) throw new AdminError(400, 'invalid_request', `the ${name} parameter is repeated`);
-  return values[0] || undefined;
-}
-
-const notFound = (what: string): AdminError => new AdminError(404, 'not_found', what);
-
-/** Query parameters the listings take; each at most once. */
-interface ListQuery {
-  q: string | undefined;
-  user: string | undefined;
-  clientId: string | undefined;
-  limit: number;
-}
-
-function listQuery(search: string): ListQuery {
-  const params = new URLSearchParams(search);
-  const one = (name: string): string | undefined => single(params, name);
-  const limitText = one('limit');
-  const limit = limitText === undefined ? DEFAULT_LIMIT : Number(limitText);
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
-    throw new AdminError(400, 'invalid_request', `limit must be a whole number from 1 to ${MAX_LIMIT}`);
-  }
-  return { q: one('q')?.toLowerCase(), user: one('user'), clientId: one('client_id'), limit };
-}
-
-/** Whether any of `fields` contains the search text (case-insensitive). */
-function matchesText(q: string | undefined, ...fields: Array<string | undefined>): boolean {
-  return q === undefined || fields.some((f) => f?.toLowerCase().includes(q));
-}
-
-function page<T>(items: T[], limit: number): { items: T[]; total: number; truncated: boolean } {
-  return { items: items.slice(0, limit), total: items.length, truncated: items.length > limit };
-}
-
-const iso = (epochMs: number): string => new Date(epochMs).toISOString();
 
 /**
  * The admin API and monitoring page (ADMIN_ENABLED): `GET /admin` (the page, its script and
@@ -134,28 +72,25 @@ export class AdminApi {
   private readonly audit: AuditLog;
   private readonly status: StatusReporter;
   private readonly publicOrigin: string;
-  private readonly codes: AuthorizationCodes | undefined;
 
   constructor(private readonly deps: AdminDeps) {
-    const facade = deps.identity?.facade;
     // In bypass mode there is no audit log to share: admin actions get their own.
-    this.audit = facade?.audit ?? new AuditLog(deps.logger);
+    this.audit = deps.oidc?.audit ?? new AuditLog(deps.logger);
     this.publicOrigin = deps.publicUrl.origin;
-    const store = facade?.store;
+    const store = deps.oidc?.store;
     this.auth = new AdminAuthenticator({
       token: deps.config.admin.token,
       groups: deps.config.admin.groups,
-      browser: deps.identity,
+      browser: deps.oidc?.authenticator,
       // Counted in the session store's Redis when there is one, so all instances share the budget.
       failures: createRateLimiter({
         perMinute: ADMIN_FAILED_AUTH_PER_MINUTE,
         keyPrefix: RATE_LIMIT_PREFIXES.adminAuth,
-        redis: store?.kind === 'redis' ? (store as RedisStateStore).redis : undefined,
+        redis: store?.kind === 'redis' ? store.redis : undefined,
       }),
       audit: this.audit,
       publicOrigin: this.publicOrigin,
     });
-    this.codes = facade ? new AuthorizationCodes(facade.store, facade.keys) : undefined;
     this.status = new StatusReporter({
       config: deps.config,
       metrics: deps.metrics,
@@ -179,36 +114,17 @@ export class AdminApi {
     if (path === '/admin/app.js') return this.asset(req, res, ctx, ADMIN_PAGE_JS, 'text/javascript');
     if (path === '/admin/app.css') return this.asset(req, res, ctx, ADMIN_PAGE_CSS, 'text/css');
     if (!path.startsWith('/admin/api/')) {
-      return sendError(
-        res,
-        { status: 404, error: 'not_found', description: 'There is nothing at this admin path.' },
-        ctx.requestId,
-      );
+      return sendError(res, notFound('There is nothing at this admin path.'), ctx.requestId);
     }
     try {
       await this.api(req, res, ctx);
     } catch (error) {
       if (res.headersSent) throw error;
-      if (error instanceof AdminError) {
-        for (const [name, value] of error.headers) res.setHeader(name, value);
-        return sendError(
-          res,
-          { status: error.status, error: error.code, description: error.message },
-          ctx.requestId,
-        );
-      }
+      if (error instanceof AdminError) return sendError(res, error, ctx.requestId);
       if (error instanceof StoreUnavailableError || error instanceof TemporarilyUnavailableError) {
         this.deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'admin: store unavailable');
-        res.setHeader('Retry-After', '5');
-        return sendError(
-          res,
-          {
-            status: 503,
-            error: 'temporarily_unavailable',
-            description: 'The session store is unavailable; try again shortly.',
-          },
-          ctx.requestId,
-        );
+        const unavailable = 'The session store is unavailable; try again shortly.';
+        return sendError(res, new TemporarilyUnavailableError(unavailable), ctx.requestId);
       }
       throw error;
     }
@@ -222,12 +138,7 @@ export class AdminApi {
     type: string,
   ): void {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.setHeader('Allow', 'GET, HEAD');
-      return sendError(
-        res,
-        { status: 405, error: 'method_not_allowed', description: 'Use GET, HEAD.' },
-        ctx.requestId,
-      );
+      return sendError(res, methodNotAllowed('GET, HEAD'), ctx.requestId);
     }
     res.writeHead(200, {
       'Content-Type': `${type}; charset=utf-8`,
@@ -249,15 +160,7 @@ export class AdminApi {
       throw new AdminError(403, 'forbidden', 'The admin API answers only its own origin.');
     }
     const verdict = await this.auth.authenticate(req, ctx);
-    if (!verdict.ok) {
-      const { refusal } = verdict;
-      for (const [name, value] of refusal.headers) res.setHeader(name, value);
-      return sendError(
-        res,
-        { status: refusal.status, error: refusal.error, description: refusal.description },
-        ctx.requestId,
-      );
-    }
+    if (!verdict.ok) return sendError(res, verdict.refusal, ctx.requestId);
     const { caller } = verdict;
     const [collection, ...rest] = ctx.path.slice('/admin/api/'.length).split('/');
     if (rest.length > 1) throw notFound('There is no such admin endpoint.');
@@ -280,8 +183,8 @@ export class AdminApi {
     const known = ['sessions', 'clients', 'tokens', 'users'];
     if (collection === undefined || !known.includes(collection))
       throw notFound('There is no such admin endpoint.');
-    const facade = this.deps.identity?.facade;
-    if (!facade) {
+    const oidc = this.deps.oidc;
+    if (!oidc) {
       throw notFound('AUTH_MODE=bypass: the proxy keeps no sessions, clients or tokens.');
     }
     const audit = (event: Parameters<AuditLog['record']>[0], fields: AuditFields): void =>
@@ -291,64 +194,70 @@ export class AdminApi {
         ip: ctx.clientIp,
       });
     const query = new URLSearchParams(ctx.search);
+    const server = oidc.authorizationServer;
 
     switch (collection) {
       case 'sessions':
-        if (id === undefined) return method === 'GET' ? this.listSessions(res, facade, ctx) : allow('GET');
-        return method === 'DELETE' ? this.revokeSession(res, facade, id, audit) : allow('DELETE');
+        if (id === undefined)
+          return method === 'GET' ? this.listSessions(res, oidc.sessions, ctx) : allow('GET');
+        return method === 'DELETE' ? this.revokeSession(res, oidc.sessions, id, audit) : allow('DELETE');
       case 'clients': {
-        if (id === undefined && method === 'GET') return this.listClients(res, facade, ctx);
+        if (id === undefined && method === 'GET') return this.listClients(res, server, ctx);
         const clientId = id ?? single(query, 'client_id');
         if (method !== 'DELETE') return allow(id === undefined ? 'GET, DELETE' : 'DELETE');
         if (clientId === undefined) {
           throw new AdminError(400, 'invalid_request', 'name the client: /admin/api/clients/{client_id}');
         }
-        return this.revokeClient(res, facade, clientId, audit);
+        return this.revokeClient(res, server, clientId, audit);
       }
       case 'tokens':
-        if (id === undefined) return method === 'GET' ? this.listTokens(res, facade, ctx) : allow('GET');
-        return method === 'DELETE' ? this.revokeGrant(res, facade, id, audit) : allow('DELETE');
+        if (id === undefined) return method === 'GET' ? this.listTokens(res, server, ctx) : allow('GET');
+        return method === 'DELETE' ? this.revokeGrant(res, server, id, audit) : allow('DELETE');
       default: {
         if (method !== 'DELETE') return allow('DELETE');
         const subject = id ?? single(query, 'subject');
         if (subject === undefined) {
           throw new AdminError(400, 'invalid_request', 'name the user: /admin/api/users/{subject}');
         }
-        return this.revokeUser(res, facade, subject, audit);
+        return this.revokeUser(res, server, subject, audit);
       }
     }
   }
 
-  private async listSessions(res: ServerResponse, facade: FacadeDeps, ctx: AuthContext): Promise<void> {
+  private async listSessions(res: ServerResponse, sessions: SessionManager, ctx: AuthContext): Promise<void> {
     const query = listQuery(ctx.search);
-    const sessions = (await facade.sessions.list())
+    const listed = (await sessions.list())
       .filter((s) => query.user === undefined || s.record.identity.sub === query.user)
       .filter((s) => {
         const { sub, email, name, username } = s.record.identity;
         return matchesText(query.q, sub, email, name, username);
       })
       .sort((a, b) => b.lastSeenAt - a.lastSeenAt);
-    const { items, total, truncated } = page(sessions, query.limit);
+    const { items, total, truncated } = page(listed, query.limit);
     this.json(res, 200, { sessions: items.map(sessionView), total, truncated });
   }
 
   private async revokeSession(
     res: ServerResponse,
-    facade: FacadeDeps,
+    sessions: SessionManager,
     handle: string,
     audit: (event: 'admin_session_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    const session = (await facade.sessions.list()).find((s) => publicHandle('session', s.id) === handle);
+    const session = (await sessions.list()).find((s) => publicHandle('session', s.id) === handle);
     if (!session) throw notFound('No live session has this id.');
-    await facade.sessions.destroy(session.id);
+    await sessions.destroy(session.id);
     const { sub, email } = session.record.identity;
     audit('admin_session_revoked', { sub, email, session: handle });
     this.json(res, 200, { revoked: 'session', id: handle, subject: sub });
   }
 
-  private async listClients(res: ServerResponse, facade: FacadeDeps, ctx: AuthContext): Promise<void> {
+  private async listClients(
+    res: ServerResponse,
+    server: AuthorizationServer,
+    ctx: AuthContext,
+  ): Promise<void> {
     const query = listQuery(ctx.search);
-    const [clients, families] = await Promise.all([facade.clients.list(), facade.refreshTokens.list()]);
+    const [clients, families] = await Promise.all([server.clients.list(), server.grants.list()]);
     const grants = new Map<string, RefreshFamily[]>();
     for (const family of families)
       grants.set(family.clientId, [...(grants.get(family.clientId) ?? []), family]);
@@ -369,48 +278,47 @@ export class AdminApi {
 
   private async revokeClient(
     res: ServerResponse,
-    facade: FacadeDeps,
+    server: AuthorizationServer,
     clientId: string,
     audit: (event: 'admin_client_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    // For its name in the audit log; a metadata document is not fetched for that.
-    const client = isMetadataDocumentClientId(clientId) ? undefined : await facade.clients.get(clientId);
-    const deleted = await facade.clients.delete(clientId);
-    if (deleted === 'pre_registered') {
+    const revoked = await server.revokeClient(clientId);
+    if (revoked.registration === 'pre_registered') {
       throw new AdminError(
         409,
         'conflict',
         `client ${JSON.stringify(clientId)} is pre-registered in MCP_CLIENTS and cannot be deleted here; remove it from the configuration instead`,
       );
     }
-    // Tokens first: from this moment every access token the client holds is refused.
-    await facade.accessTokens.revokeClient(clientId);
-    const [families, consents, codes] = await Promise.all([
-      facade.refreshTokens.revokeClient(clientId),
-      forgetConsents(facade.store, { clientId }),
-      (this.codes as AuthorizationCodes).revokeWhere((grant) => grant.clientId === clientId),
-    ]);
-    if (deleted === 'not_found' && families === 0 && consents === 0) {
+    if (
+      revoked.registration === 'not_found' &&
+      revoked.grantsRevoked === 0 &&
+      revoked.consentsRevoked === 0
+    ) {
       throw notFound('No client has this id.');
     }
     audit('admin_client_revoked', {
       client_id: clientId,
-      client_name: client?.client_name ?? clientId,
-      grants_revoked: families,
+      client_name: revoked.clientName ?? clientId,
+      grants_revoked: revoked.grantsRevoked,
     });
     this.json(res, 200, {
       revoked: 'client',
       client_id: clientId,
-      registration_deleted: deleted === 'deleted',
-      grants_revoked: families,
-      consents_revoked: consents,
-      authorization_codes_revoked: codes,
+      registration_deleted: revoked.registration === 'deleted',
+      grants_revoked: revoked.grantsRevoked,
+      consents_revoked: revoked.consentsRevoked,
+      authorization_codes_revoked: revoked.codesRevoked,
     });
   }
 
-  private async listTokens(res: ServerResponse, facade: FacadeDeps, ctx: AuthContext): Promise<void> {
+  private async listTokens(
+    res: ServerResponse,
+    server: AuthorizationServer,
+    ctx: AuthContext,
+  ): Promise<void> {
     const query = listQuery(ctx.search);
-    const [families, clients] = await Promise.all([facade.refreshTokens.list(), facade.clients.list()]);
+    const [families, clients] = await Promise.all([server.grants.list(), server.clients.list()]);
     const names = new Map(clients.map((c) => [c.client_id, c.client_name]));
     const shown = families
       .filter((f) => query.user === undefined || f.sub === query.user)
@@ -427,12 +335,12 @@ export class AdminApi {
 
   private async revokeGrant(
     res: ServerResponse,
-    facade: FacadeDeps,
+    server: AuthorizationServer,
     handle: string,
     audit: (event: 'admin_token_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    const family = (await facade.refreshTokens.list()).find((f) => publicHandle('grant', f.id) === handle);
-    if (!family || !(await facade.refreshTokens.revokeFamily(family.id))) {
+    const family = (await server.grants.list()).find((f) => publicHandle('grant', f.id) === handle);
+    if (!family || !(await server.grants.revokeFamily(family.id))) {
       throw notFound('No live grant has this id.');
     }
     audit('admin_token_revoked', { sub: family.sub, client_id: family.clientId, grant: handle });
@@ -441,33 +349,25 @@ export class AdminApi {
 
   private async revokeUser(
     res: ServerResponse,
-    facade: FacadeDeps,
+    server: AuthorizationServer,
     subject: string,
     audit: (event: 'admin_user_revoked', fields: AuditFields) => void,
   ): Promise<void> {
-    // Access tokens first: every one issued to the user until now is refused from here on,
-    // on every instance sharing the store; then nothing is left to mint new ones from.
-    await facade.accessTokens.revokeSubject(subject);
-    const [sessions, families, consents, codes] = await Promise.all([
-      facade.sessions.destroySubject(subject),
-      facade.refreshTokens.revokeSubject(subject),
-      forgetConsents(facade.store, { sub: subject }),
-      (this.codes as AuthorizationCodes).revokeWhere((grant) => grant.sub === subject),
-    ]);
+    const revoked = await server.revokeUser(subject);
     audit('admin_user_revoked', {
       sub: subject,
-      sessions_revoked: sessions,
-      grants_revoked: families,
-      consents_revoked: consents,
+      sessions_revoked: revoked.sessionsRevoked,
+      grants_revoked: revoked.grantsRevoked,
+      consents_revoked: revoked.consentsRevoked,
     });
     this.json(res, 200, {
       revoked: 'user',
       subject,
-      sessions_revoked: sessions,
-      grants_revoked: families,
-      consents_revoked: consents,
-      authorization_codes_revoked: codes,
-      access_tokens_revoked_before: new Date().toISOString(),
+      sessions_revoked: revoked.sessionsRevoked,
+      grants_revoked: revoked.grantsRevoked,
+      consents_revoked: revoked.consentsRevoked,
+      authorization_codes_revoked: revoked.codesRevoked,
+      access_tokens_revoked_before: revoked.accessTokensRevokedBefore.toISOString(),
     });
   }
 
@@ -480,55 +380,4 @@ export class AdminApi {
     });
     res.end(text);
   }
-}
-
-function callerView(caller: AdminCaller): Record<string, unknown> {
-  return caller.kind === 'token'
-    ? { kind: 'token' }
-    : { kind: 'session', subject: caller.sub, email: caller.email, name: caller.name };
-}
-
-function sessionView(s: ListedSession): Record<string, unknown> {
-  const { identity, provider, createdAt } = s.record;
-  return {
-    id: publicHandle('session', s.id),
-    subject: identity.sub,
-    email: identity.email,
-    name: identity.name,
-    username: identity.username,
-    groups: identity.groups,
-    provider,
-    created_at: iso(createdAt),
-    last_seen_at: iso(s.lastSeenAt),
-    expires_at: iso(s.expiresAt),
-  };
-}
-
-function clientView(c: OAuthClient, grants: RefreshFamily[]): Record<string, unknown> {
-  return {
-    client_id: c.client_id,
-    client_name: c.client_name,
-    client_uri: c.client_uri,
-    source: c.source,
-    confidential: c.confidential,
-    redirect_uris: c.redirect_uris,
-    grant_types: c.grant_types,
-    created_at: iso(c.client_id_issued_at * 1000),
-    active_grants: grants.length,
-    users: new Set(grants.map((f) => f.sub)).size,
-    deletable: c.source !== 'pre-registered',
-  };
-}
-
-function grantView(f: RefreshFamily, clientName: string | undefined): Record<string, unknown> {
-  return {
-    id: publicHandle('grant', f.id),
-    subject: f.sub,
-    email: f.email,
-    client_id: f.clientId,
-    client_name: clientName,
-    scope: f.scope,
-    created_at: iso(f.createdAt),
-    expires_at: iso(f.expiresAt),
-  };
 }

@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { RateLimits } from '../limits/rate-limit.js';
 import type { TraceSpan } from '../observability/spans.js';
 import type { Challenge } from './challenge.js';
 
@@ -50,11 +49,6 @@ export interface Authenticator {
   readonly publicPaths?: ReadonlySet<string>;
   /** Cookies that belong to the proxy: removed from the Cookie header the backend gets. */
   readonly cookieNames?: ReadonlySet<string>;
-  /**
-   * The budgets, when the stage built them itself (sharing its session store's Redis); the
-   * pipeline builds in-memory ones otherwise.
-   */
-  readonly rateLimits?: RateLimits;
   /**
    * Owned endpoints that spend the per-IP login budget (AUTH_RATE_LIMIT_PER_MINUTE) themselves:
    * the per-user budget (RATE_LIMIT_PER_MINUTE) leaves them out.

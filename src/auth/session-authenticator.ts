@@ -1,40 +1,36 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/types.js';
-import { RateLimits } from '../limits/rate-limit.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { TraceSpan, Tracing } from '../observability/spans.js';
-import { SessionManager } from '../session/sessions.js';
-import { createStateStore, RedisStateStore, type StateStore, StoreUnavailableError } from '../store/index.js';
-import { SealingKeys } from '../store/sealing-keys.js';
-import { type AuditEvent, type AuditFields, AuditLog } from './audit.js';
+import type { TraceSpan } from '../observability/spans.js';
+import { StoreUnavailableError } from '../store/state-store.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
-import { type BrowserAuthResult, BrowserLogin } from './browser/browser-login.js';
-import { jsonChallenge } from './challenge.js';
-import { createAuthorizeHandler } from './facade/authorize.js';
-import { ClientMetadataDocuments } from './facade/cimd.js';
-import { ClientRegistry } from './facade/clients.js';
-import { type FacadeDeps, MCP_SCOPE } from './facade/deps.js';
-import { discoveryRoutes } from './facade/discovery.js';
+import type { BrowserAuthResult, BrowserLogin } from './browser/browser-login.js';
+import { type Challenge, errorChallenge } from './challenge.js';
+import type { AuthorizationServer } from './facade/authorization-server.js';
+import { authorizationServerEndpoints } from './facade/endpoints.js';
 import {
-  FACADE_PATHS,
-  protectedResourceMetadataUrl,
-  resourceUrl,
-  wwwAuthenticateChallenge,
-} from './facade/metadata.js';
-import { createRegisterHandler } from './facade/register.js';
-import { createRevokeHandler } from './facade/revoke.js';
-import { createTokenHandler } from './facade/token.js';
-import { createProvider } from './oidc/presets.js';
-import type { Provider } from './oidc/provider.js';
+  AccessDeniedError,
+  InsufficientScopeError,
+  InvalidTokenError,
+  isOAuthError,
+  type OAuthError,
+  TemporarilyUnavailableError,
+} from './facade/errors.js';
+import { MCP_SCOPE, wwwAuthenticateChallenge } from './facade/metadata.js';
 import { evaluatePolicy } from './policy/policy.js';
-import { AccessTokenError, AccessTokens } from './tokens/access-tokens.js';
-import { RefreshTokens } from './tokens/refresh-tokens.js';
-import { SigningKeys } from './tokens/signing-keys.js';
+import type { AccessTokenClaims } from './tokens/access-tokens.js';
+
+/** What the stage is made of; server/oidc.ts builds the parts from the config. */
+export interface SessionAuthenticatorParts {
+  config: Config;
+  login: BrowserLogin;
+  authorizationServer: AuthorizationServer;
+  /** Releases what oidc mode holds (the provider's discovery retries, the store's connection). */
+  close(): Promise<void>;
+}
 
 /**
- * AUTH_MODE=oidc: a browser session (cookie) identifies the caller; `/login`, `/callback`
- * and `/logout` run the upstream login. Everything it needs is built here from the config.
+ * AUTH_MODE=oidc: a browser session (cookie) identifies the caller, `/login`, `/callback` and
+ * `/logout` run the upstream login; MCP clients present the authorization server's access tokens.
  */
 export class SessionAuthenticator implements Authenticator {
   readonly mode = 'oidc';
@@ -43,102 +39,24 @@ export class SessionAuthenticator implements Authenticator {
   /** Endpoints any origin may call (no cookies involved): discovery, JWKS, /register, /token, /revoke. */
   readonly publicPaths: ReadonlySet<string>;
   readonly authLimitedPaths: ReadonlySet<string>;
-  private readonly resource: string;
-  private readonly resourceMetadataUrl: string;
+  readonly close: () => Promise<void>;
+  private readonly config: Config;
+  private readonly login: BrowserLogin;
+  private readonly server: AuthorizationServer;
   /** `sub NUL client_id` pairs that already made their first call, for `mcp_first_call`. */
   private readonly calledBefore = new Set<string>();
 
-  private constructor(
-    private readonly config: Config,
-    readonly store: StateStore,
-    readonly sessions: SessionManager,
-    readonly provider: Provider,
-    private readonly login: BrowserLogin,
-    /** The authorization server's parts; the admin API lists and revokes through them. */
-    readonly facade: FacadeDeps,
-    readonly rateLimits: RateLimits,
-  ) {
-    const routes = new Map<string, RouteHandler>([
-      ...login.routes,
-      ...discoveryRoutes(facade),
-      [FACADE_PATHS.authorize, createAuthorizeHandler(facade)],
-      [FACADE_PATHS.token, createTokenHandler(facade)],
-      [FACADE_PATHS.revoke, createRevokeHandler(facade)],
-      [FACADE_PATHS.register, createRegisterHandler(facade)],
-    ]);
-    this.routes = routes;
-    this.publicPaths = new Set(
-      [...routes.keys()].filter((path) => !login.routes.has(path) && path !== FACADE_PATHS.authorize),
-    );
-    this.authLimitedPaths = new Set([
-      ...login.authLimitedPaths,
-      FACADE_PATHS.authorize,
-      FACADE_PATHS.token,
-      FACADE_PATHS.revoke,
-      FACADE_PATHS.register,
-    ]);
-    this.cookieNames = sessions.cookieNames;
-    this.resource = resourceUrl(config.server.publicUrl, config.mcpPath);
-    this.resourceMetadataUrl = protectedResourceMetadataUrl(config.server.publicUrl, config.mcpPath);
-  }
-
-  static create(config: Config, logger: Logger, metrics?: Metrics, tracing?: Tracing): SessionAuthenticator {
-    const store = createStateStore({
-      kind: config.session.store,
-      redisUrl: config.session.redisUrl,
-      redisCa: config.session.redisCa,
-      onConnectionError: throttled(
-        (err: Error) => logger.error({ err: err.message }, 'session store connection error'),
-        10_000,
-      ),
-    });
-    const keys = new SealingKeys(config.session.secret);
-    const sessions = new SessionManager(store, keys, {
-      idleTimeoutMs: config.session.idleTimeoutMs,
-      maxAgeMs: config.session.maxAgeMs,
-      cookie: { secure: config.session.cookieSecure },
-    });
-    if (!config.session.secret) {
-      logger.warn(
-        'SESSION_SECRET is not set: a random key is used, so sessions end when the process restarts and are not shared between instances',
-      );
-    }
-    const provider = createProvider(config, logger, tracing?.root);
-    // Both budgets count in the session store's Redis, when there is one, across instances.
-    const rateLimits = new RateLimits(
-      config.auth,
-      store instanceof RedisStateStore ? store.redis : undefined,
-    );
-    const rateLimiter = rateLimits.authLimiter;
-    // Every audit event also counts in mcp_oidc_proxy_auth_events_total, by client name.
-    const { dynamicRegistration, preRegistered } = config.auth.mcpClients;
-    const clients = new ClientRegistry({
-      store,
-      dcrEnabled: dynamicRegistration,
-      preRegistered,
-      // Metadata document URLs are a form of open registration: off together with DCR.
-      metadataDocuments: dynamicRegistration ? new ClientMetadataDocuments({ store }) : undefined,
-    });
-    const audit = new AuditLog(logger, metrics ? countAuthEvents(metrics, clients) : undefined);
-    const login = new BrowserLogin({ config, provider, sessions, audit, logger, rateLimiter });
-    const signingKeys = new SigningKeys(store, keys);
-    const facade: FacadeDeps = {
-      config,
-      logger,
-      audit,
-      store,
-      keys,
-      sessions,
-      clients,
-      signingKeys,
-      accessTokens: new AccessTokens(signingKeys, store, { publicUrl: config.server.publicUrl.origin }),
-      refreshTokens: new RefreshTokens(store, keys),
-      rateLimiter,
-    };
-    // Discovery starts now; while the provider is unreachable the proxy stays up, reports
-    // itself unhealthy and retries with backoff (it never lets anyone through without login).
-    provider.ready().catch(() => {});
-    return new SessionAuthenticator(config, store, sessions, provider, login, facade, rateLimits);
+  constructor(parts: SessionAuthenticatorParts) {
+    const { login, authorizationServer } = parts;
+    this.config = parts.config;
+    this.login = login;
+    this.server = authorizationServer;
+    this.close = parts.close;
+    const endpoints = authorizationServerEndpoints(authorizationServer);
+    this.routes = new Map([...login.routes, ...endpoints.routes]);
+    this.publicPaths = endpoints.publicPaths;
+    this.authLimitedPaths = new Set([...login.authLimitedPaths, ...endpoints.authLimitedPaths]);
+    this.cookieNames = authorizationServer.sessions.cookieNames;
   }
 
   /**
@@ -166,44 +84,12 @@ export class SessionAuthenticator implements Authenticator {
   }
 
   private async authenticateBearer(token: string, trace: TraceSpan | undefined): Promise<AuthDecision> {
-    let claims: Awaited<ReturnType<AccessTokens['verifyAccessToken']>>;
-    const verify = (): Promise<typeof claims> =>
-      this.facade.accessTokens.verifyAccessToken(token, { audience: this.resource });
+    let claims: AccessTokenClaims;
     try {
-      claims = await (trace ? trace.child('token.verify', verify) : verify());
-    } catch (err) {
-      if (err instanceof StoreUnavailableError) {
-        return {
-          kind: 'challenge',
-          challenge: jsonChallenge(
-            503,
-            'temporarily_unavailable',
-            'Tokens cannot be checked right now.',
-            'store_unavailable',
-            [['retry-after', '5']],
-          ),
-        };
-      }
-      const description =
-        err instanceof AccessTokenError
-          ? `The access token is not valid (${err.reason}).`
-          : 'The access token is not valid.';
-      return this.bearerChallenge(401, 'invalid_token', description);
-    }
-    if (!claims.scope.split(' ').includes(MCP_SCOPE)) {
-      return this.bearerChallenge(
-        403,
-        'insufficient_scope',
-        `The access token lacks the "${MCP_SCOPE}" scope.`,
-      );
-    }
-    // The allow-lists apply to every request, so removing a user takes effect at once.
-    const verdict = evaluatePolicy(
-      { email: claims.email, emailVerified: claims.emailVerified, groups: claims.groups ?? [] },
-      this.config.auth.policy,
-    );
-    if (!verdict.allowed) {
-      return { kind: 'challenge', challenge: jsonChallenge(403, 'access_denied', verdict.reason, 'denied') };
+      claims = await this.bearerClaims(token, trace);
+    } catch (error) {
+      if (!isOAuthError(error)) throw error;
+      return { kind: 'challenge', challenge: this.bearerChallenge(error) };
     }
     this.noteFirstCall(claims.sub, claims.clientId);
     return {
@@ -211,6 +97,55 @@ export class SessionAuthenticator implements Authenticator {
       identity: { user: claims.sub, email: claims.email, groups: claims.groups },
       credentialsConsumed: true,
     };
+  }
+
+  /**
+   * The claims of a token that may call the MCP server now; otherwise the OAuthError that says
+   * why: invalid_token (not one of ours for this resource, expired, revoked), insufficient_scope,
+   * access_denied (the allow-lists, applied to every request so removing a user takes effect at
+   * once), or temporarily_unavailable (the store is down: never fail open).
+   */
+  private async bearerClaims(token: string, trace: TraceSpan | undefined): Promise<AccessTokenClaims> {
+    const { accessTokens, resource } = this.server;
+    const verify = (): Promise<AccessTokenClaims> =>
+      accessTokens.verifyAccessToken(token, { audience: resource });
+    let claims: AccessTokenClaims;
+    try {
+      claims = await (trace ? trace.child('token.verify', verify) : verify());
+    } catch (error) {
+      throw bearerFailure(error);
+    }
+    if (!claims.scope.split(' ').includes(MCP_SCOPE)) {
+      throw new InsufficientScopeError(`The access token lacks the "${MCP_SCOPE}" scope.`);
+    }
+    const verdict = evaluatePolicy(
+      { email: claims.email, emailVerified: claims.emailVerified, groups: claims.groups ?? [] },
+      this.config.auth.policy,
+    );
+    if (!verdict.allowed) throw new AccessDeniedError(verdict.reason, { reason: 'denied' });
+    return claims;
+  }
+
+  /**
+   * The answer to a refused bearer request: the error, and for RFC 6750's own codes the
+   * `WWW-Authenticate: Bearer` challenge that names the resource metadata and the scope needed,
+   * so the client knows where to get (or how to widen) a token. Labelled by the error's reason,
+   * or its code.
+   */
+  private bearerChallenge(error: OAuthError): Challenge {
+    const { code } = error;
+    const challenge =
+      code === 'invalid_token' || code === 'insufficient_scope'
+        ? wwwAuthenticateChallenge({
+            resourceMetadataUrl: this.server.resourceMetadataUrl,
+            scope: MCP_SCOPE,
+            error: code,
+            description: error.description,
+          })
+        : undefined;
+    const headers = challenge ? [...error.headers, ['www-authenticate', challenge] as const] : error.headers;
+    const answer = { status: error.status, error: code, description: error.description, headers };
+    return errorChallenge(answer, error.reason ?? code);
   }
 
   /**
@@ -224,72 +159,24 @@ export class SessionAuthenticator implements Authenticator {
       this.calledBefore.delete(this.calledBefore.values().next().value as string);
     }
     this.calledBefore.add(pair);
-    this.facade.audit.record('mcp_first_call', { sub, client_id: clientId });
-  }
-
-  private bearerChallenge(
-    status: 401 | 403,
-    error: 'invalid_token' | 'insufficient_scope',
-    description: string,
-  ): AuthDecision {
-    const header = wwwAuthenticateChallenge({
-      resourceMetadataUrl: this.resourceMetadataUrl,
-      scope: MCP_SCOPE,
-      error,
-      description,
-    });
-    return {
-      kind: 'challenge',
-      challenge: jsonChallenge(status, error, description, error, [['www-authenticate', header]]),
-    };
-  }
-
-  async close(): Promise<void> {
-    this.provider.close();
-    await this.store.close();
+    this.server.audit.record('mcp_first_call', { sub, client_id: clientId });
   }
 }
 
 /** How many user and client pairs `mcp_first_call` remembers. */
 const MAX_FIRST_CALL_PAIRS = 10_000;
 
-/** Distinct client names a metric label may take; past it, `other` (registration is open to anyone). */
-const MAX_CLIENT_LABELS = 100;
-
-function countAuthEvents(
-  metrics: Metrics,
-  registry: ClientRegistry,
-): (event: AuditEvent, fields: AuditFields) => void {
-  const seen = new Set<string>();
-  const label = (name: string | undefined): string => {
-    if (!name) return 'unknown';
-    if (seen.has(name)) return name;
-    if (seen.size >= MAX_CLIENT_LABELS) return 'other';
-    seen.add(name);
-    return name;
-  };
-  return (event, fields) => {
-    // Admin actions are audited, but they are no login or authorization step.
-    if (event.startsWith('admin_')) return;
-    const clientId = typeof fields.client_id === 'string' ? fields.client_id : undefined;
-    if (typeof fields.client_name === 'string' || !clientId) {
-      metrics.authEvents.inc({ event, client: clientId ? label(fields.client_name as string) : 'browser' });
-      return;
-    }
-    // The name comes from the registry; a lookup failure still counts the event.
-    registry.get(clientId).then(
-      (client) => metrics.authEvents.inc({ event, client: label(client?.client_name) }),
-      () => metrics.authEvents.inc({ event, client: 'unknown' }),
-    );
-  };
-}
-
-function throttled<A extends unknown[]>(fn: (...args: A) => void, intervalMs: number): (...args: A) => void {
-  let last = 0;
-  return (...args) => {
-    const now = Date.now();
-    if (now - last < intervalMs) return;
-    last = now;
-    fn(...args);
-  };
+/** A failed token check as the bearer path answers it (the failure named in the description). */
+function bearerFailure(error: unknown): OAuthError {
+  if (error instanceof StoreUnavailableError) {
+    return new TemporarilyUnavailableError('Tokens cannot be checked right now.', {
+      cause: error,
+      reason: 'store_unavailable',
+    });
+  }
+  const description =
+    error instanceof InvalidTokenError
+      ? `The access token is not valid (${error.reason}).`
+      : 'The access token is not valid.';
+  return new InvalidTokenError(description, { cause: error });
 }

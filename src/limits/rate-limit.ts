@@ -9,6 +9,7 @@ import {
   RLWrapperTimeouts,
 } from 'rate-limiter-flexible';
 import { type ErrorAnswer, sendError } from '../http/errors.js';
+import { ipv6Network64 } from '../net/ip.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 
 export type RateLimitDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
@@ -160,16 +161,7 @@ export function tooManyRequests(retryAfterSeconds: number): ErrorAnswer {
  * writes it (canonical; IPv4-mapped addresses already plain IPv4).
  */
 export function addressBudget(ip: string): string {
-  if (isIP(ip) !== 6) return ip;
-  const address = ip.split('%')[0] as string; // a zone id (fe80::1%eth0) names no network
-  const [head = '', tail] = address.split('::');
-  const left = head === '' ? [] : head.split(':');
-  const right = tail === undefined || tail === '' ? [] : tail.split(':');
-  // A dotted IPv4 tail (64:ff9b::198.51.100.7) fills two of the eight groups.
-  const width = (groups: string[]): number => groups.reduce((n, g) => n + (g.includes('.') ? 2 : 1), 0);
-  const zeros = tail === undefined ? [] : Array<string>(8 - width(left) - width(right)).fill('0');
-  const prefix = [...left, ...zeros, ...right].slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16));
-  return `${prefix.join(':')}::/64`;
+  return (isIP(ip) === 6 && ipv6Network64(ip)) || ip;
 }
 
 /**

@@ -18,11 +18,21 @@ export interface Metrics {
   configReloads: Counter<'result'>;
 }
 
+export interface MetricsOptions {
+  /**
+   * How many sessions the store holds, read when /metrics is scraped: every instance sharing a
+   * Redis then reports what the store holds now, not a copy from its last health check. While
+   * it fails (the store is down) the gauge keeps its last value; /health says why.
+   */
+  activeSessions?: () => Promise<number>;
+}
+
 /**
  * The seed's six metric names, kept exactly, plus process metrics. Labels carry a route
  * class (`mcp`, `health`, `proxied`, ...), never a raw path, so cardinality stays bounded.
  */
-export function createMetrics(): Metrics {
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const { activeSessions } = options;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mcp_oidc_proxy_' });
   return {
@@ -56,6 +66,12 @@ export function createMetrics(): Metrics {
       name: 'mcp_oidc_proxy_sessions_active',
       help: 'Sessions currently held by the session store.',
       registers: [registry],
+      async collect() {
+        if (!activeSessions) return;
+        try {
+          this.set(await activeSessions());
+        } catch {}
+      },
     }),
     breakerState: new Gauge({
       name: 'mcp_oidc_proxy_circuit_breaker_state',

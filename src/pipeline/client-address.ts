@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { BlockList, isIP } from 'node:net';
+import { mappedIpv4 } from '../net/ip.js';
 
 /** What the proxy believes about the client, given which peers are trusted proxies. */
 export interface ClientAddress {
@@ -55,11 +56,7 @@ function canonicalIp(text: string): string {
   } catch {
     return text.toLowerCase(); // a zone id (fe80::1%eth0), which URLs cannot hold
   }
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(host);
-  if (!mapped) return host;
-  const high = Number.parseInt(mapped[1] as string, 16);
-  const low = Number.parseInt(mapped[2] as string, 16);
-  return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+  return mappedIpv4(host) ?? host;
 }
 
 function firstHeader(value: string | string[] | undefined): string | undefined {

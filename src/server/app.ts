@@ -1,7 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Authenticator, BypassAuthenticator } from '../auth/authenticator.js';
-import type { SessionAuthenticator } from '../auth/session-authenticator.js';
 import { packageVersion } from '../cli/version.js';
 import { type SettingValues, settingValues } from '../config/load.js';
 import {
@@ -27,6 +26,7 @@ import { Forwarder, type LiveStream } from '../proxy/forward.js';
 import { createUpstream, type Upstream } from '../proxy/upstream.js';
 import { goingAwayFrame, type Tunnel } from '../proxy/websocket.js';
 import { ConnectionTracker } from './connections.js';
+import type { OidcMode } from './oidc.js';
 
 export interface RunningProxy {
   server: Server;
@@ -49,16 +49,6 @@ export interface StartOptions {
   logger: Logger;
   /** Replaces the authentication stage chosen from the config (tests, later auth modes). */
   authenticator?: Authenticator;
-}
-
-/** The session-backed stage, when there is one, for health and the sessions gauge. */
-function sessionSourceOf(
-  authenticator: Authenticator,
-): { sessions: { count(): Promise<number> }; provider: { isReady(): boolean } } | undefined {
-  const candidate = authenticator as Partial<SessionAuthenticator>;
-  return candidate.sessions && candidate.provider
-    ? { sessions: candidate.sessions, provider: candidate.provider }
-    : undefined;
 }
 
 /**
@@ -96,32 +86,42 @@ function trackedSet<T>(onChange: (size: number) => void): {
   };
 }
 
+/** The authentication stage, and in oidc mode the parts it is built of (sessions, provider, limits...). */
+interface AuthStage {
+  authenticator: Authenticator;
+  oidc?: OidcMode;
+}
+
 async function chooseAuthenticator(
   config: Config,
   logger: Logger,
   metrics: Metrics,
   tracing: Tracing,
-): Promise<Authenticator> {
+): Promise<AuthStage> {
   if (config.auth.mode === 'bypass') {
     logger.warn(
       'AUTH_MODE=bypass: NO LOGIN. Every request reaches the MCP server unauthenticated. Use only for local development.',
     );
-    return new BypassAuthenticator();
+    return { authenticator: new BypassAuthenticator() };
   }
   // Loaded on demand: openid-client, the session stores and Redis are no weight in bypass mode.
-  const { SessionAuthenticator } = await import('../auth/session-authenticator.js');
-  return SessionAuthenticator.create(config, logger, metrics, tracing);
+  const { buildOidcMode } = await import('./oidc.js');
+  const oidc = buildOidcMode(config, logger, metrics, tracing);
+  return { authenticator: oidc.authenticator, oidc };
 }
 
 /** Composition root: builds every part from the config and starts listening. */
 export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const { config, logger } = options;
-  const metrics = createMetrics();
+  // Until oidc mode's store exists (and always in bypass mode) there are no sessions to count.
+  let countSessions = (): Promise<number> => Promise.resolve(0);
+  const metrics = createMetrics({ activeSessions: () => countSessions() });
   // Before the authenticator: identity provider discovery, which starts with it, is traced.
   const tracing = await startTracing(config, logger);
-  const authenticator =
-    options.authenticator ?? (await chooseAuthenticator(config, logger, metrics, tracing));
-  const sessionSource = sessionSourceOf(authenticator);
+  const { authenticator, oidc }: AuthStage = options.authenticator
+    ? { authenticator: options.authenticator }
+    : await chooseAuthenticator(config, logger, metrics, tracing);
+  countSessions = sessionCounter(oidc?.sessions);
   // Loaded on demand, before listening: the admin API and page weigh nothing while ADMIN_ENABLED is off.
   const adminModule = config.admin.enabled ? await import('../admin/admin.js') : undefined;
   const breaker = new CircuitBreaker({
@@ -157,16 +157,6 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     );
   const forwarder = forwarderFor(upstream);
   const targetUrl = config.target.url;
-  const countSessions = sessionCounter(sessionSource?.sessions);
-  // The gauge is read from the store when /metrics is scraped, so every instance sharing a
-  // Redis reports what the store holds now, not a copy from its last health check. While the
-  // store is down it keeps its last value; /health says why.
-  const sessionsGauge = metrics.sessionsActive as unknown as { collect?: () => Promise<void> };
-  sessionsGauge.collect = async () => {
-    try {
-      metrics.sessionsActive.set(await countSessions());
-    } catch {}
-  };
   const health = new HealthChecker({
     // Read at every check: a reload may have changed the target.
     get targetHost() {
@@ -182,9 +172,9 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       metrics.sessionsActive.set(n);
       return n;
     },
-    identityProviderProblem: sessionSource
+    identityProviderProblem: oidc
       ? () =>
-          sessionSource.provider.isReady()
+          oidc.provider.isReady()
             ? undefined
             : 'identity provider not reachable yet (OIDC_DISCOVERY_URL); retrying'
       : undefined,
@@ -219,7 +209,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     config.sources.PUBLIC_URL === undefined ? new URL(`http://localhost:${port}`) : config.server.publicUrl;
   const connections = new ConnectionTracker(server);
   // Bypass mode has no store (and no Redis): its budgets count in memory.
-  const rateLimits = authenticator.rateLimits ?? new RateLimits(config.auth);
+  const rateLimits = oidc?.rateLimits ?? new RateLimits(config.auth);
   const admin = adminModule
     ? new adminModule.AdminApi({
         config,
@@ -230,7 +220,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         publicUrl,
         authMode: authenticator.mode,
         version: packageVersion(),
-        identity: adminModule.identitySourceOf(authenticator),
+        oidc,
       })
     : undefined;
   const pipeline = new Pipeline({

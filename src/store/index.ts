@@ -1,6 +1,5 @@
 import { MemoryStateStore } from './memory.js';
 import { RedisStateStore } from './redis.js';
-import type { StateStore } from './state-store.js';
 
 export { DEFAULT_KEY_PREFIX, RATE_LIMIT_PREFIXES, STORE_KEY_PREFIXES } from './key-prefixes.js';
 export { DEFAULT_MAX_ENTRIES, MemoryStateStore, type MemoryStateStoreOptions } from './memory.js';
@@ -30,8 +29,14 @@ export interface StateStoreOptions {
   onConnectionError?: (error: Error) => void;
 }
 
+/**
+ * A store SESSION_STORE can name, told apart by `kind`: narrowing to `redis` gives its connection
+ * (`redis`), which the rate limits share, with no cast or instanceof outside this folder.
+ */
+export type ConfiguredStateStore = MemoryStateStore | RedisStateStore;
+
 /** The store SESSION_STORE names. Throws RedisUrlError for an unusable REDIS_URL. */
-export function createStateStore(options: StateStoreOptions): StateStore {
+export function createStateStore(options: StateStoreOptions): ConfiguredStateStore {
   if (options.kind === 'memory') {
     return new MemoryStateStore({ maxEntries: options.maxEntries });
   }

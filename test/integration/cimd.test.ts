@@ -11,9 +11,9 @@ import {
   ClientMetadataDocuments,
   type ClientMetadataDocumentsOptions,
   cacheTtlMs,
-  isForbiddenAddress,
 } from '../../src/auth/facade/cimd.js';
 import { ClientRegistry } from '../../src/auth/facade/clients.js';
+import { isForbiddenAddress } from '../../src/net/public-address.js';
 import { MemoryStateStore } from '../../src/store/memory.js';
 
 type Route = (req: http.IncomingMessage, res: http.ServerResponse) => void;

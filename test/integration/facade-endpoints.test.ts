@@ -1,22 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLog } from '../../src/auth/audit.js';
 import type { AuthContext, RouteHandler } from '../../src/auth/authenticator.js';
+import type { AuthorizationServer } from '../../src/auth/facade/authorization-server.js';
 import { createAuthorizeHandler } from '../../src/auth/facade/authorize.js';
-import { ClientRegistry } from '../../src/auth/facade/clients.js';
-import type { FacadeDeps } from '../../src/auth/facade/deps.js';
+import { InvalidTokenError } from '../../src/auth/facade/errors.js';
 import { createRevokeHandler } from '../../src/auth/facade/revoke.js';
 import { createTokenHandler } from '../../src/auth/facade/token.js';
 import type { UpstreamIdentity } from '../../src/auth/oidc/provider.js';
-import { AccessTokenError, AccessTokens } from '../../src/auth/tokens/access-tokens.js';
-import { RefreshTokens } from '../../src/auth/tokens/refresh-tokens.js';
-import { SigningKeys } from '../../src/auth/tokens/signing-keys.js';
-import { loadConfig } from '../../src/config/load.js';
 import { createRateLimiter } from '../../src/limits/rate-limit.js';
-import { SessionManager } from '../../src/session/sessions.js';
 import { MemoryStateStore } from '../../src/store/memory.js';
-import { SealingKeys } from '../../src/store/sealing-keys.js';
+import { testAuthorizationServer } from '../helpers/authorization-server.js';
 import { captureLogs } from '../helpers/log-capture.js';
 import { type Listening, listen } from '../helpers/servers.js';
 
@@ -33,7 +27,7 @@ const mallory: UpstreamIdentity = { sub: 'mallory', email: 'mallory@evil.example
 interface Facade {
   url: string;
   resource: string;
-  deps: FacadeDeps;
+  authorizationServer: AuthorizationServer;
   logText(): string;
   auditEvents(): Array<Record<string, unknown>>;
   /** A logged-in browser: the Cookie header of a new session. */
@@ -61,26 +55,14 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
     });
   });
   const listening: Listening = await listen(server);
-  const config = loadConfig({
-    env: {
-      AUTH_MODE: 'bypass',
-      PUBLIC_URL: listening.url,
-      MCP_PATH: '/mcp',
-      ALLOWED_DOMAINS: 'example.com',
-    },
-  });
   const log = captureLogs('info');
   const logger = log.logger;
   const store = new MemoryStateStore();
-  const keys = new SealingKeys('facade-endpoints-test-secret');
-  const sessions = new SessionManager(store, keys, {
-    idleTimeoutMs: 60 * 60 * 1000,
-    maxAgeMs: 24 * 60 * 60 * 1000,
-    cookie: { secure: false },
-  });
-  const clients = new ClientRegistry({
+  const authorizationServer = testAuthorizationServer({
     store,
-    dcrEnabled: true,
+    publicUrl: listening.url,
+    logger,
+    secret: 'facade-endpoints-test-secret',
     preRegistered: [
       {
         clientId: 'public-app',
@@ -95,36 +77,25 @@ async function startFacade(options: { authRateLimitPerMinute?: number } = {}): P
       },
       { clientId: ODD_ID, clientSecret: ODD_SECRET, redirectUris: [CONFIDENTIAL_REDIRECT] },
     ],
-  });
-  const signingKeys = new SigningKeys(store, keys);
-  const deps: FacadeDeps = {
-    config,
-    logger,
-    audit: new AuditLog(logger),
-    store,
-    keys,
-    sessions,
-    clients,
-    signingKeys,
-    accessTokens: new AccessTokens(signingKeys, store, { publicUrl: listening.url }),
-    refreshTokens: new RefreshTokens(store, keys),
     rateLimiter: options.authRateLimitPerMinute
       ? createRateLimiter({ perMinute: options.authRateLimitPerMinute, keyPrefix: 'test:facade' })
       : undefined,
-  };
+  });
   routes = new Map([
-    ['/authorize', createAuthorizeHandler(deps)],
-    ['/token', createTokenHandler(deps)],
-    ['/revoke', createRevokeHandler(deps)],
+    ['/authorize', createAuthorizeHandler(authorizationServer)],
+    ['/token', createTokenHandler(authorizationServer)],
+    ['/revoke', createRevokeHandler(authorizationServer)],
   ]);
   return {
     url: listening.url,
     resource: `${listening.url}/mcp`,
-    deps,
+    authorizationServer,
     logText: log.text,
     auditEvents: () => log.lines().filter((l) => l.audit !== undefined),
     async login(identity) {
-      const { setCookie } = await sessions.create('test', identity, { accessToken: 'upstream-token' });
+      const { setCookie } = await authorizationServer.sessions.create('test', identity, {
+        accessToken: 'upstream-token',
+      });
       return setCookie.split(';')[0]!;
     },
     async close() {
@@ -275,7 +246,9 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect(first).toMatchObject({ token_type: 'Bearer', expires_in: 900, scope: 'mcp' });
     expect(first.refresh_token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     // No resource was asked for: the token is for PUBLIC_URL + MCP_PATH.
-    const claims = await f.deps.accessTokens.verifyAccessToken(first.access_token!, { audience: f.resource });
+    const claims = await f.authorizationServer.accessTokens.verifyAccessToken(first.access_token!, {
+      audience: f.resource,
+    });
     expect(claims).toMatchObject({
       sub: 'alice',
       clientId: 'public-app',
@@ -296,7 +269,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect(second.refresh_token).not.toBe(first.refresh_token);
     expect(second.access_token).not.toBe(first.access_token);
     await expect(
-      f.deps.accessTokens.verifyAccessToken(second.access_token!, { audience: f.resource }),
+      f.authorizationServer.accessTokens.verifyAccessToken(second.access_token!, { audience: f.resource }),
     ).resolves.toMatchObject({ sub: 'alice' });
 
     const revokeAccess = await fetch(`${f.url}/revoke`, {
@@ -307,7 +280,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect(revokeAccess.headers.get('cache-control')).toBe('no-store');
     expect(await revokeAccess.text()).toBe('');
     await expect(
-      f.deps.accessTokens.verifyAccessToken(second.access_token!, { audience: f.resource }),
+      f.authorizationServer.accessTokens.verifyAccessToken(second.access_token!, { audience: f.resource }),
     ).rejects.toMatchObject({ reason: 'revoked' });
 
     const revokeRefresh = await fetch(`${f.url}/revoke`, {
@@ -445,8 +418,8 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect((await tokenBody(replay)).error).toBe('invalid_grant');
     expect(await refreshRejection(first.refresh_token!)).toBe('invalid_grant');
     await expect(
-      f.deps.accessTokens.verifyAccessToken(first.access_token!, { audience: f.resource }),
-    ).rejects.toBeInstanceOf(AccessTokenError);
+      f.authorizationServer.accessTokens.verifyAccessToken(first.access_token!, { audience: f.resource }),
+    ).rejects.toBeInstanceOf(InvalidTokenError);
     expect(f.auditEvents().some((e) => e.audit === 'authorization_code_replayed')).toBe(true);
   });
 
@@ -489,7 +462,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
           : await token({ ...params, client_id: clientId, client_secret: secret });
       expect(res.status).toBe(200);
       const body = await tokenBody(res);
-      const claims = await f.deps.accessTokens.verifyAccessToken(body.access_token!, {
+      const claims = await f.authorizationServer.accessTokens.verifyAccessToken(body.access_token!, {
         audience: f.resource,
       });
       expect(claims.clientId).toBe(clientId);
@@ -617,7 +590,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect(ok.status).toBe(200);
     const body = await tokenBody(ok);
     await expect(
-      f.deps.accessTokens.verifyAccessToken(body.access_token!, { audience: f.resource }),
+      f.authorizationServer.accessTokens.verifyAccessToken(body.access_token!, { audience: f.resource }),
     ).resolves.toMatchObject({ audience: f.resource });
   });
 
@@ -643,7 +616,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
 
   it('re-checks the allow-lists on refresh: a removed user loses the grant', async () => {
     const identity: UpstreamIdentity = { sub: 'carol', email: 'carol@removed.example', groups: [] };
-    const policy = f.deps.config.auth.policy;
+    const policy = f.authorizationServer.config.auth.policy;
     policy.emails.push('carol@removed.example');
     let refreshToken: string;
     try {
@@ -662,7 +635,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect(res.status).toBe(400);
     expect((await tokenBody(res)).error).toBe('invalid_grant');
     // The grant (refresh family) is revoked, not merely refused this once.
-    expect(await f.deps.refreshTokens.revoke(refreshToken)).toBe('unknown');
+    expect(await f.authorizationServer.grants.revoke(refreshToken)).toBe('unknown');
     expect(f.auditEvents().some((e) => e.audit === 'access_denied' && e.sub === 'carol')).toBe(true);
   });
 
@@ -770,7 +743,7 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     });
     expect(foreignAccess.status).toBe(200);
     await expect(
-      f.deps.accessTokens.verifyAccessToken(issued.access_token!, { audience: f.resource }),
+      f.authorizationServer.accessTokens.verifyAccessToken(issued.access_token!, { audience: f.resource }),
     ).resolves.toMatchObject({ clientId: 'public-app' });
     const stillValid = await token({
       grant_type: 'refresh_token',

@@ -1,11 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  AccessTokenError,
-  AccessTokens,
-  type MintAccessTokenInput,
-} from '../../src/auth/tokens/access-tokens.js';
-import { hashRefreshToken, RefreshTokenError, RefreshTokens } from '../../src/auth/tokens/refresh-tokens.js';
+import { InvalidGrantError, InvalidTokenError } from '../../src/auth/facade/errors.js';
+import { AccessTokens, type MintAccessTokenInput } from '../../src/auth/tokens/access-tokens.js';
+import { hashRefreshToken, RefreshTokens } from '../../src/auth/tokens/refresh-tokens.js';
 import { SigningKeys } from '../../src/auth/tokens/signing-keys.js';
 import { createStateStore } from '../../src/store/index.js';
 import { SealingKeys } from '../../src/store/sealing-keys.js';
@@ -123,11 +120,11 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
     newKeySpace();
     const a = instance();
     const b = instance();
-    const { token, jti } = await a.access.mintAccessToken(input);
+    const { token, jti, expiresAt } = await a.access.mintAccessToken(input);
     const reason = (promise: Promise<unknown>) =>
       promise.then(
         () => 'accepted',
-        (e: unknown) => (e instanceof AccessTokenError ? e.reason : `unexpected ${String(e)}`),
+        (e: unknown) => (e instanceof InvalidTokenError ? e.reason : `unexpected ${String(e)}`),
       );
     expect(await reason(b.access.verifyAccessToken(token, { audience: `${PUBLIC_URL}/other` }))).toBe(
       'audience',
@@ -146,7 +143,7 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
       'algorithm',
     );
     expect(await reason(b.access.verifyAccessToken(token, { audience: RESOURCE }))).toBe('accepted');
-    await a.access.revokeAccessToken(token, { audience: RESOURCE });
+    await a.access.revokeJti(jti, expiresAt);
     expect(await reason(b.access.verifyAccessToken(token, { audience: RESOURCE }))).toBe('revoked');
     const ttl = await raw.pttl(`${testPrefix}revoked-jti:${jti}`);
     expect(ttl).toBeGreaterThan(290_000);
@@ -161,10 +158,10 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
     const second = await b.refresh.rotate(first.token, { clientId: 'client-1' });
     expect(second.family).toMatchObject(family);
     const reuse = await a.refresh.rotate(first.token).catch((e: unknown) => e);
-    expect(reuse).toBeInstanceOf(RefreshTokenError);
-    expect((reuse as RefreshTokenError).reason).toBe('reuse_detected');
+    expect(reuse).toBeInstanceOf(InvalidGrantError);
+    expect((reuse as InvalidGrantError).reason).toBe('reuse_detected');
     const after = await b.refresh.rotate(second.token).catch((e: unknown) => e);
-    expect((after as RefreshTokenError).reason).toBe('revoked');
+    expect((after as InvalidGrantError).reason).toBe('revoked');
   });
 
   it('refresh: two instances rotating the same token at once, exactly one wins', async () => {
@@ -181,7 +178,7 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
     expect(lost).toHaveLength(3);
     for (const r of lost) expect(r.reason).toMatchObject({ reason: 'reuse_detected' });
     const next = await instances[1]!.refresh.rotate(won[0]!.value.token).catch((e: unknown) => e);
-    expect((next as RefreshTokenError).reason).toBe('revoked');
+    expect((next as InvalidGrantError).reason).toBe('revoked');
   });
 
   it('refresh: revoking an unknown token is fine; Redis holds only hashes', async () => {
@@ -203,6 +200,6 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
     }
     expect(await a.refresh.revoke(third.token)).toBe('revoked');
     const refused = await a.refresh.rotate(third.token).catch((e: unknown) => e);
-    expect((refused as RefreshTokenError).reason).toBe('revoked');
+    expect((refused as InvalidGrantError).reason).toBe('revoked');
   });
 });

@@ -9,8 +9,7 @@ import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuditLog } from '../audit.js';
 import type { AuthContext, Identity, RouteHandler } from '../authenticator.js';
 import { type Challenge, htmlChallenge, jsonChallenge, writeChallenge } from '../challenge.js';
-import { MCP_SCOPE } from '../facade/deps.js';
-import { protectedResourceMetadataUrl, wwwAuthenticateChallenge } from '../facade/metadata.js';
+import { MCP_SCOPE, protectedResourceMetadataUrl, wwwAuthenticateChallenge } from '../facade/metadata.js';
 import {
   LoginRejectedError,
   type Provider,

@@ -1,15 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
-import { randomId } from '../../store/sealing-keys.js';
-import { type StateStore, StoreUnavailableError } from '../../store/state-store.js';
+import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { page } from '../browser/pages.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
 import { evaluatePolicy } from '../policy/policy.js';
-import { AuthorizationCodes, type AuthorizationGrant } from './authorization-codes.js';
+import type { AuthorizationGrant } from './authorization-codes.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import type { OAuthClient } from './clients.js';
 import { consentPage, consentPageHeaders } from './consent-page.js';
-import { type FacadeDeps, MCP_SCOPE } from './deps.js';
+import type { AuthorizationRequest, PendingAuthorization } from './consents.js';
 import {
   AccessDeniedError,
   InvalidClientError,
@@ -25,13 +24,12 @@ import {
   param,
   rateLimited,
   readFormBody,
-  recordAudit,
   scopeParam,
   writeHtml,
   writeMethodNotAllowed,
   writeRedirect,
 } from './http.js';
-import { issuerUrl, resourceUrl } from './metadata.js';
+import { MCP_SCOPE } from './metadata.js';
 import { redirectUriMatches } from './redirect-uris.js';
 
 /**
@@ -48,63 +46,12 @@ import { redirectUriMatches } from './redirect-uris.js';
  * those two are shown as a page (an open redirector otherwise).
  */
 
-/** How long the consent page's request stays answerable. */
-export const PENDING_AUTHORIZATION_TTL_MS = 10 * 60 * 1000;
-/** How long an approval is remembered per user and client. */
-export const CONSENT_TTL_MS = 90 * 24 * 60 * 60 * 1000;
 /** `state` is echoed, not interpreted; this bounds what is stored for it. */
 export const MAX_STATE_LENGTH = 2048;
 
-const PENDING_PREFIX = STORE_KEY_PREFIXES.pendingAuthorization;
-const CONSENT_PREFIX = STORE_KEY_PREFIXES.consent;
 const RANDOM_ID = /^[A-Za-z0-9_-]{43}$/;
 /** base64url(SHA-256(verifier)): always 43 characters. */
 const S256_CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
-
-/**
- * Store key of a remembered approval. The subject is percent-encoded so a `:` in it cannot make
- * one user's key another's; `consentKeyPrefix(sub)` finds all of a user's approvals.
- */
-export function consentKey(sub: string, clientId: string): string {
-  return `${consentKeyPrefix(sub)}${clientId}`;
-}
-
-export function consentKeyPrefix(sub: string): string {
-  return `${CONSENT_PREFIX}${encodeURIComponent(sub)}:`;
-}
-
-/**
- * Forgets remembered approvals (admin "revoke user" / "revoke client"), so the consent page is
- * shown again; how many. The client id is whatever follows the encoded subject's `:`.
- */
-export async function forgetConsents(
-  store: StateStore,
-  match: { sub: string } | { clientId: string },
-): Promise<number> {
-  const keys =
-    'sub' in match
-      ? await store.keys(consentKeyPrefix(match.sub))
-      : (await store.keys(CONSENT_PREFIX)).filter(
-          (key) => key.slice(key.indexOf(':', CONSENT_PREFIX.length) + 1) === match.clientId,
-        );
-  await Promise.all(keys.map((key) => store.delete(key)));
-  return keys.length;
-}
-
-/** A checked authorization request. */
-interface AuthorizationRequest {
-  clientId: string;
-  redirectUri: string;
-  codeChallenge: string;
-  resource: string;
-  scope: string;
-  state?: string;
-}
-
-/** What the consent form's request_id names. */
-interface PendingAuthorization extends AuthorizationRequest {
-  sessionId: string;
-}
 
 type CheckedRequest =
   | { kind: 'page'; status: number; title: string; message: string }
@@ -122,10 +69,8 @@ export function authorizationResponseUrl(
   return `${redirectUri}${separator}${query.toString()}`;
 }
 
-export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
-  const issuer = issuerUrl(deps.config.server.publicUrl);
-  const defaultResource = resourceUrl(deps.config.server.publicUrl, deps.config.mcpPath);
-  const codes = new AuthorizationCodes(deps.store, deps.keys);
+export function createAuthorizeHandler(server: AuthorizationServer): RouteHandler {
+  const { issuer, resource: defaultResource } = server;
 
   const errorPage = (res: ServerResponse, status: number, title: string, message: string): void =>
     writeHtml(res, status, page(title, message));
@@ -169,7 +114,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
     }
     let client: OAuthClient | undefined;
     try {
-      client = await deps.clients.get(clientId);
+      client = await server.clients.get(clientId);
     } catch (error) {
       if (error instanceof InvalidClientError) {
         return refuse('Unknown application', `The application's metadata cannot be used: ${error.message}.`);
@@ -236,9 +181,9 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
 
   /** The allow-lists; a refusal is audited and answered by redirecting access_denied. */
   function allowed(identity: UpstreamIdentity, request: AuthorizationRequest, ctx: AuthContext): boolean {
-    const verdict = evaluatePolicy(identity, deps.config.auth.policy);
+    const verdict = evaluatePolicy(identity, server.config.auth.policy);
     if (verdict.allowed) return true;
-    recordAudit(deps.audit, 'access_denied', {
+    server.audit.record('access_denied', {
       sub: identity.sub,
       email: identity.email,
       client_id: request.clientId,
@@ -271,8 +216,8 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       signedInAt: session.signedInAt,
       approvedAt: Date.now(),
     };
-    const code = await codes.issue(grant);
-    recordAudit(deps.audit, 'authorization_code_issued', {
+    const code = await server.codes.issue(grant);
+    server.audit.record('authorization_code_issued', {
       sub: identity.sub,
       client_id: request.clientId,
       scope: request.scope,
@@ -293,7 +238,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       return redirectError(res, 302, checked.redirectUri, checked.error, checked.state);
     }
     const { client, request } = checked;
-    const lookup = await deps.sessions.load(req.headers.cookie);
+    const lookup = await server.sessions.load(req.headers.cookie);
     if (lookup.kind !== 'valid') {
       // /login sends the browser back to this very request once the user has signed in.
       return writeRedirect(res, 302, `/login?rd=${encodeURIComponent(`${ctx.path}${ctx.search}`)}`);
@@ -303,15 +248,12 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       const denied = new AccessDeniedError('the signed-in user is not allowed to use this server');
       return redirectError(res, 302, request.redirectUri, denied, request.state);
     }
-    const remembered = await deps.store.get(consentKey(identity.sub, request.clientId));
-    if (remembered !== undefined && covers(remembered, request.scope)) {
+    if (await server.consents.covers(identity.sub, request.clientId, request.scope)) {
       const session = { id: lookup.id, signedInAt: lookup.record.createdAt };
       return issueCode(res, 302, request, identity, session, 'remembered', ctx);
     }
-    const requestId = randomId();
     const pending: PendingAuthorization = { ...request, sessionId: lookup.id };
-    const key = PENDING_PREFIX + requestId;
-    await deps.store.set(key, deps.keys.encrypt(JSON.stringify(pending), key), PENDING_AUTHORIZATION_TTL_MS);
+    const requestId = await server.consents.hold(pending);
     writeHtml(
       res,
       200,
@@ -357,7 +299,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
     ) {
       return errorPage(res, 400, 'Invalid consent request', 'The consent form was incomplete.');
     }
-    const lookup = await deps.sessions.load(req.headers.cookie);
+    const lookup = await server.sessions.load(req.headers.cookie);
     if (lookup.kind !== 'valid') {
       return errorPage(
         res,
@@ -366,10 +308,8 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
         'Your sign-in ended before you decided. Start connecting again from the application.',
       );
     }
-    const key = PENDING_PREFIX + requestId;
-    const sealed = await deps.store.take(key);
-    const plain = sealed === undefined ? undefined : deps.keys.decrypt(sealed, key);
-    if (plain === undefined) {
+    const pending = await server.consents.take(requestId);
+    if (pending === undefined) {
       return errorPage(
         res,
         400,
@@ -377,7 +317,6 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
         'This authorization request expired or was already answered. Start connecting again from the application.',
       );
     }
-    const pending = JSON.parse(plain) as PendingAuthorization;
     if (pending.sessionId !== lookup.id) {
       return errorPage(
         res,
@@ -393,7 +332,7 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       return redirectError(res, 303, request.redirectUri, denied, request.state);
     }
     if (decision === 'deny') {
-      recordAudit(deps.audit, 'consent_denied', {
+      server.audit.record('consent_denied', {
         sub: identity.sub,
         client_id: request.clientId,
         ip: ctx.clientIp,
@@ -401,8 +340,8 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
       const denied = new AccessDeniedError('the user denied the authorization request');
       return redirectError(res, 303, request.redirectUri, denied, request.state);
     }
-    await deps.store.set(consentKey(identity.sub, request.clientId), request.scope, CONSENT_TTL_MS);
-    recordAudit(deps.audit, 'consent_granted', {
+    await server.consents.remember(identity.sub, request.clientId, request.scope);
+    server.audit.record('consent_granted', {
       sub: identity.sub,
       client_id: request.clientId,
       scope: request.scope,
@@ -413,15 +352,16 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
   }
 
   return async (req, res, ctx) => {
-    if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'GET' && req.method !== 'POST') return writeMethodNotAllowed(res, 'GET, POST');
+    if (await rateLimited(server, res, ctx)) return;
+    if (req.method !== 'GET' && req.method !== 'POST')
+      return writeMethodNotAllowed(res, 'GET, POST', ctx.requestId);
     try {
       if (req.method === 'GET') await get(req, res, ctx);
       else await post(req, res, ctx);
     } catch (error) {
       if (res.headersSent) throw error;
       if (error instanceof StoreUnavailableError || error instanceof TemporarilyUnavailableError) {
-        deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'authorize: store unavailable');
+        server.logger.error({ req_id: ctx.requestId, err: error.message }, 'authorize: store unavailable');
         return writeHtml(
           res,
           503,
@@ -429,14 +369,8 @@ export function createAuthorizeHandler(deps: FacadeDeps): RouteHandler {
           [['retry-after', '5']],
         );
       }
-      deps.logger.error({ req_id: ctx.requestId, err: (error as Error)?.message }, 'authorize failed');
+      server.logger.error({ req_id: ctx.requestId, err: (error as Error)?.message }, 'authorize failed');
       writeHtml(res, 500, page('Something went wrong', 'The authorization request could not be processed.'));
     }
   };
-}
-
-/** Whether a remembered approval covers every scope asked for now. */
-function covers(granted: string, requested: string): boolean {
-  const have = new Set(granted.split(' '));
-  return requested.split(' ').every((s) => have.has(s));
 }

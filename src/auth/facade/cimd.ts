@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { BlockList, isIP } from 'node:net';
+import { isIP } from 'node:net';
+import { isForbiddenAddress } from '../../net/public-address.js';
 import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
 import type { StateStore } from '../../store/state-store.js';
 import { parseClientMetadata } from './client-metadata.js';
@@ -59,12 +60,10 @@ export type CimdFailure =
  * caller; `reason` and `cause` say why for the logs (the description never names internal addresses).
  */
 export class ClientMetadataDocumentError extends InvalidClientError {
-  constructor(
-    readonly reason: CimdFailure,
-    description: string,
-    options?: { cause?: unknown },
-  ) {
-    super(description, options);
+  declare readonly reason: CimdFailure;
+
+  constructor(reason: CimdFailure, description: string, options?: { cause?: unknown }) {
+    super(description, { ...options, reason });
   }
 }
 
@@ -85,99 +84,6 @@ export interface ClientMetadataDocumentsOptions {
 /** Whether a client id is meant as a metadata document URL (dynamic ids never contain `:`). */
 export function isMetadataDocumentClientId(clientId: string): boolean {
   return /^https?:\/\//i.test(clientId);
-}
-
-// --- address policy -------------------------------------------------------------------------
-
-const FORBIDDEN_V4: Array<[string, number]> = [
-  ['0.0.0.0', 8], // "this network"
-  ['10.0.0.0', 8], // private
-  ['100.64.0.0', 10], // CGNAT
-  ['127.0.0.0', 8], // loopback
-  ['169.254.0.0', 16], // link-local, cloud metadata (169.254.169.254)
-  ['172.16.0.0', 12], // private
-  ['192.0.0.0', 24], // IETF protocol assignments
-  ['192.0.2.0', 24], // documentation
-  ['192.88.99.0', 24], // 6to4 relay anycast
-  ['192.168.0.0', 16], // private
-  ['198.18.0.0', 15], // benchmarking
-  ['198.51.100.0', 24], // documentation
-  ['203.0.113.0', 24], // documentation
-  ['224.0.0.0', 4], // multicast
-  ['240.0.0.0', 4], // reserved, broadcast
-];
-
-const FORBIDDEN_V6: Array<[string, number]> = [
-  ['2001::', 32], // Teredo (embeds an obfuscated IPv4 address)
-  ['2001:db8::', 32], // documentation
-  ['2001:10::', 28], // ORCHID
-  ['2001:20::', 28], // ORCHIDv2
-  ['3fff::', 20], // documentation
-];
-
-const forbiddenV4 = new BlockList();
-for (const [net, prefix] of FORBIDDEN_V4) forbiddenV4.addSubnet(net, prefix, 'ipv4');
-const forbiddenV6 = new BlockList();
-for (const [net, prefix] of FORBIDDEN_V6) forbiddenV6.addSubnet(net, prefix, 'ipv6');
-const globalUnicastV6 = new BlockList();
-globalUnicastV6.addSubnet('2000::', 3, 'ipv6');
-
-/** Eight 16-bit groups of an IPv6 address (zone id dropped), or undefined when it is not one. */
-function ipv6Groups(address: string): number[] | undefined {
-  let text = address.replace(/^\[|\]$/g, '').split('%')[0]!;
-  if (isIP(text) !== 6) return undefined;
-  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4) {
-    const b = v4[1]!.split('.').map(Number);
-    text = `${text.slice(0, -v4[1]!.length)}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.includes('::') ? text.split('::') : [text, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const fill = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
-  const groups = [...h, ...fill, ...t].map((g) => Number.parseInt(g, 16));
-  return groups.length === 8 ? groups : undefined;
-}
-
-function v4FromGroups(hi: number, lo: number): string {
-  return `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
-}
-
-/**
- * Whether an address must never be fetched from: anything but public unicast. IPv6 forms that
- * carry an IPv4 address (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4
- * 2002::/16) are judged by that IPv4 address.
- */
-export function isForbiddenAddress(address: string): boolean {
-  const bare = address.replace(/^\[|\]$/g, '');
-  const family = isIP(bare.split('%')[0]!);
-  if (family === 4) return forbiddenV4.check(bare, 'ipv4');
-  if (family !== 6) return true;
-  const g = ipv6Groups(bare);
-  if (!g) return true;
-  const [g0, g1, g2, g3, g4, g5, g6, g7] = g as [
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-    number,
-  ];
-  const upperZero = g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0;
-  if (upperZero && (g5 === 0xffff || g5 === 0)) {
-    // ::ffff:a.b.c.d (mapped), ::a.b.c.d (compatible); :: and ::1 land in 0.0.0.0/8.
-    return forbiddenV4.check(v4FromGroups(g6, g7), 'ipv4');
-  }
-  if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0) {
-    return forbiddenV4.check(v4FromGroups(g6, g7), 'ipv4');
-  }
-  if (g0 === 0x2002) return forbiddenV4.check(v4FromGroups(g1, g2), 'ipv4');
-  const canonical = g.map((x) => x.toString(16)).join(':');
-  // Only global unicast (2000::/3) is public; that excludes ::1, fe80::/10, fc00::/7, ff00::/8.
-  if (!globalUnicastV6.check(canonical, 'ipv6')) return true;
-  return forbiddenV6.check(canonical, 'ipv6');
 }
 
 // --- fetching ---------------------------------------------------------------------------------

@@ -1,17 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import type { ClientRegistry, OAuthClient } from './clients.js';
-import type { FacadeDeps } from './deps.js';
 import { InvalidClientError, InvalidRequestError } from './errors.js';
-import {
-  param,
-  rateLimited,
-  readFormBody,
-  writeJsonFailure,
-  writeMethodNotAllowed,
-  writeOAuthError,
-} from './http.js';
-import { issuerUrl, type TokenEndpointAuthMethod } from './metadata.js';
+import { param, rateLimited, readFormBody, writeJsonFailure, writeMethodNotAllowed } from './http.js';
+import type { TokenEndpointAuthMethod } from './metadata.js';
 
 /**
  * Client authentication at /token and /revoke (RFC 6749 §2.3.1): `client_secret_basic` (the
@@ -105,7 +98,7 @@ function formDecode(value: string): string | undefined {
  * `WWW-Authenticate` challenge (RFC 6749 §5.2).
  */
 export function clientEndpoint(
-  deps: FacadeDeps,
+  server: AuthorizationServer,
   handle: (
     client: OAuthClient,
     params: URLSearchParams,
@@ -113,20 +106,20 @@ export function clientEndpoint(
     ctx: AuthContext,
   ) => Promise<void>,
 ): RouteHandler {
-  const issuer = issuerUrl(deps.config.server.publicUrl);
+  const { issuer } = server;
   return async (req, res, ctx) => {
-    if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
+    if (await rateLimited(server, res, ctx)) return;
+    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST', ctx.requestId);
     const basic = usesBasicAuth(req);
     try {
       const params = await readFormBody(req, res);
-      const { client } = await authenticateClient(deps.clients, req, params);
+      const { client } = await authenticateClient(server.clients, req, params);
       await handle(client, params, res, ctx);
     } catch (error) {
       if (error instanceof InvalidClientError && basic) {
-        return writeOAuthError(res, error, [['www-authenticate', basicChallenge(issuer)]]);
+        res.setHeader('www-authenticate', basicChallenge(issuer));
       }
-      writeJsonFailure(deps, res, error, ctx);
+      writeJsonFailure(server, res, error, ctx);
     }
   };
 }

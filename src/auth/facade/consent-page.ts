@@ -1,7 +1,6 @@
 import { escapeHtml } from '../browser/pages.js';
 import type { OAuthClient } from './clients.js';
-import { MCP_SCOPE } from './deps.js';
-import { FACADE_PATHS } from './metadata.js';
+import { FACADE_PATHS, MCP_SCOPE } from './metadata.js';
 
 /**
  * The consent page: which application asks, where the browser will be sent, what it may do.

@@ -1,9 +1,11 @@
+import type { ErrorAnswer, HeaderList } from '../../http/errors.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
 /**
- * OAuth errors the authorization server facade answers with, one class per error code (as in
- * the MCP SDK's server/auth). Handlers throw them; the endpoint writes `status` and
- * `toResponseObject()`. Descriptions are for the client developer reading the response: they say
- * what was wrong and what to send instead, and never carry a secret, a stack or an internal address.
+ * OAuth errors the authorization server facade and the bearer check answer with, one class per
+ * error code (as in the MCP SDK's server/auth). Handlers throw them; each is an ErrorAnswer, so
+ * the one error writer (http/errors.ts) answers it with its status, code, description and headers.
+ * Descriptions are for the client developer reading the response: they say what was wrong and
+ * what to send instead, and never carry a secret, a stack or an internal address.
  */
 
 /** Every error code the facade emits: RFC 6749 §5.2, 6750 §3.1, 7591 §3.2.2, 7009 §2.2.1, 8707 §2. */
@@ -30,14 +32,38 @@ export interface OAuthErrorResponse {
   error_description: string;
 }
 
-export abstract class OAuthError extends Error {
+export interface OAuthErrorOptions {
+  cause?: unknown;
+  /** Response headers the error is answered with (`Retry-After`, `WWW-Authenticate`, ...). */
+  headers?: HeaderList;
+  /**
+   * Why, as a stable word for logs, metrics and callers that tell failures apart (a refresh
+   * token's `reuse_detected`, an access token's `expired`); the client reads `error` only.
+   */
+  reason?: string;
+}
+
+export abstract class OAuthError extends Error implements ErrorAnswer {
   abstract readonly code: OAuthErrorCode;
   /** HTTP status when the error is answered directly (not through a redirect to the client). */
   abstract readonly status: number;
+  readonly headers: HeaderList;
+  readonly reason: string | undefined;
 
-  constructor(description: string, options?: { cause?: unknown }) {
-    super(description, options);
+  constructor(description: string, options: OAuthErrorOptions = {}) {
+    super(description, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
+    this.headers = options.headers ?? [];
+    this.reason = options.reason;
+  }
+
+  /** The code, as ErrorAnswer names it. */
+  get error(): OAuthErrorCode {
+    return this.code;
+  }
+
+  get description(): string {
+    return this.message;
   }
 
   toResponseObject(): OAuthErrorResponse {
@@ -125,10 +151,17 @@ export class ServerError extends OAuthError {
   readonly status = 500;
 }
 
-/** The session store or the upstream IdP is down: try again later; never fail open. */
+/** How long a client is asked to wait when the store is down. */
+const RETRY_AFTER_SECONDS = '5';
+
+/** The session store or the upstream IdP is down: try again later (Retry-After); never fail open. */
 export class TemporarilyUnavailableError extends OAuthError {
   readonly code = 'temporarily_unavailable';
   readonly status = 503;
+
+  constructor(description: string, options: OAuthErrorOptions = {}) {
+    super(description, { ...options, headers: options.headers ?? [['retry-after', RETRY_AFTER_SECONDS]] });
+  }
 }
 
 /** RFC 6750: the bearer token is missing a valid signature, expired, revoked or for another audience. */

@@ -1,16 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BodyError, discardBody, mediaType, readBody } from '../../http/body.js';
+import { type ErrorAnswer, sendError } from '../../http/errors.js';
 import { addressBudget, refuseOverLimit } from '../../limits/rate-limit.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
-import type { AuditEvent, AuditLog } from '../audit.js';
 import type { AuthContext } from '../authenticator.js';
-import { type FacadeDeps, MCP_SCOPE } from './deps.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import {
   InvalidRequestError,
   InvalidScopeError,
   isOAuthError,
-  type OAuthError,
   ServerError,
+  TemporarilyUnavailableError,
 } from './errors.js';
+import { MCP_SCOPE } from './metadata.js';
 
 /**
  * What the facade's endpoints (/authorize, /token, /revoke) share: a bounded form body, parameters
@@ -27,7 +29,7 @@ export class FormBodyError extends InvalidRequestError {}
 
 /**
  * The `application/x-www-form-urlencoded` body, at most `limit` bytes. Throws FormBodyError for
- * another content type or a larger body (the rest is drained, and the connection closed after
+ * another content type or a larger body (the rest is discarded, and the connection closed after
  * the answer).
  */
 export async function readFormBody(
@@ -35,38 +37,16 @@ export async function readFormBody(
   res: ServerResponse,
   limit = MAX_FORM_BODY_BYTES,
 ): Promise<URLSearchParams> {
-  const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (type !== 'application/x-www-form-urlencoded') {
-    drain(req, res);
+  if (mediaType(req) !== 'application/x-www-form-urlencoded') {
+    discardBody(req, res);
     throw new FormBodyError('the request body must be application/x-www-form-urlencoded');
   }
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    drain(req, res);
-    throw new FormBodyError(`the request body is larger than ${limit} bytes`);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
   try {
-    for await (const chunk of req) {
-      size += (chunk as Buffer).length;
-      if (size > limit) {
-        drain(req, res);
-        throw new FormBodyError(`the request body is larger than ${limit} bytes`);
-      }
-      chunks.push(chunk as Buffer);
-    }
+    return new URLSearchParams((await readBody(req, res, limit)).toString('utf8'));
   } catch (error) {
-    if (error instanceof FormBodyError) throw error;
-    throw new FormBodyError('the request body could not be read', { cause: error });
+    if (error instanceof BodyError) throw new FormBodyError(error.message, { cause: error });
+    throw error;
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
-}
-
-/** Lets the unread rest of a refused body go by, and closes the connection after the answer. */
-function drain(req: IncomingMessage, res: ServerResponse): void {
-  res.setHeader('connection', 'close');
-  req.resume();
 }
 
 /**
@@ -124,9 +104,14 @@ export function writeJson(res: ServerResponse, status: number, body: unknown, he
   res.end(text);
 }
 
-/** An OAuth error as JSON with its status (RFC 6749 §5.2). */
-export function writeOAuthError(res: ServerResponse, error: OAuthError, headers: Headers = []): void {
-  writeJson(res, error.status, error.toResponseObject(), headers);
+/**
+ * An error answer of the facade's endpoints (RFC 6749 §5.2) in the proxy's one error shape, with
+ * the request id. Never cached: sendError says `Cache-Control: no-store`, and `Pragma: no-cache`
+ * is added here for the HTTP/1.0 caches RFC 6749 §5.1 still names.
+ */
+export function writeError(res: ServerResponse, answer: ErrorAnswer, requestId: string): void {
+  res.setHeader('pragma', 'no-cache');
+  sendError(res, answer, requestId);
 }
 
 /** An empty 200 that is not cached (RFC 7009 §2.2). */
@@ -152,16 +137,24 @@ export function writeRedirect(res: ServerResponse, status: 302 | 303, location: 
   res.end();
 }
 
-export function writeMethodNotAllowed(res: ServerResponse, allow: string): void {
-  writeJson(res, 405, { error: 'invalid_request', error_description: `Use ${allow}.` }, [['allow', allow]]);
+export function writeMethodNotAllowed(res: ServerResponse, allow: string, requestId: string): void {
+  writeError(
+    res,
+    { status: 405, error: 'invalid_request', description: `Use ${allow}.`, headers: [['allow', allow]] },
+    requestId,
+  );
 }
 
 /**
  * The per-IP budget (AUTH_RATE_LIMIT_PER_MINUTE): true when the request was refused with a 429,
  * the same answer /login gives.
  */
-export function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthContext): Promise<boolean> {
-  return refuseOverLimit(deps.rateLimiter, addressBudget(ctx.clientIp), res, ctx.requestId);
+export function rateLimited(
+  server: AuthorizationServer,
+  res: ServerResponse,
+  ctx: AuthContext,
+): Promise<boolean> {
+  return refuseOverLimit(server.rateLimiter, addressBudget(ctx.clientIp), res, ctx.requestId);
 }
 
 /**
@@ -170,44 +163,20 @@ export function rateLimited(deps: FacadeDeps, res: ServerResponse, ctx: AuthCont
  * else logged and answered with a bare server_error (never a stack or message).
  */
 export function writeJsonFailure(
-  deps: FacadeDeps,
+  server: AuthorizationServer,
   res: ServerResponse,
   error: unknown,
   ctx: AuthContext,
 ): void {
-  if (isOAuthError(error)) {
-    const headers: Headers = error.status === 503 ? [['retry-after', '5']] : [];
-    return writeOAuthError(res, error, headers);
-  }
+  if (isOAuthError(error)) return writeError(res, error, ctx.requestId);
   if (error instanceof StoreUnavailableError) {
-    deps.logger.error({ req_id: ctx.requestId, err: error.message }, 'session store unavailable');
-    return writeJson(
-      res,
-      503,
-      {
-        error: 'temporarily_unavailable',
-        error_description: 'The token store is unavailable; try again shortly.',
-      },
-      [['retry-after', '5']],
-    );
+    server.logger.error({ req_id: ctx.requestId, err: error.message }, 'session store unavailable');
+    const unavailable = new TemporarilyUnavailableError('The token store is unavailable; try again shortly.');
+    return writeError(res, unavailable, ctx.requestId);
   }
-  deps.logger.error(
+  server.logger.error(
     { req_id: ctx.requestId, err: (error as Error)?.message, path: ctx.path },
     'facade error',
   );
-  writeOAuthError(res, new ServerError('the request could not be processed'));
-}
-
-/** Audit events of the facade; never carries a token, code or secret. */
-export type FacadeAuditEvent = AuditEvent;
-
-export type AuditFields = Record<string, string | number | boolean | undefined>;
-
-/**
- * Records a facade audit event. AuditLog's event type lists the browser login's events only;
- * its record() writes any name the same way, so the facade's names are passed through here
- * (one place to drop the widening once audit.ts lists them).
- */
-export function recordAudit(audit: AuditLog, event: FacadeAuditEvent, fields: AuditFields): void {
-  audit.record(event, fields);
+  writeError(res, new ServerError('the request could not be processed'), ctx.requestId);
 }

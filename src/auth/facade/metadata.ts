@@ -5,6 +5,12 @@
  * differs from the URL it was given, and a forged Host must not move the issuer.
  */
 
+/** The scope MCP clients are granted (the only one the proxy defines). */
+export const MCP_SCOPE = 'mcp';
+
+/** Access tokens live briefly; clients refresh them (the MCP authorization spec asks for short-lived tokens). */
+export const ACCESS_TOKEN_TTL_SECONDS = 900;
+
 /** Paths the facade answers at the origin root (the documented defaults; the metadata advertises them). */
 export const FACADE_PATHS = {
   authorize: '/authorize',

@@ -1,5 +1,6 @@
+import { BodyError, mediaType, readBody } from '../../http/body.js';
 import type { RouteHandler } from '../authenticator.js';
-import type { FacadeDeps } from './deps.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import { InvalidClientMetadataError } from './errors.js';
 import { rateLimited, writeJson, writeJsonFailure, writeMethodNotAllowed } from './http.js';
 
@@ -10,44 +11,38 @@ const MAX_REGISTRATION_BYTES = 64 * 1024;
  * POST /register: Dynamic Client Registration (RFC 7591). The body is validated by the
  * ClientRegistry; the answer is the client information, 201, never cached.
  */
-export function createRegisterHandler(deps: FacadeDeps): RouteHandler {
+export function createRegisterHandler(server: AuthorizationServer): RouteHandler {
   return async (req, res, ctx) => {
-    if (await rateLimited(deps, res, ctx)) return;
-    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST');
+    if (await rateLimited(server, res, ctx)) return;
+    if (req.method !== 'POST') return writeMethodNotAllowed(res, 'POST', ctx.requestId);
     try {
-      const type = (req.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
-      if (type !== 'application/json') {
+      if (mediaType(req) !== 'application/json') {
         req.resume();
         throw new InvalidClientMetadataError('the registration body must be application/json');
       }
-      const chunks: Buffer[] = [];
-      let size = 0;
-      for await (const chunk of req) {
-        size += (chunk as Buffer).length;
-        if (size > MAX_REGISTRATION_BYTES) {
-          res.setHeader('connection', 'close');
-          req.resume();
+      const raw = await readBody(req, res, MAX_REGISTRATION_BYTES).catch((error: unknown) => {
+        if (error instanceof BodyError && error.reason === 'too_large') {
           throw new InvalidClientMetadataError(
             `the registration body is larger than ${MAX_REGISTRATION_BYTES} bytes`,
           );
         }
-        chunks.push(chunk as Buffer);
-      }
+        throw error;
+      });
       let body: unknown;
       try {
-        body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+        body = JSON.parse(raw.toString('utf8'));
       } catch {
         throw new InvalidClientMetadataError('the registration body is not valid JSON');
       }
-      const client = await deps.clients.register(body);
-      deps.audit.record('client_registered', {
+      const client = await server.clients.register(body);
+      server.audit.record('client_registered', {
         client_id: client.client_id,
         client_name: client.client_name,
         ip: ctx.clientIp,
       });
       writeJson(res, 201, client);
     } catch (error) {
-      writeJsonFailure(deps, res, error, ctx);
+      writeJsonFailure(server, res, error, ctx);
     }
   };
 }

@@ -1,9 +1,8 @@
 import type { RouteHandler } from '../authenticator.js';
-import { AccessTokenError } from '../tokens/access-tokens.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import { clientEndpoint } from './client-auth.js';
-import type { FacadeDeps } from './deps.js';
-import { param, recordAudit, requiredParam, writeEmpty } from './http.js';
-import { resourceUrl } from './metadata.js';
+import { InvalidTokenError } from './errors.js';
+import { param, requiredParam, writeEmpty } from './http.js';
 
 /**
  * POST /revoke (RFC 7009). The client authenticates as at /token; a token it was not issued, an
@@ -14,32 +13,32 @@ import { resourceUrl } from './metadata.js';
  * Which kind a token is follows from its shape (a JWT has dots, a refresh token never does), so
  * `token_type_hint` is accepted and not needed; an unknown hint is ignored (§2.1).
  */
-export function createRevokeHandler(deps: FacadeDeps): RouteHandler {
-  const audience = resourceUrl(deps.config.server.publicUrl, deps.config.mcpPath);
+export function createRevokeHandler(server: AuthorizationServer): RouteHandler {
+  const audience = server.resource;
 
   /** Revokes an access token of this client; false when it is not one. */
   async function revokeAccessToken(token: string, clientId: string): Promise<boolean> {
     try {
-      const claims = await deps.accessTokens.verifyAccessToken(token, { audience });
+      const claims = await server.accessTokens.verifyAccessToken(token, { audience });
       if (claims.clientId !== clientId) return false;
-      await deps.accessTokens.revokeJti(claims.jti, claims.expiresAt);
+      await server.accessTokens.revokeJti(claims.jti, claims.expiresAt);
       return true;
     } catch (error) {
-      if (error instanceof AccessTokenError) return false;
+      if (error instanceof InvalidTokenError) return false;
       throw error;
     }
   }
 
-  return clientEndpoint(deps, async (client, params, res, ctx) => {
+  return clientEndpoint(server, async (client, params, res, ctx) => {
     const token = requiredParam(params, 'token');
     param(params, 'token_type_hint'); // may appear once; its value does not matter
     const kind = token.includes('.') ? 'access_token' : 'refresh_token';
     const revoked =
       kind === 'access_token'
         ? await revokeAccessToken(token, client.client_id)
-        : (await deps.refreshTokens.revoke(token, { clientId: client.client_id })) === 'revoked';
+        : (await server.grants.revoke(token, { clientId: client.client_id })) === 'revoked';
     if (revoked) {
-      recordAudit(deps.audit, 'token_revoked', {
+      server.audit.record('token_revoked', {
         client_id: client.client_id,
         token_type: kind,
         ip: ctx.clientIp,

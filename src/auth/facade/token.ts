@@ -2,11 +2,11 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
 import type { GrantTimes } from '../tokens/access-tokens.js';
-import { RefreshTokenError } from '../tokens/refresh-tokens.js';
-import { AuthorizationCodes, type IssuedFromCode } from './authorization-codes.js';
+import type { IssuedRefreshToken } from '../tokens/refresh-tokens.js';
+import type { IssuedFromCode } from './authorization-codes.js';
+import type { AuthorizationServer } from './authorization-server.js';
 import { clientEndpoint } from './client-auth.js';
 import type { OAuthClient } from './clients.js';
-import { ACCESS_TOKEN_TTL_SECONDS, type FacadeDeps } from './deps.js';
 import {
   InvalidGrantError,
   InvalidRequestError,
@@ -15,7 +15,8 @@ import {
   UnauthorizedClientError,
   UnsupportedGrantTypeError,
 } from './errors.js';
-import { param, recordAudit, requiredParam, scopeParam, writeJson } from './http.js';
+import { param, requiredParam, scopeParam, writeJson } from './http.js';
+import { ACCESS_TOKEN_TTL_SECONDS } from './metadata.js';
 
 /**
  * POST /token (OAuth 2.1 §3.2): `authorization_code` with PKCE S256, and `refresh_token` with
@@ -42,8 +43,8 @@ export function pkceS256Matches(verifier: string, challenge: string): boolean {
   return computed.length === expected.length && timingSafeEqual(computed, expected);
 }
 
-export function createTokenHandler(deps: FacadeDeps): RouteHandler {
-  const codes = new AuthorizationCodes(deps.store, deps.keys);
+export function createTokenHandler(server: AuthorizationServer): RouteHandler {
+  const { codes } = server;
 
   /** The allow-lists again; a refusal is audited. */
   function stillAllowed(
@@ -51,9 +52,9 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     clientId: string,
     ctx: AuthContext,
   ): boolean {
-    const verdict = evaluatePolicy(subject, deps.config.auth.policy);
+    const verdict = evaluatePolicy(subject, server.config.auth.policy);
     if (verdict.allowed) return true;
-    recordAudit(deps.audit, 'access_denied', {
+    server.audit.record('access_denied', {
       sub: subject.sub,
       email: subject.email,
       client_id: clientId,
@@ -65,9 +66,9 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
 
   async function revokeIssued(issued: IssuedFromCode): Promise<void> {
     if (issued.jti !== undefined && issued.accessTokenExpiresAt !== undefined) {
-      await deps.accessTokens.revokeJti(issued.jti, issued.accessTokenExpiresAt);
+      await server.accessTokens.revokeJti(issued.jti, issued.accessTokenExpiresAt);
     }
-    if (issued.refreshFamilyId !== undefined) await deps.refreshTokens.revokeFamily(issued.refreshFamilyId);
+    if (issued.refreshFamilyId !== undefined) await server.grants.revokeFamily(issued.refreshFamilyId);
   }
 
   /**
@@ -78,7 +79,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
    * and the revocation's own listing finds the refresh-token family, which exists by now.
    */
   async function revokedMeanwhile(grant: GrantTimes, issued: IssuedFromCode): Promise<boolean> {
-    if (!(await deps.accessTokens.grantRevoked(grant))) return false;
+    if (!(await server.accessTokens.grantRevoked(grant))) return false;
     await revokeIssued(issued);
     return true;
   }
@@ -102,7 +103,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       throw new InvalidGrantError('the authorization code is invalid or expired');
     if (redemption.kind === 'replayed') {
       await revokeIssued(redemption.issued);
-      recordAudit(deps.audit, 'authorization_code_replayed', {
+      server.audit.record('authorization_code_replayed', {
         client_id: client.client_id,
         ip: ctx.clientIp,
       });
@@ -129,7 +130,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
 
     // Codes of an older version carry no times: any revocation covers them.
     const times = { signedInAt: grant.signedInAt ?? 0, approvedAt: grant.approvedAt ?? 0 };
-    const access = await deps.accessTokens.mintAccessToken({
+    const access = await server.accessTokens.mintAccessToken({
       sub: grant.sub,
       clientId: client.client_id,
       scope: grant.scope,
@@ -140,7 +141,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
     });
     const refresh = client.grant_types.includes('refresh_token')
-      ? await deps.refreshTokens.issue({
+      ? await server.grants.issue({
           clientId: client.client_id,
           sub: grant.sub,
           scope: grant.scope,
@@ -164,7 +165,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     if (await revokedMeanwhile({ sub: grant.sub, clientId: client.client_id, ...times }, issued)) {
       throw new InvalidGrantError('the user or the client has been revoked');
     }
-    recordAudit(deps.audit, 'token_issued', {
+    server.audit.record('token_issued', {
       sub: grant.sub,
       client_id: client.client_id,
       grant_type: 'authorization_code',
@@ -190,13 +191,13 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     const requestedScope = scopeParam(params);
     const resource = param(params, 'resource');
 
-    let rotated: Awaited<ReturnType<FacadeDeps['refreshTokens']['rotate']>>;
+    let rotated: IssuedRefreshToken;
     try {
-      rotated = await deps.refreshTokens.rotate(token, { clientId: client.client_id });
+      rotated = await server.grants.rotate(token, { clientId: client.client_id });
     } catch (error) {
-      if (!(error instanceof RefreshTokenError)) throw error;
+      if (!(error instanceof InvalidGrantError)) throw error;
       if (error.reason === 'reuse_detected') {
-        recordAudit(deps.audit, 'refresh_reuse_detected', { client_id: client.client_id, ip: ctx.clientIp });
+        server.audit.record('refresh_reuse_detected', { client_id: client.client_id, ip: ctx.clientIp });
       }
       throw new InvalidGrantError('the refresh token is invalid, expired or revoked', { cause: error });
     }
@@ -215,11 +216,11 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
       groups: family.groups ?? [],
     };
     if (!stillAllowed(subject, client.client_id, ctx)) {
-      await deps.refreshTokens.revokeFamily(family.id);
+      await server.grants.revokeFamily(family.id);
       throw new InvalidGrantError('the user is no longer allowed to use this server; the grant is revoked');
     }
     const scope = requestedScope?.join(' ') ?? family.scope;
-    const access = await deps.accessTokens.mintAccessToken({
+    const access = await server.accessTokens.mintAccessToken({
       sub: family.sub,
       clientId: family.clientId,
       scope,
@@ -240,7 +241,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     if (await revokedMeanwhile(grantTimes, issued)) {
       throw new InvalidGrantError('the user or the client has been revoked; the grant is revoked');
     }
-    recordAudit(deps.audit, 'token_refreshed', {
+    server.audit.record('token_refreshed', {
       sub: family.sub,
       client_id: client.client_id,
       grant_type: 'refresh_token',
@@ -256,7 +257,7 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
     };
   }
 
-  return clientEndpoint(deps, async (client, params, res, ctx) => {
+  return clientEndpoint(server, async (client, params, res, ctx) => {
     const grantType = requiredParam(params, 'grant_type');
     if (grantType !== 'authorization_code' && grantType !== 'refresh_token') {
       throw new UnsupportedGrantTypeError(
@@ -271,10 +272,10 @@ export function createTokenHandler(deps: FacadeDeps): RouteHandler {
         ? await authorizationCode(client, params, ctx)
         : await refreshToken(client, params, ctx);
     try {
-      await deps.clients.recordUse(client.client_id);
+      await server.clients.recordUse(client.client_id);
     } catch (error) {
       // The tokens are issued; a registration that is not kept alive now is refreshed next time.
-      deps.logger.warn({ req_id: ctx.requestId, err: (error as Error).message }, 'client use not recorded');
+      server.logger.warn({ req_id: ctx.requestId, err: (error as Error).message }, 'client use not recorded');
     }
     writeJson(res, 200, body);
   });

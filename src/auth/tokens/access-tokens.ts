@@ -2,7 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { errors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
 import type { StateStore } from '../../store/state-store.js';
+import { InvalidTokenError } from '../facade/errors.js';
 import { SIGNING_ALG, type SigningKeys } from './signing-keys.js';
+import { type VerifiedToken, VerifiedTokens } from './verified-tokens.js';
 
 /** RFC 9068 media type of an access token JWT (`typ` header). */
 export const ACCESS_TOKEN_TYP = 'at+jwt';
@@ -92,23 +94,11 @@ export type AccessTokenFailure =
   | 'revoked';
 
 /**
- * A bearer token the proxy refuses. `code` is the RFC 6750 error for the WWW-Authenticate header;
- * `reason` says why, for logs and metrics (not for the client, which only needs `invalid_token`).
+ * A bearer token the proxy refuses: RFC 6750's `invalid_token` (what the client needs to know),
+ * the failure as its `reason` (for logs and metrics).
  */
-export class AccessTokenError extends Error {
-  readonly code = 'invalid_token';
-  constructor(
-    readonly reason: AccessTokenFailure,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = 'AccessTokenError';
-  }
-
-  toResponseObject(): { error: 'invalid_token'; error_description: string } {
-    return { error: this.code, error_description: 'The access token is invalid or expired.' };
-  }
+function refused(reason: AccessTokenFailure, message: string, cause?: unknown): InvalidTokenError {
+  return new InvalidTokenError(message, cause === undefined ? { reason } : { reason, cause });
 }
 
 export interface AccessTokensOptions {
@@ -198,7 +188,8 @@ export class AccessTokens {
   }
 
   /**
-   * The claims of a token this proxy issued for `audience`, or an AccessTokenError. A store that
+   * The claims of a token this proxy issued for `audience`; an InvalidTokenError (with the
+   * failure as its `reason`) otherwise. A store that
    * cannot be reached rejects with StoreUnavailableError instead (503, never fail open).
    */
   async verifyAccessToken(token: string, options: VerifyAccessTokenOptions): Promise<AccessTokenClaims> {
@@ -214,7 +205,7 @@ export class AccessTokens {
       claims.issuedAt <= Number(subjectCutoff ?? Number.NEGATIVE_INFINITY) ||
       claims.issuedAt <= Number(clientCutoff ?? Number.NEGATIVE_INFINITY)
     ) {
-      throw new AccessTokenError('revoked', 'the access token has been revoked');
+      throw refused('revoked', 'the access token has been revoked');
     }
     return claims;
   }
@@ -261,22 +252,6 @@ export class AccessTokens {
   }
 
   /**
-   * RFC 7009 for an access token: a valid token of ours (for any resource) is revoked and true is
-   * returned; anything else (expired, foreign, garbage) is not an error and returns false.
-   */
-  async revokeAccessToken(token: string, options: { audience: string }): Promise<boolean> {
-    let claims: AccessTokenClaims;
-    try {
-      ({ claims } = await this.verifySigned(token, { audience: options.audience }));
-    } catch (error) {
-      if (error instanceof AccessTokenError) return false;
-      throw error;
-    }
-    await this.revokeJti(claims.jti, claims.expiresAt);
-    return true;
-  }
-
-  /**
    * The signature and claims checks. A token that passed them before (same string, audience and
    * issuer) passes again without the signature check while its time claims still hold, as jose
    * checks them, and its kid still resolves to the key that verified it (so a key that is no
@@ -287,7 +262,7 @@ export class AccessTokens {
   private async verifySigned(token: string, options: VerifyAccessTokenOptions): Promise<VerifiedToken> {
     const issuer = options.issuer ?? this.issuer;
     if (typeof token !== 'string' || token === '') {
-      throw new AccessTokenError('malformed', 'the access token is empty');
+      throw refused('malformed', 'the access token is empty');
     }
     const known = this.verified.get(token);
     if (known !== undefined) {
@@ -308,11 +283,11 @@ export class AccessTokens {
         token,
         async (header) => {
           if (typeof header.kid !== 'string' || header.kid === '') {
-            throw new AccessTokenError('unknown_key', 'the access token has no kid');
+            throw refused('unknown_key', 'the access token has no kid');
           }
           const key = await this.signingKeys.verificationKey(header.kid);
           if (key === undefined) {
-            throw new AccessTokenError('unknown_key', 'the access token was signed with an unknown key');
+            throw refused('unknown_key', 'the access token was signed with an unknown key');
           }
           verifiedWith = { kid: header.kid, key };
           return key;
@@ -333,7 +308,7 @@ export class AccessTokens {
     // jose accepts an array that merely contains the audience; ours carry exactly one.
     const aud = Array.isArray(payload.aud) && payload.aud.length === 1 ? payload.aud[0] : payload.aud;
     if (aud !== options.audience) {
-      throw new AccessTokenError('audience', 'the access token is for another audience as well');
+      throw refused('audience', 'the access token is for another audience as well');
     }
     const { sub, jti, exp, iat, client_id: clientId, scope, email, groups } = payload;
     const emailVerified = payload.email_verified;
@@ -348,7 +323,7 @@ export class AccessTokens {
       (emailVerified !== undefined && typeof emailVerified !== 'boolean') ||
       (groups !== undefined && !(Array.isArray(groups) && groups.every((g) => typeof g === 'string')))
     ) {
-      throw new AccessTokenError('claims', 'the access token claims have the wrong types');
+      throw refused('claims', 'the access token claims have the wrong types');
     }
     // Frozen: the same object is handed to every later caller of this token.
     const claims: AccessTokenClaims = Object.freeze({
@@ -365,7 +340,7 @@ export class AccessTokens {
       ...(groups !== undefined ? { groups: Object.freeze([...(groups as string[])]) as string[] } : {}),
     });
     // jose resolves the key before it checks the signature: a verified token always has one.
-    if (verifiedWith === undefined) throw new AccessTokenError('unknown_key', 'the access token has no key');
+    if (verifiedWith === undefined) throw refused('unknown_key', 'the access token has no key');
     const verified: VerifiedToken = {
       claims,
       ...verifiedWith,
@@ -390,57 +365,11 @@ export class AccessTokens {
   }
 }
 
-interface VerifiedToken {
-  claims: AccessTokenClaims;
-  /** The key that verified the signature, and its kid. */
-  kid: string;
-  key: CryptoKey;
-  /** `nbf`, epoch seconds. */
-  notBefore: number | undefined;
-  /** The store keys of the revocations that cover the token, read on every request. */
-  revocationKeys: { jti: string; subject: string; client: string };
-}
-
-/** A small LRU of verified tokens by their string, bounded in entries and in characters held. */
-class VerifiedTokens {
-  private readonly entries = new Map<string, VerifiedToken>();
-  private chars = 0;
-
-  constructor(
-    private readonly maxEntries: number,
-    private readonly maxChars: number,
-  ) {}
-
-  get(token: string): VerifiedToken | undefined {
-    const entry = this.entries.get(token);
-    if (entry !== undefined) {
-      // Most recently used last: the first entry is the one evicted.
-      this.entries.delete(token);
-      this.entries.set(token, entry);
-    }
-    return entry;
-  }
-
-  set(token: string, entry: VerifiedToken): void {
-    if (token.length > this.maxChars) return;
-    this.delete(token);
-    this.entries.set(token, entry);
-    this.chars += token.length;
-    while (this.entries.size > this.maxEntries || this.chars > this.maxChars) {
-      this.delete(this.entries.keys().next().value as string);
-    }
-  }
-
-  delete(token: string): void {
-    if (this.entries.delete(token)) this.chars -= token.length;
-  }
-}
-
 /** jose's errors -> ours; anything that is not about the token (store down) passes through. */
 function classify(error: unknown): unknown {
-  if (error instanceof AccessTokenError) return error;
-  const fail = (reason: AccessTokenFailure, message: string): AccessTokenError =>
-    new AccessTokenError(reason, message, { cause: error });
+  if (error instanceof InvalidTokenError) return error;
+  const fail = (reason: AccessTokenFailure, message: string): InvalidTokenError =>
+    refused(reason, message, error);
   if (error instanceof errors.JWTExpired) return fail('expired', 'the access token has expired');
   if (error instanceof errors.JWTClaimValidationFailed) {
     switch (error.claim) {

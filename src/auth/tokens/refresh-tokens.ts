@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
 import { randomId, type SealingKeys } from '../../store/sealing-keys.js';
 import type { StateStore } from '../../store/state-store.js';
+import { InvalidGrantError } from '../facade/errors.js';
 
 export const DEFAULT_REFRESH_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
 export const DEFAULT_FAMILY_MAX_LIFETIME_SECONDS = 90 * 24 * 3600;
@@ -69,20 +70,9 @@ export type RefreshTokenFailure =
   | 'client_mismatch'
   | 'unreadable';
 
-/** A refresh token the token endpoint refuses: always `invalid_grant`, `reason` for logs. */
-export class RefreshTokenError extends Error {
-  readonly code = 'invalid_grant';
-  constructor(
-    readonly reason: RefreshTokenFailure,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'RefreshTokenError';
-  }
-
-  toResponseObject(): { error: 'invalid_grant'; error_description: string } {
-    return { error: this.code, error_description: 'The refresh token is invalid, expired or revoked.' };
-  }
+/** A refresh token the token endpoint refuses: always `invalid_grant`, the failure as its `reason`. */
+function refused(reason: RefreshTokenFailure, message: string): InvalidGrantError {
+  return new InvalidGrantError(message, { reason });
 }
 
 export interface RefreshTokensOptions {
@@ -180,18 +170,18 @@ export class RefreshTokens {
     const record =
       hash === undefined ? undefined : parseTokenRecord(await this.store.get(TOKEN_PREFIX + hash));
     if (hash === undefined || record === undefined) {
-      throw new RefreshTokenError('invalid', 'unknown or expired refresh token');
+      throw refused('invalid', 'unknown or expired refresh token');
     }
     const now = this.now();
     const family = await this.liveFamily(record.familyId, now);
-    if (now >= record.expiresAt) throw new RefreshTokenError('expired', 'the refresh token has expired');
+    if (now >= record.expiresAt) throw refused('expired', 'the refresh token has expired');
     if (options.clientId !== undefined && options.clientId !== family.clientId) {
-      throw new RefreshTokenError('client_mismatch', 'the refresh token was issued to another client');
+      throw refused('client_mismatch', 'the refresh token was issued to another client');
     }
     const first = await this.store.setIfAbsent(USED_PREFIX + hash, family.id, record.expiresAt - now);
     if (!first) {
       await this.revokeFamily(family.id);
-      throw new RefreshTokenError('reuse_detected', 'refresh token reuse: the whole grant has been revoked');
+      throw refused('reuse_detected', 'refresh token reuse: the whole grant has been revoked');
     }
     return this.newToken(family, now);
   }
@@ -265,14 +255,14 @@ export class RefreshTokens {
     if (sealed === undefined) {
       const revoked = (await this.store.get(REVOKED_FAMILY_PREFIX + familyId)) !== undefined;
       throw revoked
-        ? new RefreshTokenError('revoked', 'the grant of this refresh token has been revoked')
-        : new RefreshTokenError('expired', 'the grant of this refresh token has expired');
+        ? refused('revoked', 'the grant of this refresh token has been revoked')
+        : refused('expired', 'the grant of this refresh token has expired');
     }
     const family = this.unseal(sealed, familyId);
     if (family === undefined) {
-      throw new RefreshTokenError('unreadable', 'the grant cannot be decrypted (SESSION_SECRET changed?)');
+      throw refused('unreadable', 'the grant cannot be decrypted (SESSION_SECRET changed?)');
     }
-    if (now >= family.expiresAt) throw new RefreshTokenError('expired', 'the grant has reached its lifetime');
+    if (now >= family.expiresAt) throw refused('expired', 'the grant has reached its lifetime');
     return family;
   }
 

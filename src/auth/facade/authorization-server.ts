@@ -1,0 +1,160 @@
+import type { Config } from '../../config/types.js';
+import type { RateLimiter } from '../../limits/rate-limit.js';
+import type { Logger } from '../../observability/logger.js';
+import type { SessionManager } from '../../session/sessions.js';
+import type { SealingKeys } from '../../store/sealing-keys.js';
+import type { StateStore } from '../../store/state-store.js';
+import type { AuditLog } from '../audit.js';
+import { AccessTokens } from '../tokens/access-tokens.js';
+import { RefreshTokens } from '../tokens/refresh-tokens.js';
+import { SigningKeys } from '../tokens/signing-keys.js';
+import { AuthorizationCodes } from './authorization-codes.js';
+import { isMetadataDocumentClientId } from './cimd.js';
+import type { ClientRegistry } from './clients.js';
+import { Consents } from './consents.js';
+import { issuerUrl, protectedResourceMetadataUrl, resourceUrl } from './metadata.js';
+
+export interface AuthorizationServerOptions {
+  /**
+   * The running configuration: PUBLIC_URL and MCP_PATH make the issuer and the resource; the
+   * allow-lists are read at every authorization and exchange, so a reload applies at once.
+   */
+  config: Config;
+  logger: Logger;
+  audit: AuditLog;
+  /** Where codes, consents, grants, revocations and signing keys are kept. */
+  store: StateStore;
+  keys: SealingKeys;
+  /** The browser sessions users approve clients from (and which "revoke user" ends). */
+  sessions: SessionManager;
+  clients: ClientRegistry;
+  /** Limits /authorize, /token, /revoke and /register per client IP; undefined = off. */
+  rateLimiter: RateLimiter | undefined;
+}
+
+/** What revoking a user did (admin "revoke user"). */
+export interface UserRevocation {
+  sessionsRevoked: number;
+  grantsRevoked: number;
+  consentsRevoked: number;
+  codesRevoked: number;
+  /** Every access token issued to the user up to this moment is refused from now on. */
+  accessTokensRevokedBefore: Date;
+}
+
+/** What revoking a client did (admin "revoke client"). */
+export interface ClientRevocation {
+  /**
+   * What became of the registration. A client from MCP_CLIENTS (`pre_registered`) is left alone,
+   * and nothing else is revoked: the configuration, not the store, says it exists.
+   */
+  registration: 'deleted' | 'not_found' | 'pre_registered';
+  /** The registered name, when the client was registered here (a metadata document is not fetched for it). */
+  clientName: string | undefined;
+  grantsRevoked: number;
+  consentsRevoked: number;
+  codesRevoked: number;
+}
+
+/**
+ * The OAuth 2.1 authorization server for MCP clients (the "facade" in front of the upstream
+ * login): the clients it knows, the codes, consents and grants (refresh-token families) it holds,
+ * the access tokens it mints and checks, and the use cases that cut across them (revoking a user
+ * or a client, rotating the signing key). Its endpoints (endpoints.ts) and the admin API work
+ * through this one object; none of them reads the store itself.
+ */
+export class AuthorizationServer {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly audit: AuditLog;
+  readonly sessions: SessionManager;
+  readonly clients: ClientRegistry;
+  readonly codes: AuthorizationCodes;
+  readonly consents: Consents;
+  /** The grants MCP clients hold: refresh-token families (issue, rotate, list, revoke). */
+  readonly grants: RefreshTokens;
+  readonly accessTokens: AccessTokens;
+  readonly signingKeys: SigningKeys;
+  readonly rateLimiter: RateLimiter | undefined;
+  /** PUBLIC_URL's origin (RFC 8414 `issuer`, RFC 9207 `iss`). */
+  readonly issuer: string;
+  /** PUBLIC_URL + MCP_PATH: the audience of every access token. */
+  readonly resource: string;
+  /** Where the resource's metadata lives (RFC 9728), named in every bearer challenge. */
+  readonly resourceMetadataUrl: string;
+
+  constructor(options: AuthorizationServerOptions) {
+    const { config, store, keys } = options;
+    this.config = config;
+    this.logger = options.logger;
+    this.audit = options.audit;
+    this.sessions = options.sessions;
+    this.clients = options.clients;
+    this.rateLimiter = options.rateLimiter;
+    this.codes = new AuthorizationCodes(store, keys);
+    this.consents = new Consents(store, keys);
+    this.grants = new RefreshTokens(store, keys);
+    this.signingKeys = new SigningKeys(store, keys);
+    this.accessTokens = new AccessTokens(this.signingKeys, store, {
+      publicUrl: config.server.publicUrl.origin,
+    });
+    this.issuer = issuerUrl(config.server.publicUrl);
+    this.resource = resourceUrl(config.server.publicUrl, config.mcpPath);
+    this.resourceMetadataUrl = protectedResourceMetadataUrl(config.server.publicUrl, config.mcpPath);
+  }
+
+  /**
+   * Signs the user out everywhere: every browser session ends, every grant and unused code is
+   * revoked, approvals are forgotten (the consent page is shown again), and every access token
+   * issued to the user so far is refused, on every instance sharing the store. Not a ban: the
+   * allow-lists decide whether they may sign in again.
+   */
+  async revokeUser(subject: string): Promise<UserRevocation> {
+    // Access tokens first: every one issued to the user until now is refused from here on; then
+    // nothing is left to mint new ones from (the token endpoint checks the cut-off after minting).
+    await this.accessTokens.revokeSubject(subject);
+    const [sessionsRevoked, grantsRevoked, consentsRevoked, codesRevoked] = await Promise.all([
+      this.sessions.destroySubject(subject),
+      this.grants.revokeSubject(subject),
+      this.consents.forget({ sub: subject }),
+      this.codes.revokeWhere((grant) => grant.sub === subject),
+    ]);
+    return {
+      sessionsRevoked,
+      grantsRevoked,
+      consentsRevoked,
+      codesRevoked,
+      accessTokensRevokedBefore: new Date(),
+    };
+  }
+
+  /**
+   * Deletes a client's registration and revokes everything it holds: its grants, the approvals
+   * given to it, its unused codes, and every access token issued to it so far.
+   */
+  async revokeClient(clientId: string): Promise<ClientRevocation> {
+    // For its name in the audit log; a metadata document is not fetched for that.
+    const client = isMetadataDocumentClientId(clientId) ? undefined : await this.clients.get(clientId);
+    const registration = await this.clients.delete(clientId);
+    const clientName = client?.client_name;
+    if (registration === 'pre_registered') {
+      return { registration, clientName, grantsRevoked: 0, consentsRevoked: 0, codesRevoked: 0 };
+    }
+    // Tokens first: from this moment every access token the client holds is refused.
+    await this.accessTokens.revokeClient(clientId);
+    const [grantsRevoked, consentsRevoked, codesRevoked] = await Promise.all([
+      this.grants.revokeClient(clientId),
+      this.consents.forget({ clientId }),
+      this.codes.revokeWhere((grant) => grant.clientId === clientId),
+    ]);
+    return { registration, clientName, grantsRevoked, consentsRevoked, codesRevoked };
+  }
+
+  /**
+   * Makes a new signing key the active one; the previous one stays published until every token
+   * it signed has expired. Returns the new key's kid.
+   */
+  rotateKeys(): Promise<string> {
+    return this.signingKeys.rotate();
+  }
+}

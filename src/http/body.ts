@@ -1,0 +1,69 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/**
+ * Reading a request body the proxy answers itself (the OAuth endpoints' forms, a registration's
+ * JSON), bounded: a body larger than the caller's limit is refused without holding it in memory.
+ */
+
+/** Why a body was not read: larger than the limit, or the stream failed (the client went away). */
+export type BodyFailure = 'too_large' | 'unreadable';
+
+export class BodyError extends Error {
+  constructor(
+    readonly reason: BodyFailure,
+    /** The limit the body was read against, in bytes. */
+    readonly limit: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      reason === 'too_large'
+        ? `the request body is larger than ${limit} bytes`
+        : 'the request body could not be read',
+      options,
+    );
+    this.name = 'BodyError';
+  }
+}
+
+/** The request's media type, lower case and without parameters (`application/json`), or ''. */
+export function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+}
+
+/**
+ * Lets the unread rest of a refused body go by, and closes the connection after the answer:
+ * bytes the proxy will not read must not be taken for the next request on the connection.
+ */
+export function discardBody(req: IncomingMessage, res: ServerResponse): void {
+  res.setHeader('connection', 'close');
+  req.resume();
+}
+
+/**
+ * The whole body, at most `limit` bytes. A larger one (declared in Content-Length, or found while
+ * reading) throws BodyError `too_large` at once, its rest discarded (discardBody); a stream that
+ * fails throws `unreadable`.
+ */
+export async function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    discardBody(req, res);
+    throw new BodyError('too_large', limit);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) {
+        discardBody(req, res);
+        throw new BodyError('too_large', limit);
+      }
+      chunks.push(chunk as Buffer);
+    }
+  } catch (error) {
+    if (error instanceof BodyError) throw error;
+    throw new BodyError('unreadable', limit, { cause: error });
+  }
+  return Buffer.concat(chunks);
+}
