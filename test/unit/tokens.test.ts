@@ -406,7 +406,7 @@ describe('access tokens', () => {
     for (const [garbage, reason] of cases) {
       const error = await accessFailure(access.verifyAccessToken(garbage, { audience: RESOURCE }));
       expect(error.reason).toBe(reason);
-      expect(error.toResponseObject().error).toBe('invalid_token');
+      expect(error.error).toBe('invalid_token');
     }
   });
 

@@ -82,12 +82,8 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
     error: OAuthError,
     state: string | undefined,
   ): void => {
-    const { error: code, error_description } = error.toResponseObject();
-    writeRedirect(
-      res,
-      status,
-      authorizationResponseUrl(redirectUri, { error: code, error_description, state, iss: issuer }),
-    );
+    const params = { error: error.code, error_description: error.description, state, iss: issuer };
+    writeRedirect(res, status, authorizationResponseUrl(redirectUri, params));
   };
 
   async function check(params: URLSearchParams): Promise<CheckedRequest> {

@@ -27,11 +27,6 @@ export type OAuthErrorCode =
   | 'invalid_token'
   | 'insufficient_scope';
 
-export interface OAuthErrorResponse {
-  error: OAuthErrorCode;
-  error_description: string;
-}
-
 export interface OAuthErrorOptions {
   cause?: unknown;
   /** Response headers the error is answered with (`Retry-After`, `WWW-Authenticate`, ...). */
@@ -64,10 +59,6 @@ export abstract class OAuthError extends Error implements ErrorAnswer {
 
   get description(): string {
     return this.message;
-  }
-
-  toResponseObject(): OAuthErrorResponse {
-    return { error: this.code, error_description: this.message };
   }
 }
 
