@@ -3,7 +3,7 @@ import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from '../
 import type { Challenge } from '../auth/challenge.js';
 import type { Config } from '../config/types.js';
 import type { ErrorAnswer, HeaderList } from '../http/errors.js';
-import { addressBudget, type RateLimits, tooManyRequests } from '../limits/rate-limit.js';
+import { addressBudget, type RateLimiter, type RateLimits, tooManyRequests } from '../limits/rate-limit.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TraceSpan } from '../observability/spans.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
@@ -107,18 +107,13 @@ export function admit(
     return refuse(400, 'invalid_request', 'only WebSocket upgrades are supported');
   }
   const { path, search } = checked.target;
-  const ctx = (): AuthContext => ({
-    clientIp: resolved(deps, req, scope).ip,
-    requestId: scope.id,
-    path,
-    search,
-    trace: scope.trace,
-  });
 
   const monitoring = deps.monitoring.get(path);
   if (monitoring) {
     scope.route = monitoring.route;
-    return ownedEndpoint(scope, monitoring.handler, path, ctx);
+    return (
+      refuseUpgrade(scope, path) ?? serve(monitoring.handler, authContext(deps, req, scope, path, search))
+    );
   }
 
   const { authenticator } = deps;
@@ -134,7 +129,7 @@ export function admit(
   if (deps.admin !== undefined && isAdminPath(path)) {
     scope.route = 'admin';
     // No CORS: the guard above already refused foreign Hosts and Origins.
-    return ownedEndpoint(scope, deps.admin, path, ctx);
+    return refuseUpgrade(scope, path) ?? serve(deps.admin, authContext(deps, req, scope, path, search));
   }
 
   // Browser-based clients (MCP Inspector) call across origins: an allowed origin may read the
@@ -144,26 +139,31 @@ export function admit(
     if (isPreflight(req)) {
       scope.route = publicEndpoint ? 'auth' : 'preflight';
       const cors = scope.cors;
-      return serve(async (_req, res) => answerPreflight(res, cors), ctx());
+      return serve(
+        async (_req, res) => answerPreflight(res, cors),
+        authContext(deps, req, scope, path, search),
+      );
     }
   }
 
   const route = authenticator.routes?.get(path);
   if (route) {
     scope.route = 'auth';
-    if (scope.upgrade) return ownedEndpoint(scope, route, path, ctx);
+    const refused = refuseUpgrade(scope, path);
+    if (refused) return refused;
     // Owned endpoints take no identity here: those without a login budget of their own
     // (/logout, discovery, JWKS) spend the client IP's.
-    const context = ctx();
-    if (authenticator.authLimitedPaths?.has(path)) return serve(route, context);
-    return spend(deps, `ip:${addressBudget(context.clientIp)}`, () => serve(route, context));
+    const context = authContext(deps, req, scope, path, search);
+    const limiter = deps.rateLimits.requests;
+    if (!limiter || authenticator.authLimitedPaths?.has(path)) return serve(route, context);
+    return spend(limiter, `ip:${addressBudget(context.clientIp)}`, () => serve(route, context));
   }
 
   if (!scope.upgrade) {
     const { mcpPath } = deps.config;
     scope.route = path === mcpPath || path.startsWith(`${mcpPath}/`) ? 'mcp' : 'proxied';
   }
-  const pending = authenticator.authenticate(req, ctx());
+  const pending = authenticator.authenticate(req, authContext(deps, req, scope, path, search));
   return isPromise(pending)
     ? pending.then((decision) => afterAuthentication(deps, req, scope, path + search, decision))
     : afterAuthentication(deps, req, scope, path + search, pending);
@@ -181,49 +181,48 @@ function afterAuthentication(
     mode: deps.authenticator.mode,
     result: decision.kind === 'allow' ? 'allowed' : decision.challenge.result,
   });
+  const limiter = deps.rateLimits.requests;
+  if (!limiter) return decided(deps, req, scope, target, decision);
   // After authentication, so a user's requests count as theirs whatever their address;
   // challenged requests count against their client IP, so hammering is refused too.
-  const client = resolved(deps, req, scope);
   const budget =
     decision.kind === 'allow' && decision.identity
       ? `user:${decision.identity.user}`
-      : `ip:${addressBudget(client.ip)}`;
-  return spend(deps, budget, (): Admission => {
-    if (decision.kind === 'challenge') {
-      scope.auth = decision.challenge.result;
-      return { kind: 'challenge', challenge: decision.challenge };
-    }
-    if (scope.trace?.recording && decision.identity) {
-      scope.trace.setAttributes({ 'enduser.id': decision.identity.user });
-    }
-    return { kind: 'forward', target, headers: backendHeaders(deps, req, client, scope.id, decision) };
-  });
+      : `ip:${addressBudget(resolved(deps, req, scope).ip)}`;
+  return spend(limiter, budget, () => decided(deps, req, scope, target, decision));
 }
 
-/**
- * Spends one request of `key`'s RATE_LIMIT_PER_MINUTE budget, then goes on with `next`; over
- * the budget, 429 and nothing else happens. Without a limit, `next` runs in this tick.
- */
-function spend(deps: AdmissionDeps, key: string, next: () => Admission): Admission | Promise<Admission> {
-  const limiter = deps.rateLimits.requests;
-  if (!limiter) return next();
+/** Stages 10 and 11: the authenticator's refusal, or the request on its way to the backend. */
+function decided(
+  deps: AdmissionDeps,
+  req: IncomingMessage,
+  scope: RequestScope,
+  target: string,
+  decision: AuthDecision,
+): Admission {
+  if (decision.kind === 'challenge') {
+    scope.auth = decision.challenge.result;
+    return { kind: 'challenge', challenge: decision.challenge };
+  }
+  if (scope.trace?.recording && decision.identity) {
+    scope.trace.setAttributes({ 'enduser.id': decision.identity.user });
+  }
+  const client = resolved(deps, req, scope);
+  return { kind: 'forward', target, headers: backendHeaders(deps, req, client, scope.id, decision) };
+}
+
+/** Spends one request of `key`'s RATE_LIMIT_PER_MINUTE budget, then goes on; over it, 429 and nothing else. */
+function spend(limiter: RateLimiter, key: string, next: () => Admission): Promise<Admission> {
   return limiter.consume(key).then((verdict): Admission => {
     if (verdict.allowed) return next();
     return { kind: 'refuse', answer: tooManyRequests(verdict.retryAfterSeconds) };
   });
 }
 
-/** An owned endpoint: served over HTTP, refused as a WebSocket upgrade. */
-function ownedEndpoint(
-  scope: RequestScope,
-  handler: RouteHandler,
-  path: string,
-  ctx: () => AuthContext,
-): Admission {
-  if (scope.upgrade) {
-    return refuse(404, 'not_found', `${path} is the proxy's own endpoint and takes no WebSocket upgrades.`);
-  }
-  return serve(handler, ctx());
+/** The proxy's own endpoints take no WebSocket upgrades: the refusal for an upgrade, else nothing. */
+function refuseUpgrade(scope: RequestScope, path: string): Admission | undefined {
+  if (!scope.upgrade) return undefined;
+  return refuse(404, 'not_found', `${path} is the proxy's own endpoint and takes no WebSocket upgrades.`);
 }
 
 function serve(handler: RouteHandler, ctx: AuthContext): Admission {
@@ -232,6 +231,16 @@ function serve(handler: RouteHandler, ctx: AuthContext): Admission {
 
 function refuse(status: number, error: string, description: string): Admission {
   return { kind: 'refuse', answer: { status, error, description } };
+}
+
+function authContext(
+  deps: AdmissionDeps,
+  req: IncomingMessage,
+  scope: RequestScope,
+  path: string,
+  search: string,
+): AuthContext {
+  return { clientIp: resolved(deps, req, scope).ip, requestId: scope.id, path, search, trace: scope.trace };
 }
 
 /** The client's address, from the socket and (behind TRUSTED_PROXIES) the forwarding headers; once. */
