@@ -6,6 +6,8 @@ import type { Challenge } from './challenge.js';
 export interface Identity {
   user: string;
   email?: string;
+  /** The provider's `email_verified` (false: the allow-lists do not match the email). */
+  emailVerified?: boolean;
   groups?: readonly string[];
 }
 
@@ -21,6 +23,10 @@ export type AuthDecision =
       credentialsConsumed: boolean;
       /** Further headers for the backend (forwarded upstream tokens, when configured). */
       extraHeaders?: ReadonlyArray<[string, string]>;
+      /** The bearer token's scopes; absent for a browser session (judged by the rules' `allow` alone). */
+      scopes?: readonly string[];
+      /** The OAuth client the bearer token was issued to (audit). */
+      clientId?: string;
     }
   | { kind: 'challenge'; challenge: Challenge };
 
@@ -60,6 +66,11 @@ export interface Authenticator {
    * (a session store) returns a promise.
    */
   authenticate(req: IncomingMessage, ctx: AuthContext): AuthDecision | Promise<AuthDecision>;
+  /**
+   * The step-up challenge (MCP authorization, scope challenges): 403 insufficient_scope naming
+   * every scope `required`, so the client re-authorizes for them. Absent where there are no tokens.
+   */
+  insufficientScope?(required: readonly string[], description: string): Challenge;
   close?(): Promise<void>;
 }
 

@@ -94,8 +94,15 @@ export class SessionAuthenticator implements Authenticator {
     this.noteFirstCall(claims.sub, claims.clientId);
     return {
       kind: 'allow',
-      identity: { user: claims.sub, email: claims.email, groups: claims.groups },
+      identity: {
+        user: claims.sub,
+        email: claims.email,
+        emailVerified: claims.emailVerified,
+        groups: claims.groups,
+      },
       credentialsConsumed: true,
+      scopes: claims.scope.split(' '),
+      clientId: claims.clientId,
     };
   }
 
@@ -132,13 +139,17 @@ export class SessionAuthenticator implements Authenticator {
    * so the client knows where to get (or how to widen) a token. Labelled by the error's reason,
    * or its code.
    */
-  private bearerChallenge(error: OAuthError): Challenge {
+  insufficientScope(required: readonly string[], description: string): Challenge {
+    return this.bearerChallenge(new InsufficientScopeError(description), required);
+  }
+
+  private bearerChallenge(error: OAuthError, scope: readonly string[] = [MCP_SCOPE]): Challenge {
     const { code } = error;
     const challenge =
       code === 'invalid_token' || code === 'insufficient_scope'
         ? wwwAuthenticateChallenge({
             resourceMetadataUrl: this.server.resourceMetadataUrl,
-            scope: MCP_SCOPE,
+            scope,
             error: code,
             description: error.description,
           })

@@ -1,3 +1,4 @@
+import type { McpAccessPolicy } from '../mcp/access-policy.js';
 /** An MCP client configured by the operator (MCP_CLIENTS). */
 export interface PreRegisteredClientConfig {
   clientId: string;
@@ -36,6 +37,8 @@ export interface Config {
     sseKeepaliveMs: number;
   };
   mcpPath: string;
+  /** MCP-aware access (mcp_access) and the inspection stage's body limit. */
+  mcp?: { access: McpAccessPolicy | undefined; maxBodyBytes: number };
   security: {
     headersOnProxied: boolean;
     contentSecurityPolicy: string;

@@ -188,5 +188,10 @@ function needsRefresh(record: SessionRecord): boolean {
 }
 
 function toIdentity(identity: UpstreamIdentity): Identity {
-  return { user: identity.sub, email: identity.email, groups: identity.groups };
+  return {
+    user: identity.sub,
+    email: identity.email,
+    emailVerified: identity.emailVerified,
+    groups: identity.groups,
+  };
 }

@@ -5,6 +5,7 @@ import type { SessionManager } from '../../session/sessions.js';
 import type { SealingKeys } from '../../store/sealing-keys.js';
 import type { StateStore } from '../../store/state-store.js';
 import type { AuditLog } from '../audit.js';
+import type { UpstreamIdentity } from '../oidc/provider.js';
 import { AccessTokens } from '../tokens/access-tokens.js';
 import { RefreshTokens } from '../tokens/refresh-tokens.js';
 import { SigningKeys } from '../tokens/signing-keys.js';
@@ -12,7 +13,7 @@ import { AuthorizationCodes } from './authorization-codes.js';
 import { isMetadataDocumentClientId } from './cimd.js';
 import type { ClientRegistry } from './clients.js';
 import { Consents } from './consents.js';
-import { issuerUrl, protectedResourceMetadataUrl, resourceUrl } from './metadata.js';
+import { issuerUrl, MCP_SCOPE, protectedResourceMetadataUrl, resourceUrl } from './metadata.js';
 
 export interface AuthorizationServerOptions {
   /**
@@ -148,6 +149,30 @@ export class AuthorizationServer {
       this.codes.revokeWhere((grant) => grant.clientId === clientId),
     ]);
     return { registration, clientName, grantsRevoked, consentsRevoked, codesRevoked };
+  }
+
+  /**
+   * Every scope a token may carry: the base scope, and the step-up scopes the mcp_access rules
+   * name (read at each call: a reload may change them). Listed in `scopes_supported`.
+   */
+  scopesSupported(): string[] {
+    return [MCP_SCOPE, ...(this.config.mcp?.access?.scopes ?? [])];
+  }
+
+  /**
+   * The scopes granted for a request of `requested` by this user: the base scope always, and a
+   * step-up scope only when a rule naming it allows the user; others are dropped (not an error:
+   * a client asking for every scope the metadata lists still gets what the user may have).
+   */
+  grantedScopes(requested: readonly string[], user: UpstreamIdentity): string[] {
+    const grantable = new Set(
+      this.config.mcp?.access?.grantableScopes({
+        email: user.email,
+        emailVerified: user.emailVerified,
+        groups: user.groups ?? [],
+      }) ?? [],
+    );
+    return [MCP_SCOPE, ...requested.filter((scope) => scope !== MCP_SCOPE && grantable.has(scope))];
   }
 
   /**

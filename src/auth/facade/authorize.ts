@@ -163,7 +163,7 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
       if (resource !== defaultResource) {
         throw new InvalidTargetError(`this server issues tokens only for the resource ${defaultResource}`);
       }
-      const scope = (scopeParam(params) ?? [MCP_SCOPE]).join(' ');
+      const scope = (scopeParam(params, server.scopesSupported()) ?? [MCP_SCOPE]).join(' ');
       return {
         kind: 'ok',
         client,
@@ -233,13 +233,17 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
     if (checked.kind === 'redirect') {
       return redirectError(res, 302, checked.redirectUri, checked.error, checked.state);
     }
-    const { client, request } = checked;
+    const { client } = checked;
     const lookup = await server.sessions.load(req.headers.cookie);
     if (lookup.kind !== 'valid') {
       // /login sends the browser back to this very request once the user has signed in.
       return writeRedirect(res, 302, `/login?rd=${encodeURIComponent(`${ctx.path}${ctx.search}`)}`);
     }
     const { identity } = lookup.record;
+    // Step-up scopes only for users a rule naming them allows; the rest are dropped here, so the
+    // consent page, the code and the tokens all carry what was granted.
+    const scope = server.grantedScopes(checked.request.scope.split(' '), identity).join(' ');
+    const request = { ...checked.request, scope };
     if (!allowed(identity, request, ctx)) {
       const denied = new AccessDeniedError('the signed-in user is not allowed to use this server');
       return redirectError(res, 302, request.redirectUri, denied, request.state);

@@ -5,7 +5,6 @@ import type { AuthorizationServer } from './authorization-server.js';
 import {
   authorizationServerMetadata,
   FACADE_PATHS,
-  MCP_SCOPE,
   openIdConfiguration,
   protectedResourceMetadata,
 } from './metadata.js';
@@ -39,20 +38,25 @@ function getOnly(handler: (res: ServerResponse) => Promise<void> | void): RouteH
 export function discoveryRoutes(server: AuthorizationServer): Map<string, RouteHandler> {
   const { publicUrl } = server.config.server;
   const { mcpPath } = server.config;
-  const scopesSupported = [MCP_SCOPE];
-  const resource = protectedResourceMetadata({ publicUrl, mcpPath, scopesSupported });
-  const asOptions = { publicUrl, scopesSupported, registrationEnabled: server.clients.dcrEnabled };
+  // Built at each request: a reload may change the step-up scopes mcp_access names.
+  const resource = () =>
+    protectedResourceMetadata({ publicUrl, mcpPath, scopesSupported: server.scopesSupported() });
+  const asOptions = () => ({
+    publicUrl,
+    scopesSupported: server.scopesSupported(),
+    registrationEnabled: server.clients.dcrEnabled,
+  });
   const routes = new Map<string, RouteHandler>();
-  const resourceHandler = getOnly((res) => sendDocument(res, resource, 3600));
+  const resourceHandler = getOnly((res) => sendDocument(res, resource(), 3600));
   routes.set(FACADE_PATHS.protectedResourceMetadata, resourceHandler);
   if (mcpPath !== '/') routes.set(`${FACADE_PATHS.protectedResourceMetadata}${mcpPath}`, resourceHandler);
   routes.set(
     FACADE_PATHS.authorizationServerMetadata,
-    getOnly((res) => sendDocument(res, authorizationServerMetadata(asOptions), 3600)),
+    getOnly((res) => sendDocument(res, authorizationServerMetadata(asOptions()), 3600)),
   );
   routes.set(
     FACADE_PATHS.openIdConfiguration,
-    getOnly((res) => sendDocument(res, openIdConfiguration(asOptions), 3600)),
+    getOnly((res) => sendDocument(res, openIdConfiguration(asOptions()), 3600)),
   );
   // Short cache: a rotated key must reach verifiers well before its first token expires.
   routes.set(

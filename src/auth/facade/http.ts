@@ -68,17 +68,18 @@ export function requiredParam(params: URLSearchParams, name: string): string {
 }
 
 /**
- * A `scope` parameter as a list (absent or empty: undefined). The proxy defines one scope,
- * MCP_SCOPE; anything else is invalid_scope.
+ * A `scope` parameter as a list (absent or empty: undefined). Only the scopes this server
+ * defines (`supported`: the base scope and the mcp_access step-up scopes) may be asked for;
+ * anything else is invalid_scope.
  */
-export function scopeParam(params: URLSearchParams): string[] | undefined {
+export function scopeParam(params: URLSearchParams, supported: readonly string[]): string[] | undefined {
   const raw = param(params, 'scope');
   if (raw === undefined) return undefined;
   const scopes = [...new Set(raw.split(' ').filter((s) => s !== ''))];
-  const unknown = scopes.find((s) => s !== MCP_SCOPE);
+  const unknown = scopes.find((s) => !supported.includes(s));
   if (unknown !== undefined) {
     throw new InvalidScopeError(
-      `unknown scope ${JSON.stringify(unknown.slice(0, 50))}: this server grants only "${MCP_SCOPE}"`,
+      `unknown scope ${JSON.stringify(unknown.slice(0, 50))}: this server grants ${supported.map((s) => `"${s}"`).join(', ')}`,
     );
   }
   return scopes.length === 0 ? undefined : scopes;

@@ -188,7 +188,7 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
     ctx: AuthContext,
   ): Promise<TokenResponse> {
     const token = requiredParam(params, 'refresh_token');
-    const requestedScope = scopeParam(params);
+    const requestedScope = scopeParam(params, server.scopesSupported());
     const resource = param(params, 'resource');
 
     let rotated: IssuedRefreshToken;
