@@ -41,13 +41,14 @@ export function discardBody(req: IncomingMessage, res: ServerResponse): void {
 
 /**
  * The whole body, at most `limit` bytes. A larger one (declared in Content-Length, or found while
- * reading) throws BodyError `too_large` at once, its rest discarded (discardBody); a stream that
- * fails throws `unreadable`.
+ * reading) throws BodyError `too_large` at once, its rest let go by unread: the caller's answer
+ * must then close the connection (`Connection: close`), so those bytes are never taken for the
+ * next request. A stream that fails throws `unreadable`.
  */
-export async function readBody(req: IncomingMessage, res: ServerResponse, limit: number): Promise<Buffer> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
-    discardBody(req, res);
+    req.resume();
     throw new BodyError('too_large', limit);
   }
   const chunks: Buffer[] = [];
@@ -56,7 +57,7 @@ export async function readBody(req: IncomingMessage, res: ServerResponse, limit:
     for await (const chunk of req) {
       size += (chunk as Buffer).length;
       if (size > limit) {
-        discardBody(req, res);
+        req.resume();
         throw new BodyError('too_large', limit);
       }
       chunks.push(chunk as Buffer);

@@ -4,9 +4,12 @@ import type { Challenge } from '../auth/challenge.js';
 import type { Config } from '../config/types.js';
 import type { ErrorAnswer, HeaderList } from '../http/errors.js';
 import { addressBudget, type RateLimiter, type RateLimits, tooManyRequests } from '../limits/rate-limit.js';
+import type { McpAccessPolicy } from '../mcp/access-policy.js';
+import { inspectMcpRequest } from '../mcp/inspection.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TraceSpan } from '../observability/spans.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
+import type { ResponseEditor } from '../proxy/message-editor.js';
 import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
 import { answerPreflight, corsHeaders, isPreflight } from './cors.js';
 import type { OriginGuard } from './origin-guard.js';
@@ -54,7 +57,8 @@ export type Admission =
   | { kind: 'refuse'; answer: ErrorAnswer }
   | { kind: 'serve'; handler: RouteHandler; ctx: AuthContext }
   | { kind: 'challenge'; challenge: Challenge }
-  | { kind: 'forward'; target: string; headers: string[] };
+  | { kind: 'reply'; status: number; payload: unknown }
+  | { kind: 'forward'; target: string; headers: string[]; body?: Buffer; editor?: ResponseEditor };
 
 export interface AdmissionDeps {
   config: Config;
@@ -87,10 +91,12 @@ export interface AdmissionDeps {
  *  8. authentication    the authenticator's decision, counted in auth_requests_total
  *  9. rate limit        RATE_LIMIT_PER_MINUTE per user, or per client IP when anonymous (429)
  * 10. challenge         the authenticator's refusal
+ *     MCP inspection    mcp_access: calls refused, step-up asked, lists filtered (POST on MCP_PATH)
  * 11. forward           identity and forwarding headers added; the rest of the client's cleaned
  *
- * An MCP inspection stage (JSON-RPC aware access) belongs between 10 and 11: it sees the
- * authenticated identity and may refuse before anything reaches the backend.
+ * With mcp_access rules, a POST on the MCP path also passes the MCP inspection stage between 10
+ * and 11 (mcp/inspection.ts): its JSON-RPC body is judged with the identity known, before
+ * anything reaches the backend.
  *
  * Proxy-owned endpoints take no WebSocket upgrades. A decision made synchronously (bypass
  * mode, no rate limit) is returned synchronously, so the request reaches the backend in the
@@ -159,9 +165,16 @@ export function admit(
     return spend(limiter, `ip:${addressBudget(context.clientIp)}`, () => serve(route, context));
   }
 
-  if (!scope.upgrade) {
-    const { mcpPath } = deps.config;
-    scope.route = path === mcpPath || path.startsWith(`${mcpPath}/`) ? 'mcp' : 'proxied';
+  const { mcpPath } = deps.config;
+  const mcpEndpoint = path === mcpPath || path.startsWith(`${mcpPath}/`);
+  if (!scope.upgrade) scope.route = mcpEndpoint ? 'mcp' : 'proxied';
+  else if (mcpEndpoint && deps.config.mcp?.access !== undefined) {
+    // MCP speaks HTTP: a tunnel would carry JSON-RPC past the inspection stage.
+    return refuse(
+      400,
+      'invalid_request',
+      'The MCP endpoint takes no WebSocket upgrades while mcp_access applies.',
+    );
   }
   const pending = authenticator.authenticate(req, authContext(deps, req, scope, path, search));
   return isPromise(pending)
@@ -199,7 +212,7 @@ function decided(
   scope: RequestScope,
   target: string,
   decision: AuthDecision,
-): Admission {
+): Admission | Promise<Admission> {
   if (decision.kind === 'challenge') {
     scope.auth = decision.challenge.result;
     return { kind: 'challenge', challenge: decision.challenge };
@@ -208,12 +221,61 @@ function decided(
     scope.trace.setAttributes({ 'enduser.id': decision.identity.user });
   }
   const client = resolved(deps, req, scope);
-  return { kind: 'forward', target, headers: backendHeaders(deps, req, client, scope.id, decision) };
+  const headers = backendHeaders(deps, req, client, scope.id, decision);
+  const access = deps.config.mcp?.access;
+  if (access !== undefined && scope.route === 'mcp' && req.method === 'POST') {
+    return inspect(deps, req, access, decision, target, headers);
+  }
+  return { kind: 'forward', target, headers };
+}
+
+/**
+ * The MCP inspection stage (mcp_access): the JSON-RPC body judged against the rules, the
+ * backend given exactly the judged bytes, list results filtered on their way back.
+ */
+async function inspect(
+  deps: AdmissionDeps,
+  req: IncomingMessage,
+  access: McpAccessPolicy,
+  decision: Extract<AuthDecision, { kind: 'allow' }>,
+  target: string,
+  headers: string[],
+): Promise<Admission> {
+  const { identity } = decision;
+  const caller = identity && {
+    email: identity.email,
+    emailVerified: identity.emailVerified,
+    groups: identity.groups ?? [],
+    scopes: decision.scopes,
+  };
+  const inspection = await inspectMcpRequest(
+    req,
+    access,
+    caller,
+    deps.config.mcp?.maxBodyBytes ?? 4 * 1024 * 1024,
+  );
+  switch (inspection.kind) {
+    case 'forward':
+      return { kind: 'forward', target, headers, body: inspection.body, editor: inspection.editor };
+    case 'refuse':
+      return { kind: 'refuse', answer: inspection.answer };
+    case 'reply':
+      return { kind: 'reply', status: inspection.status, payload: inspection.payload };
+    case 'step_up': {
+      const challenge = deps.authenticator.insufficientScope?.(inspection.required, inspection.description);
+      if (challenge) return { kind: 'challenge', challenge };
+      return refuse(403, 'insufficient_scope', inspection.description);
+    }
+  }
 }
 
 /** Spends one request of `key`'s RATE_LIMIT_PER_MINUTE budget, then goes on; over it, 429 and nothing else. */
-function spend(limiter: RateLimiter, key: string, next: () => Admission): Promise<Admission> {
-  return limiter.consume(key).then((verdict): Admission => {
+function spend(
+  limiter: RateLimiter,
+  key: string,
+  next: () => Admission | Promise<Admission>,
+): Promise<Admission> {
+  return limiter.consume(key).then((verdict): Admission | Promise<Admission> => {
     if (verdict.allowed) return next();
     return { kind: 'refuse', answer: tooManyRequests(verdict.retryAfterSeconds) };
   });

@@ -68,6 +68,17 @@ const SERVER_ERROR: ErrorAnswer = {
  * The identity header names a client may not send (they are the proxy's to set). With tracing
  * on, so are the W3C trace context fields: the backend's parent span is the proxy's.
  */
+/** A JSON answer of the proxy's own (a JSON-RPC reply), never cached. */
+function sendJson(res: ServerResponse, status: number, payload: unknown): void {
+  const body = JSON.stringify(payload);
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
 function ownedHeaderNames(config: Config, traced: boolean): ReadonlySet<string> {
   const names = config.auth.identityHeaders;
   const owned = [names.user, names.email, names.groups].map(canonicalHeaderName);
@@ -176,6 +187,10 @@ export class Pipeline {
       case 'challenge':
         this.prepareLocal(res, scope);
         return writeChallenge(res, admission.challenge, scope.id);
+      case 'reply':
+        scope.outcome = 'mcp_refused';
+        this.prepareLocal(res, scope);
+        return sendJson(res, admission.status, admission.payload);
       case 'refuse':
         if (admission.answer.status === 429) scope.outcome = 'rate_limited';
         this.prepareLocal(res, scope);
@@ -197,6 +212,7 @@ export class Pipeline {
       scope.id,
       scope.cors,
       scope.trace,
+      admission.body === undefined ? undefined : { body: admission.body, editor: admission.editor },
     );
     this.recordForward(scope, req.method ?? 'GET', result);
   }
@@ -271,7 +287,8 @@ export class Pipeline {
         scope.outcome = admission.answer.error;
         return this.refuseOnSocket(req, socket, scope, admission.answer);
       case 'serve':
-        // Admission refuses upgrades to the proxy's own endpoints; nothing is served on a socket.
+      case 'reply':
+        // Admission refuses upgrades to the proxy's own endpoints and never inspects an upgrade.
         return this.refuseOnSocket(req, socket, scope, SERVER_ERROR);
     }
   }

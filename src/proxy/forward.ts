@@ -6,6 +6,7 @@ import { serverAttributes, type TraceSpan } from '../observability/spans.js';
 import type { CircuitBreaker } from './breaker.js';
 import { circuitOpenFailure, classifyUpstreamError, failureAnswer, type UpstreamFailure } from './errors.js';
 import { type AttemptState, ClientGoneError, Exchange } from './exchange.js';
+import type { ResponseEditor } from './message-editor.js';
 import { type Upstream, upstreamPath } from './upstream.js';
 
 export interface ForwardOptions {
@@ -86,6 +87,7 @@ export class Forwarder {
     requestId: string,
     responseExtras: HeaderList = [],
     trace?: TraceSpan,
+    _options?: { body?: Buffer; editor?: ResponseEditor },
   ): Promise<ForwardResult> {
     if (!trace) return this.exchange(req, res, pathAndQuery, headers, requestId, responseExtras);
     const method = req.method ?? 'GET';

@@ -42,9 +42,12 @@ export async function readFormBody(
     throw new FormBodyError('the request body must be application/x-www-form-urlencoded');
   }
   try {
-    return new URLSearchParams((await readBody(req, res, limit)).toString('utf8'));
+    return new URLSearchParams((await readBody(req, limit)).toString('utf8'));
   } catch (error) {
-    if (error instanceof BodyError) throw new FormBodyError(error.message, { cause: error });
+    if (error instanceof BodyError) {
+      res.setHeader('connection', 'close');
+      throw new FormBodyError(error.message, { cause: error });
+    }
     throw error;
   }
 }

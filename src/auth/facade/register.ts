@@ -20,8 +20,9 @@ export function createRegisterHandler(server: AuthorizationServer): RouteHandler
         req.resume();
         throw new InvalidClientMetadataError('the registration body must be application/json');
       }
-      const raw = await readBody(req, res, MAX_REGISTRATION_BYTES).catch((error: unknown) => {
+      const raw = await readBody(req, MAX_REGISTRATION_BYTES).catch((error: unknown) => {
         if (error instanceof BodyError && error.reason === 'too_large') {
+          res.setHeader('connection', 'close');
           throw new InvalidClientMetadataError(
             `the registration body is larger than ${MAX_REGISTRATION_BYTES} bytes`,
           );
