@@ -12,7 +12,6 @@ import {
   ServerError,
   TemporarilyUnavailableError,
 } from './errors.js';
-import { MCP_SCOPE } from './metadata.js';
 
 /**
  * What the facade's endpoints (/authorize, /token, /revoke) share: a bounded form body, parameters
