@@ -1,0 +1,214 @@
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type AccessBackend, startAccessBackend } from '../helpers/mcp-access-backend.js';
+import { type ConnectedMcpClient, connectMcpClient } from '../helpers/mcp-oauth-client.js';
+import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
+
+const bob = { username: 'bob', password: 'bob-password' };
+
+/** alice: groups engineering, mcp-users, alice@example.com; bob: group sales, bob@other.org. */
+const RULES = {
+  default: 'allow',
+  rules: [
+    { tools: ['delete_*'], allow: { groups: ['engineering'] }, scope: 'mcp:admin' },
+    { tools: ['secret_*'], allow: { groups: ['engineering'] } },
+    { prompts: ['*'], allow: { domains: ['example.com'] } },
+    { resources: ['file:///private/*'], allow: { groups: ['engineering'] } },
+  ],
+};
+
+/** An MCP POST with a bearer token, as raw bytes. */
+function post(
+  stack: OidcStack,
+  token: string,
+  body: string,
+  headers: Record<string, string> = {},
+): Promise<Response> {
+  return fetch(`${stack.url}/mcp`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      ...headers,
+    },
+    body,
+  });
+}
+
+async function refusal(promise: Promise<unknown>): Promise<McpError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(McpError);
+  return error as McpError;
+}
+
+describe.each([
+  ['JSON responses', true],
+  ['SSE responses', false],
+])('mcp_access with the official SDK server and client (%s)', (_label, json) => {
+  let backend: AccessBackend;
+  let stack: OidcStack;
+  let alice: ConnectedMcpClient;
+  let bobClient: ConnectedMcpClient;
+
+  beforeAll(async () => {
+    stack = await startOidcStack({ MCP_ACCESS: JSON.stringify(RULES) }, {}, async () => {
+      backend = await startAccessBackend(json);
+      return backend;
+    });
+    alice = await connectMcpClient(stack.url);
+    bobClient = await connectMcpClient(stack.url, bob);
+  });
+  afterAll(async () => {
+    await alice?.client.close();
+    await bobClient?.client.close();
+    await stack?.close();
+  });
+
+  it('lists to each user only what the rules let them use', async () => {
+    const names = async (c: ConnectedMcpClient): Promise<string[]> =>
+      (await c.client.listTools()).tools.map((t) => t.name).sort();
+    // delete_file stays listed for alice: her rule allows her, the scope is asked when she calls it.
+    expect(await names(alice)).toEqual(['delete_file', 'echo', 'read_file', 'secret_report']);
+    expect(await names(bobClient)).toEqual(['echo', 'read_file']);
+    expect((await alice.client.listPrompts()).prompts.map((p) => p.name)).toEqual(['greeting']);
+    expect((await bobClient.client.listPrompts()).prompts).toEqual([]);
+    const uris = async (c: ConnectedMcpClient): Promise<string[]> =>
+      (await c.client.listResources()).resources.map((r) => r.uri).sort();
+    expect(await uris(alice)).toEqual(['file:///private/keys', 'file:///public/readme']);
+    expect(await uris(bobClient)).toEqual(['file:///public/readme']);
+    const templates = async (c: ConnectedMcpClient): Promise<string[]> =>
+      (await c.client.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate);
+    expect(await templates(alice)).toEqual(['file:///private/notes/{id}']);
+    expect(await templates(bobClient)).toEqual([]);
+  });
+
+  it('answers a refused call itself: the backend never runs it', async () => {
+    const before = backend.ran.length;
+    const error = await refusal(
+      bobClient.client.callTool({ name: 'secret_report', arguments: { text: 'x' } }),
+    );
+    expect(error.message).toContain('Tool "secret_report" is not allowed for this user.');
+    await refusal(bobClient.client.getPrompt({ name: 'greeting' }));
+    await refusal(bobClient.client.readResource({ uri: 'file:///private/keys' }));
+    await refusal(bobClient.client.readResource({ uri: 'file:///private/notes/7' }));
+    expect(backend.ran.slice(before)).toEqual([]);
+
+    const allowed = await bobClient.client.callTool({ name: 'echo', arguments: { text: 'hi' } });
+    expect(allowed.content).toEqual([{ type: 'text', text: 'echo: hi' }]);
+    await alice.client.callTool({ name: 'secret_report', arguments: { text: 'q3' } });
+    expect(backend.ran.slice(before)).toEqual(['tool:echo', 'tool:secret_report']);
+  });
+
+  it('asks for the step-up scope (403 insufficient_scope) and forwards nothing', async () => {
+    const before = backend.ran.length;
+    const call = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 9,
+      method: 'tools/call',
+      params: { name: 'delete_file', arguments: { text: 'x' } },
+    });
+    const res = await post(stack, alice.provider.saved?.access_token as string, call);
+    expect(res.status).toBe(403);
+    const challenge = res.headers.get('www-authenticate') ?? '';
+    expect(challenge).toContain('error="insufficient_scope"');
+    expect(challenge).toContain('scope="mcp mcp:admin"');
+    expect(challenge).toContain(`resource_metadata="${stack.url}/.well-known/oauth-protected-resource/mcp"`);
+    // bob's rule does not allow him: refused outright, whatever the scope.
+    const bobs = await post(stack, bobClient.provider.saved?.access_token as string, call);
+    expect(bobs.status).toBe(200);
+    expect(((await bobs.json()) as { error: { message: string } }).error.message).toContain(
+      'Tool "delete_file" is not allowed',
+    );
+    expect(backend.ran.slice(before)).toEqual([]);
+    const metadata = (await (
+      await fetch(`${stack.url}/.well-known/oauth-protected-resource/mcp`)
+    ).json()) as {
+      scopes_supported: string[];
+    };
+    expect(metadata.scopes_supported).toEqual(['mcp', 'mcp:admin']);
+  });
+
+  it('refuses a body it cannot judge unambiguously, forwarding nothing', async () => {
+    const token = bobClient.provider.saved?.access_token as string;
+    const before = backend.ran.length;
+    const duplicate =
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","name":"secret_report","arguments":{"text":"x"}}}';
+    expect((await post(stack, token, duplicate)).status).toBe(400);
+    const escaped =
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\\u0061me":"secret_report","arguments":{"text":"x"}}}';
+    expect((await post(stack, token, escaped)).status).toBe(400);
+    const mismatch = await post(
+      stack,
+      token,
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'secret_report', arguments: { text: 'x' } },
+      }),
+      { 'mcp-method': 'tools/call', 'mcp-name': 'echo' },
+    );
+    expect(mismatch.status).toBe(400);
+    expect(((await mismatch.json()) as { error: { code: number } }).error.code).toBe(-32020);
+    const batch = JSON.stringify([
+      { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'a' } } },
+      {
+        jsonrpc: '2.0',
+        id: 4,
+        method: 'tools/call',
+        params: { name: 'secret_report', arguments: { text: 'b' } },
+      },
+    ]);
+    const batched = await post(stack, token, batch);
+    expect(batched.status).toBe(200);
+    expect(((await batched.json()) as Array<{ id: number }>).map((r) => r.id)).toEqual([3, 4]);
+    const gzip = await post(stack, token, duplicate, { 'content-encoding': 'gzip' });
+    expect(gzip.status).toBe(415);
+    expect(backend.ran.slice(before)).toEqual([]);
+  });
+});
+
+describe('MCP_MAX_BODY_BYTES', () => {
+  let stack: OidcStack;
+  let backend: AccessBackend;
+  let client: ConnectedMcpClient;
+
+  beforeAll(async () => {
+    stack = await startOidcStack(
+      {
+        MCP_ACCESS: JSON.stringify({ rules: [{ tools: ['secret_*'], allow: { groups: ['nobody'] } }] }),
+        MCP_MAX_BODY_BYTES: '2048',
+      },
+      {},
+      async () => {
+        backend = await startAccessBackend(true);
+        return backend;
+      },
+    );
+    client = await connectMcpClient(stack.url);
+  });
+  afterAll(async () => {
+    await client?.client.close();
+    await stack?.close();
+  });
+
+  it('refuses a larger body with 413 and a JSON error, forwarding nothing', async () => {
+    const before = backend.ran.length;
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { text: 'x'.repeat(4096) } },
+    });
+    const res = await post(stack, client.provider.saved?.access_token as string, body);
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ error: 'request_too_large' });
+    expect(backend.ran.slice(before)).toEqual([]);
+    const small = await client.client.callTool({ name: 'echo', arguments: { text: 'fits' } });
+    expect(small.content).toEqual([{ type: 'text', text: 'echo: fits' }]);
+  });
+});
