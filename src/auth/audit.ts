@@ -19,6 +19,8 @@ export type AuditEvent =
   | 'token_revoked'
   /** The first request a user makes with a client's access token (per instance): the funnel's last step. */
   | 'mcp_first_call'
+  /** A tools/call, prompts/get or resources/read the MCP inspection stage saw, with its outcome. */
+  | 'mcp_call'
   // The admin API (src/admin):
   | 'admin_auth_failure'
   | 'admin_session_revoked'

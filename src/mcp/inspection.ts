@@ -3,6 +3,7 @@ import { BodyError, readBody } from '../http/body.js';
 import type { ErrorAnswer } from '../http/errors.js';
 import type { ResponseEditor } from '../proxy/message-editor.js';
 import type { McpAccessPolicy, McpCaller, McpItemKind } from './access-policy.js';
+import type { McpCall, McpCallAudit, McpCallCaller, McpCallOutcome } from './call-audit.js';
 import { inspectMcpBody, type McpMessage } from './request.js';
 
 /**
@@ -25,7 +26,13 @@ const ITEM_METHODS: Readonly<Record<string, McpItemKind>> = {
 };
 
 /** Methods that list items, where their result holds them, and which field names each one. */
-const LIST_METHODS: Readonly<Record<string, { kind: McpItemKind; field: string; key: string }>> = {
+interface ListMethod {
+  kind: McpItemKind;
+  field: string;
+  key: string;
+}
+
+const LIST_METHODS: Readonly<Record<string, ListMethod>> = {
   'tools/list': { kind: 'tool', field: 'tools', key: 'name' },
   'prompts/list': { kind: 'prompt', field: 'prompts', key: 'name' },
   'resources/list': { kind: 'resource', field: 'resources', key: 'uri' },
@@ -48,11 +55,18 @@ export type Inspection =
   /** A rule allows the user but needs scopes the token lacks: the step-up challenge. */
   | { kind: 'step_up'; required: string[]; description: string };
 
+/** The audit trail and who is calling, for the `mcp_call` events. */
+export interface InspectionAudit {
+  calls: McpCallAudit;
+  caller: McpCallCaller;
+}
+
 export async function inspectMcpRequest(
   req: IncomingMessage,
   policy: McpAccessPolicy,
   caller: McpCaller | undefined,
   maxBodyBytes: number,
+  audit?: InspectionAudit,
 ): Promise<Inspection> {
   let body: Buffer;
   try {
@@ -87,7 +101,8 @@ export async function inspectMcpRequest(
 
   const refused: Array<{ message: McpMessage; text: string }> = [];
   const required = new Set<string>();
-  const lists = new Map<string, (typeof LIST_METHODS)[string]>();
+  const lists = new Map<string, ListMethod>();
+  const calls: Array<{ message: McpMessage; call: McpCall }> = [];
   for (const message of verdict.messages) {
     if (message.kind !== 'request' || message.method === undefined) continue;
     const list = LIST_METHODS[message.method];
@@ -95,10 +110,14 @@ export async function inspectMcpRequest(
     const kind = ITEM_METHODS[message.method];
     const name = message.name ?? message.uri;
     if (kind === undefined || name === undefined) continue;
+    const call = { method: message.method, name, id: message.id, argumentBytes: message.argumentBytes };
     const decision = policy.decide(kind, name, caller);
-    if (decision.allowed) continue;
-    if (decision.reason === 'scope') for (const scope of decision.required) required.add(scope);
-    else refused.push({ message, text: `${ITEM_LABELS[kind]} "${name}" is not allowed for this user.` });
+    if (decision.allowed) calls.push({ message, call });
+    else if (decision.reason === 'scope') for (const scope of decision.required) required.add(scope);
+    else {
+      refused.push({ message, text: `${ITEM_LABELS[kind]} "${name}" is not allowed for this user.` });
+      audit?.calls.record(call, audit.caller, 'denied');
+    }
   }
 
   if (refused.length > 0) {
@@ -119,33 +138,54 @@ export async function inspectMcpRequest(
       description: 'This call needs a scope the access token does not carry; authorize again for it.',
     };
   }
-  if (lists.size === 0) return { kind: 'forward', body };
-  return { kind: 'forward', body, editor: listFilter(policy, caller, lists) };
+  if (lists.size === 0 && (calls.length === 0 || audit === undefined)) return { kind: 'forward', body };
+  const pending = new Map<string, (outcome: McpCallOutcome) => void>();
+  if (audit)
+    for (const { message, call } of calls)
+      pending.set(idKey(message.id), audit.calls.start(call, audit.caller));
+  return { kind: 'forward', body, editor: responseWatcher(policy, caller, lists, pending, audit?.calls) };
 }
 
-/** Removes from list results the items the user may not use (nextCursor and the rest kept). */
-function listFilter(
+/**
+ * Watches the response: list results lose the items the user may not use (nextCursor and the
+ * rest kept), and each forwarded call's outcome and duration go to the audit trail.
+ */
+function responseWatcher(
   policy: McpAccessPolicy,
   caller: McpCaller | undefined,
-  lists: ReadonlyMap<string, (typeof LIST_METHODS)[string]>,
+  lists: ReadonlyMap<string, ListMethod>,
+  pending: Map<string, (outcome: McpCallOutcome) => void>,
+  calls: McpCallAudit | undefined,
 ): ResponseEditor {
   return {
     message(message) {
       if (!('id' in message)) return undefined;
-      const list = lists.get(idKey(message.id as McpMessage['id']));
+      const key = idKey(message.id as McpMessage['id']);
+      const finish = pending.get(key);
+      if (finish) {
+        pending.delete(key);
+        const result = message.result as { isError?: unknown } | undefined;
+        finish('error' in message ? 'error' : result?.isError === true ? 'tool_error' : 'ok');
+      }
+      const list = lists.get(key);
       const result = message.result as Record<string, unknown> | undefined;
       if (list === undefined || typeof result !== 'object' || result === null) return undefined;
       const items = result[list.field];
       if (!Array.isArray(items)) return undefined;
       const kept = items.filter((item: unknown) => {
         const name = (item as Record<string, unknown> | null)?.[list.key];
+        if (typeof name === 'string') calls?.noteListed(name);
         // An entry without a usable name cannot be judged, so it is not shown.
         return typeof name === 'string' && policy.visible(list.kind, name, caller);
       });
       if (kept.length === items.length) return undefined;
       return { ...message, result: { ...result, [list.field]: kept } };
     },
-    end() {},
+    end() {
+      // A call whose response never came (the backend failed, the client left) ended in error.
+      for (const finish of pending.values()) finish('error');
+      pending.clear();
+    },
   };
 }
 

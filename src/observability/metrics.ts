@@ -16,6 +16,8 @@ export interface Metrics {
   activeStreams: Gauge<'kind'>;
   authEvents: Counter<'event' | 'client'>;
   configReloads: Counter<'result'>;
+  mcpCalls: Counter<'method' | 'name' | 'outcome'>;
+  mcpCallDuration: Histogram<'method' | 'name'>;
 }
 
 export interface MetricsOptions {
@@ -94,6 +96,19 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'mcp_oidc_proxy_config_reloads_total',
       help: 'Reloads of the --config file (SIGHUP, CONFIG_WATCH), by result: applied, or rejected (invalid; the running configuration stayed).',
       labelNames: ['result'],
+      registers: [registry],
+    }),
+    mcpCalls: new Counter({
+      name: 'mcp_oidc_proxy_mcp_calls_total',
+      help: 'MCP calls (tools/call, prompts/get, resources/read) judged by mcp_access, by method, name (bounded) and outcome (ok, error, tool_error, denied).',
+      labelNames: ['method', 'name', 'outcome'],
+      registers: [registry],
+    }),
+    mcpCallDuration: new Histogram({
+      name: 'mcp_oidc_proxy_mcp_call_duration_seconds',
+      help: 'Time from an MCP call to its response, by method and name (bounded).',
+      labelNames: ['method', 'name'],
+      buckets: DURATION_BUCKETS,
       registers: [registry],
     }),
   };

@@ -5,6 +5,7 @@ import type { Config } from '../config/types.js';
 import type { ErrorAnswer, HeaderList } from '../http/errors.js';
 import { addressBudget, type RateLimiter, type RateLimits, tooManyRequests } from '../limits/rate-limit.js';
 import type { McpAccessPolicy } from '../mcp/access-policy.js';
+import type { McpCallAudit } from '../mcp/call-audit.js';
 import { inspectMcpRequest } from '../mcp/inspection.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { TraceSpan } from '../observability/spans.js';
@@ -76,6 +77,8 @@ export interface AdmissionDeps {
   draining: () => boolean;
   /** Header names a client may not send: identity headers (and trace context while tracing). */
   ownedHeaders: ReadonlySet<string>;
+  /** The audit trail of MCP calls the inspection stage sees. */
+  mcpCalls?: McpCallAudit;
 }
 
 /**

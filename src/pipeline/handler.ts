@@ -13,6 +13,7 @@ import {
   sendError,
 } from '../http/errors.js';
 import type { RateLimits } from '../limits/rate-limit.js';
+import type { McpCallAudit } from '../mcp/call-audit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -49,6 +50,8 @@ export interface PipelineDeps {
   onResponseDone: (socket: Socket | null) => void;
   /** `/admin` and below (ADMIN_ENABLED); undefined when off, so /admin is then a path like any other. */
   admin?: RouteHandler;
+  /** The audit trail of MCP calls (mcp_access). */
+  mcpCalls?: McpCallAudit;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -124,6 +127,7 @@ export class Pipeline {
       admin: deps.admin,
       draining: deps.draining,
       ownedHeaders: ownedHeaderNames(deps.config, deps.tracing.enabled),
+      mcpCalls: deps.mcpCalls,
     };
   }
 

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AuditLog } from '../auth/audit.js';
 import { type Authenticator, BypassAuthenticator } from '../auth/authenticator.js';
 import { packageVersion } from '../cli/version.js';
 import { type SettingValues, settingValues } from '../config/load.js';
@@ -13,6 +14,7 @@ import {
 import type { Config } from '../config/types.js';
 import { endSocketWithError } from '../http/errors.js';
 import { RateLimits } from '../limits/rate-limit.js';
+import { McpCallAudit } from '../mcp/call-audit.js';
 import { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import { BREAKER_STATE_VALUE, createMetrics, type Metrics } from '../observability/metrics.js';
@@ -240,6 +242,8 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     draining: () => draining,
     onResponseDone: (socket) => connections.responseDone(socket),
     admin: admin?.handle,
+    // In bypass mode there is no audit log to share: MCP calls get their own.
+    mcpCalls: new McpCallAudit(oidc?.audit ?? new AuditLog(logger), metrics),
   });
   server.on('request', pipeline.handle);
   server.on('upgrade', pipeline.handleUpgrade);

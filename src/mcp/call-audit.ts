@@ -1,0 +1,78 @@
+import type { AuditLog } from '../auth/audit.js';
+import type { Metrics } from '../observability/metrics.js';
+
+/** How a call ended: answered, answered with a JSON-RPC error, a tool's own error (`isError`), or refused here. */
+export type McpCallOutcome = 'ok' | 'error' | 'tool_error' | 'denied';
+
+/** One call as the audit records it: never its arguments (only their size) and never a token. */
+export interface McpCall {
+  method: string;
+  name: string;
+  id: string | number | null | undefined;
+  argumentBytes?: number;
+}
+
+/** Who made it. */
+export interface McpCallCaller {
+  user?: string;
+  clientId?: string;
+}
+
+/** Distinct names a metric label may take; past it, a name the server never listed is `other`. */
+const MAX_NAME_LABELS = 200;
+
+/**
+ * The audit trail of MCP calls: an `mcp_call` audit event per call (user, client, method, name,
+ * JSON-RPC id, outcome, duration, argument size) and the `mcp_oidc_proxy_mcp_calls_total` /
+ * `_mcp_call_duration_seconds` series. Metric names are bounded: names the backend listed are
+ * kept, others only until the cap, so a client cannot grow the series by inventing names.
+ */
+export class McpCallAudit {
+  private readonly listed = new Set<string>();
+  private readonly named = new Set<string>();
+
+  constructor(
+    private readonly audit: AuditLog,
+    private readonly metrics: Metrics,
+  ) {}
+
+  /** Names the backend listed (tools/list and the like): always their own label. */
+  noteListed(name: string): void {
+    if (this.listed.size < 10 * MAX_NAME_LABELS) this.listed.add(name);
+  }
+
+  /** A call is starting: the returned function records how it ended. */
+  start(call: McpCall, caller: McpCallCaller): (outcome: McpCallOutcome) => void {
+    const startedAt = performance.now();
+    let recorded = false;
+    return (outcome) => {
+      if (recorded) return;
+      recorded = true;
+      this.record(call, caller, outcome, performance.now() - startedAt);
+    };
+  }
+
+  record(call: McpCall, caller: McpCallCaller, outcome: McpCallOutcome, durationMs = 0): void {
+    this.audit.record('mcp_call', {
+      sub: caller.user,
+      client_id: caller.clientId,
+      method: call.method,
+      name: call.name,
+      jsonrpc_id: call.id === undefined || call.id === null ? undefined : String(call.id),
+      outcome,
+      duration_ms: Math.round(durationMs * 100) / 100,
+      argument_bytes: call.argumentBytes,
+    });
+    const name = this.label(call.name);
+    this.metrics.mcpCalls.inc({ method: call.method, name, outcome });
+    if (outcome !== 'denied')
+      this.metrics.mcpCallDuration.observe({ method: call.method, name }, durationMs / 1000);
+  }
+
+  private label(name: string): string {
+    if (this.listed.has(name) || this.named.has(name)) return name;
+    if (this.named.size >= MAX_NAME_LABELS) return 'other';
+    this.named.add(name);
+    return name;
+  }
+}
