@@ -103,6 +103,35 @@ describe.each([
     expect(backend.ran.slice(before)).toEqual(['tool:echo', 'tool:secret_report']);
   });
 
+  it('records every call in the audit log and the metrics, never its arguments', async () => {
+    await bobClient.client.callTool({ name: 'read_file', arguments: { text: 'arg-value-never-logged' } });
+    await refusal(bobClient.client.callTool({ name: 'secret_report', arguments: { text: 'x' } }));
+    const calls = stack.proxy.logs.filter((l) => l.audit === 'mcp_call');
+    expect(calls).toContainEqual(
+      expect.objectContaining({
+        method: 'tools/call',
+        name: 'read_file',
+        outcome: 'ok',
+        client_id: bobClient.clientId,
+      }),
+    );
+    expect(calls).toContainEqual(
+      expect.objectContaining({ method: 'tools/call', name: 'secret_report', outcome: 'denied' }),
+    );
+    expect(calls.every((l) => typeof l.sub === 'string')).toBe(true);
+    expect(stack.proxy.logText()).not.toContain('arg-value-never-logged');
+    const metrics = await (await fetch(`${stack.url}/metrics`)).text();
+    expect(metrics).toMatch(
+      /mcp_oidc_proxy_mcp_calls_total\{method="tools\/call",name="read_file",outcome="ok"\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /mcp_oidc_proxy_mcp_calls_total\{method="tools\/call",name="secret_report",outcome="denied"\} [1-9]/,
+    );
+    expect(metrics).toMatch(
+      /mcp_oidc_proxy_mcp_call_duration_seconds_count\{method="tools\/call",name="read_file"\} [1-9]/,
+    );
+  });
+
   it('asks for the step-up scope (403 insufficient_scope) and forwards nothing', async () => {
     const before = backend.ran.length;
     const call = JSON.stringify({
