@@ -152,6 +152,11 @@ function globsToRegExp(globs: readonly string[]): RegExp {
   return new RegExp(`^(?:${alternatives.join('|')})$`, 'u');
 }
 
+/** A value (MCP_ACCESS) that compiles: mcpAccessProblems finds nothing in it. */
+export function isMcpAccessConfig(raw: unknown): raw is McpAccessConfig {
+  return mcpAccessProblems(raw).length === 0;
+}
+
 function unique(values: readonly string[]): string[] {
   return [...new Set(values)];
 }
