@@ -7,6 +7,8 @@
  * beyond a setting's kind is named in its entry and written in checks.ts; rules that relate
  * several settings are in rules.ts.
  */
+
+import { mcpAccessProblems } from '../mcp/access-policy.js';
 import {
   addressOrCidrProblem,
   allowedDomainProblem,
@@ -25,7 +27,6 @@ import {
   randomSecretProblem,
   redisUrlProblem,
 } from './checks.js';
-import { mcpAccessProblems } from '../mcp/access-policy.js';
 import { MAX_CA_FILE_BYTES } from './read-file.js';
 import type { SettingSpec } from './setting-spec.js';
 
