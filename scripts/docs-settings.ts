@@ -39,6 +39,7 @@ const SECTION_TITLES: Record<string, string> = {
   policy: 'Allow-lists',
   identity_headers: 'Headers to the backend',
   mcp_clients: 'MCP clients',
+  mcp_access: 'MCP access rules',
   rate_limit: 'Rate limits',
   session: 'Sessions and Redis',
   metrics: 'Metrics',
@@ -58,7 +59,7 @@ const KIND_NAMES: Record<SettingKind, string> = {
   url: 'URL',
   file: 'file path',
   number: 'number',
-  json: 'JSON list',
+  json: 'JSON',
 };
 
 /** An environment-style name (`AUTH_MODE`, `OTEL_*`), with an `=value` when one follows. */

@@ -1,5 +1,6 @@
 /** The Config the proxy runs on, built from setting values that passed every check and rule. */
 import { isIP } from 'node:net';
+import { isMcpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
 import { originOf, preRegisteredClients, unbracketed } from './checks.js';
 import { oidcScopes, publicUrlOf } from './derived.js';
 import {
@@ -37,6 +38,10 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       sseKeepaliveMs: ms('SSE_KEEPALIVE_INTERVAL'),
     },
     mcpPath: value('MCP_PATH'),
+    mcp: {
+      access: isMcpAccessConfig(values.MCP_ACCESS) ? McpAccessPolicy.compile(values.MCP_ACCESS) : undefined,
+      maxBodyBytes: value('MCP_MAX_BODY_BYTES'),
+    },
     security: {
       headersOnProxied: value('SECURITY_HEADERS_ON_PROXIED'),
       contentSecurityPolicy: value('CONTENT_SECURITY_POLICY'),

@@ -17,8 +17,8 @@ import { type Config, ConfigError, type ConfigProblem, type Source } from './typ
 export type { LoadInput } from './sources.js';
 
 /**
- * A structured value is not repeated in its check's problems: it may be long, and each message
- * names the entry at fault.
+ * A structured value is not repeated in its problems: it may be long, and each message names
+ * the entry at fault.
  */
 const UNQUOTED_IN_CHECKS = new Set(SETTING_SPECS.filter((s) => s.kind === 'json').map((s) => s.env));
 
@@ -48,7 +48,7 @@ export function loadConfig(input: LoadInput = {}): Config {
     }
   }
   for (const { key, message } of crossFieldProblems({ values, given: new Set(raw.keys()), refused }))
-    report(key, message);
+    report(key, message, UNQUOTED_IN_CHECKS.has(key) ? '' : undefined);
 
   const reported = fileFailed ? problems.filter((p) => p.source !== 'unset') : problems;
   if (reported.length > 0) throw new ConfigError(reported.map(maskProblem));

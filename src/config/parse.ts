@@ -209,6 +209,6 @@ function parseJson(v: string): Parsed<unknown> {
   try {
     return { value: JSON.parse(v) };
   } catch {
-    return { error: 'must be JSON (in a YAML file: a list of mappings)' };
+    return { error: 'must be JSON (in a YAML file: YAML lists and mappings)' };
   }
 }

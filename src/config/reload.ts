@@ -58,6 +58,7 @@ export function takeReloadable(live: Config, next: Config): void {
   live.server.trustedProxies = next.server.trustedProxies;
   live.server.shutdownTimeoutMs = next.server.shutdownTimeoutMs;
   live.target = next.target;
+  live.mcp = next.mcp;
   live.security = next.security;
   live.auth.policy = next.auth.policy;
   live.auth.identityHeaders = next.auth.identityHeaders;

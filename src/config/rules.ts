@@ -2,6 +2,7 @@
  * Cross-field rules: what must hold between settings, one rule per function, each named for
  * what it checks. A rule about a single setting belongs in that setting's table entry instead.
  */
+import { isMcpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
 import { isLoopbackHost, pathsOverlap } from './checks.js';
 import { oidcScopes, publicUrlOf } from './derived.js';
 import type { ParsedValues } from './parse.js';
@@ -104,6 +105,21 @@ export function adminGroupsNeedOidcLogin({ values }: RuleInput): RuleProblem[] {
   ];
 }
 
+/** A rule's `allow` that names people cannot be judged in AUTH_MODE=bypass: nobody logs in. */
+export function mcpAccessIdentityNeedsOidcLogin({ values, refused }: RuleInput): RuleProblem[] {
+  const raw = values.MCP_ACCESS;
+  if (values.AUTH_MODE !== 'bypass' || refused.has('MCP_ACCESS') || !isMcpAccessConfig(raw)) return [];
+  const named = McpAccessPolicy.compile(raw).identityRules;
+  if (named.length === 0) return [];
+  const which = named.map((i) => `mcp_access.rules[${i}].allow`).join(', ');
+  return [
+    {
+      key: 'MCP_ACCESS',
+      message: `${which} ${named.length === 1 ? 'names' : 'name'} emails, domains or groups, but in bypass mode there is no user: use \`allow: {}\` or AUTH_MODE=oidc`,
+    },
+  ];
+}
+
 /** Every cross-field rule, in the order their problems are reported. */
 export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   mcpPathClearOfMetricsPath,
@@ -112,6 +128,7 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   oidcScopesIncludeOpenid,
   adminApiHasAWayIn,
   adminGroupsNeedOidcLogin,
+  mcpAccessIdentityNeedsOidcLogin,
 ];
 
 /** Runs every rule over the loaded values. */

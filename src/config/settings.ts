@@ -7,6 +7,8 @@
  * beyond a setting's kind is named in its entry and written in checks.ts; rules that relate
  * several settings are in rules.ts.
  */
+
+import { mcpAccessProblems } from '../mcp/access-policy.js';
 import {
   addressOrCidrProblem,
   allowedDomainProblem,
@@ -145,6 +147,16 @@ export const SETTINGS = [
     default: '/mcp',
     check: mcpPathProblem,
     doc: 'Public path of the MCP endpoint; the protected resource is PUBLIC_URL + MCP_PATH.',
+  },
+  {
+    env: 'MCP_MAX_BODY_BYTES',
+    yaml: 'proxy.mcp_max_body_bytes',
+    kind: 'int',
+    reloadable: true,
+    min: 1024,
+    max: 67108864,
+    default: '4194304',
+    doc: 'Largest JSON-RPC request body the MCP inspection stage reads; larger: 413, nothing forwarded.',
   },
   {
     env: 'PROXY_CONNECT_TIMEOUT',
@@ -419,6 +431,16 @@ export const SETTINGS = [
       '[{"client_id": "claude", "client_secret": "a-long-random-secret", "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"], "name": "Claude"}]',
     check: mcpClientsProblems,
     doc: 'Pre-registered MCP clients, a JSON (or YAML) list of {client_id, client_secret (optional: public client), redirect_uris, name}: what you type into Claude.ai or ChatGPT as client id and secret.',
+  },
+  {
+    env: 'MCP_ACCESS',
+    yaml: 'mcp_access',
+    kind: 'json',
+    reloadable: true,
+    example:
+      '{"default": "allow", "rules": [{"tools": ["delete_*"], "allow": {"groups": ["admins"]}, "scope": "mcp:admin"}]}',
+    check: mcpAccessProblems,
+    doc: 'Which user may use which MCP tool, prompt or resource, a JSON (or YAML) mapping {default: allow or deny, rules: [{tools, prompts, resources: name globs; allow: {emails, domains, groups}; scope}]}: the first rule whose pattern matches decides (docs/mcp-access.md).',
   },
   {
     env: 'AUTH_RATE_LIMIT_PER_MINUTE',

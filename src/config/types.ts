@@ -1,4 +1,5 @@
 import type { McpAccessPolicy } from '../mcp/access-policy.js';
+
 /** An MCP client configured by the operator (MCP_CLIENTS). */
 export interface PreRegisteredClientConfig {
   clientId: string;
@@ -37,8 +38,13 @@ export interface Config {
     sseKeepaliveMs: number;
   };
   mcpPath: string;
-  /** MCP-aware access (mcp_access) and the inspection stage's body limit. */
-  mcp?: { access: McpAccessPolicy | undefined; maxBodyBytes: number };
+  /** What the proxy reads of the JSON-RPC it forwards on the MCP path. */
+  mcp: {
+    /** The `mcp_access` rules; undefined = none configured (everything allowed). */
+    access: McpAccessPolicy | undefined;
+    /** Largest request body the inspection reads (MCP_MAX_BODY_BYTES). */
+    maxBodyBytes: number;
+  };
   security: {
     headersOnProxied: boolean;
     contentSecurityPolicy: string;

@@ -172,6 +172,29 @@ describe('mcp-oidc-proxy CLI', () => {
     expect(r.stdout + r.stderr).not.toContain(SECRET);
   });
 
+  it('check-config exits 2 for bad mcp_access rules, naming each by its path', async () => {
+    const file = join(dir, 'bad-mcp-access.yaml');
+    writeFileSync(
+      file,
+      'mcp_access:\n  rules:\n    - tool: [x]\n    - tools: [y]\n      allow: { groups: [admins] }\n',
+    );
+    const r = await run(['check-config', '--config', file], { AUTH_MODE: 'bypass' });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `MCP_ACCESS (from file ${file}): mcp_access.rules[0].tool is not a known key; did you mean tools?`,
+    );
+    expect(r.stderr).toContain(`MCP_ACCESS (from file ${file}): mcp_access.rules[0] names no tools`);
+    expect(r.stdout).not.toContain('configuration OK');
+
+    // Valid rules that name people, in bypass mode: the cross-field rule says how to fix it.
+    writeFileSync(file, 'mcp_access:\n  rules:\n    - tools: [y]\n      allow: { groups: [admins] }\n');
+    const bypass = await run(['check-config', '--config', file], { AUTH_MODE: 'bypass' });
+    expect(bypass.code).toBe(2);
+    expect(bypass.stderr).toContain(
+      'mcp_access.rules[0].allow names emails, domains or groups, but in bypass mode there is no user: use `allow: {}` or AUTH_MODE=oidc',
+    );
+  });
+
   it('check-config accepts configs/config.example.yaml in bypass mode', async () => {
     const r = await run(['check-config', '--config', EXAMPLE], { AUTH_MODE: 'bypass' });
     expect(r.stderr).toBe('');

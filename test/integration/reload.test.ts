@@ -378,6 +378,54 @@ describe('CONFIG_WATCH: reloading when the file changes, without a signal', () =
   });
 });
 
+describe('reloading MCP access rules (SIGHUP)', () => {
+  let backend: Backend;
+  let proxy: ProxyProcess;
+
+  beforeAll(async () => {
+    backend = await startBackend('A');
+  });
+  afterAll(async () => {
+    if (proxy?.child.exitCode === null) await terminate(proxy.child);
+    await backend?.close();
+  });
+
+  it('applies new rules, refuses invalid ones naming every problem, and keeps the last valid ones', async () => {
+    const port = await freePort();
+    const file = join(dir, 'mcp-access.yaml');
+    const text = (rules: string): string =>
+      `auth:\n  mode: bypass\nserver:\n  host: 127.0.0.1\n  port: ${port}\nproxy:\n  target_url: ${backend.url}\nmcp_access:\n  default: deny\n  rules:\n${rules}`;
+    const search = '    - tools: [search]\n';
+    const both = `${search}    - tools: ["read_*"]\n      allow: {}\n`;
+    writeFileSync(file, text(search));
+    proxy = await startProxyProcess(file, port);
+
+    writeFileSync(file, text(both));
+    expect(await proxy.sighup()).toMatchObject({ level: 'info', applied: ['MCP_ACCESS'] });
+
+    // Rules naming people (no user in bypass mode) and a misspelt key: refused, both named.
+    writeFileSync(
+      file,
+      text(`${both}    - prompts: ["*"]\n      allow: { groups: [admins] }\n    - tool: [x]\n`),
+    );
+    const refused = await proxy.sighup();
+    expect(refused.level).toBe('error');
+    expect(refused.problems).toEqual([
+      `MCP_ACCESS (from file ${file}): mcp_access.rules[3].tool is not a known key; did you mean tools? (the keys here are tools, prompts, resources, allow, scope)`,
+      `MCP_ACCESS (from file ${file}): mcp_access.rules[3] names no tools, prompts or resources: give at least one list of name patterns`,
+    ]);
+    writeFileSync(file, text(`${both}    - prompts: ["*"]\n      allow: { groups: [admins] }\n`));
+    expect(((await proxy.sighup()).problems as string[])[0]).toContain(
+      'mcp_access.rules[2].allow names emails, domains or groups, but in bypass mode there is no user',
+    );
+
+    // The rules running are still the last accepted ones: the same text again changes nothing.
+    writeFileSync(file, text(both));
+    expect(await proxy.sighup()).toMatchObject({ msg: 'configuration reloaded: nothing changed' });
+    expect(proxy.child.exitCode).toBeNull();
+  });
+});
+
 describe('reload of a proxy started in process', () => {
   let backend: Listening;
   let proxy: TestProxy | undefined;

@@ -87,6 +87,16 @@ const CASES: Record<CheckedSetting, CheckCases> = {
       ['[{"client_id": "claude"}]', 'entry 1 (claude): redirect_uris must be a non-empty list of URLs'],
     ],
   },
+  MCP_ACCESS: {
+    good: ['{"rules": [{"tools": ["delete_*"], "allow": {}, "scope": "mcp:admin"}]}'],
+    bad: [
+      ['[{"tools": ["*"]}]', 'mcp_access must be a mapping with rules'],
+      [
+        '{"rules": [{"tools": ["*"], "alow": {}}]}',
+        'mcp_access.rules[0].alow is not a known key; did you mean allow?',
+      ],
+    ],
+  },
   SESSION_SECRET: {
     good: ['x'.repeat(32)],
     bad: [['x'.repeat(31), 'must be at least 32 characters']],

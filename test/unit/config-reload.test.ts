@@ -44,6 +44,7 @@ function alternatives(): Record<SettingEnv, string> {
     PROXY_TARGET_URL: 'https://backend.example.com/api',
     PROXY_CA_FILE: pki.caFile,
     MCP_PATH: '/api/mcp',
+    MCP_MAX_BODY_BYTES: '1048576',
     PROXY_CONNECT_TIMEOUT: '2',
     PROXY_HEADERS_TIMEOUT: '60',
     PROXY_IDLE_TIMEOUT: '60',
@@ -75,6 +76,7 @@ function alternatives(): Record<SettingEnv, string> {
     FORWARD_ID_TOKEN: 'true',
     MCP_DCR_ENABLED: 'false',
     MCP_CLIENTS: '[{"client_id": "claude", "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]}]',
+    MCP_ACCESS: '{"default": "deny", "rules": [{"tools": ["search"], "allow": {}}]}',
     AUTH_RATE_LIMIT_PER_MINUTE: '7',
     RATE_LIMIT_PER_MINUTE: '100',
     SESSION_STORE: 'redis',
@@ -120,6 +122,8 @@ describe('which settings reload', () => {
       'ALLOWED_EMAILS',
       'ALLOWED_DOMAINS',
       'ALLOWED_GROUPS',
+      'MCP_ACCESS',
+      'MCP_MAX_BODY_BYTES',
       'LOG_LEVEL',
       'AUTH_RATE_LIMIT_PER_MINUTE',
       'RATE_LIMIT_PER_MINUTE',
@@ -267,6 +271,51 @@ describe('ConfigReloader', () => {
     const { next } = r.applied[0] as { next: Config };
     expect(next.log.level).toBe('debug');
     expect(next.auth.policy.emails).toEqual(['bob@example.com']);
+  });
+
+  it('takes over new MCP access rules, and refuses invalid ones naming every problem, keeping the old', () => {
+    const file = join(dir, 'mcp-access.yaml');
+    const rules = (group: string): string =>
+      `mcp_access:\n  default: deny\n  rules:\n    - tools: ["admin_*"]\n      allow: { groups: [${group}] }\n`;
+    const env = {
+      AUTH_MODE: 'oidc',
+      OIDC_DISCOVERY_URL: 'https://idp.example.com/',
+      OIDC_CLIENT_ID: 'proxy',
+    };
+    writeFileSync(file, rules('admins'));
+    const live = loadConfig({ env, configFile: file });
+    const r = start(file, env);
+    const ops = { groups: ['ops'] };
+    const mayReset = (): boolean | undefined => live.mcp.access?.decide('tool', 'admin_reset', ops).allowed;
+    expect(mayReset()).toBe(false);
+
+    writeFileSync(file, rules('ops'));
+    r.reloader.reload('SIGHUP');
+    const accepted = r.applied.at(-1)?.next as Config;
+    expect(compareSettings(settingValues(live), settingValues(accepted)).applied).toEqual(['MCP_ACCESS']);
+    takeReloadable(live, accepted);
+    expect(mayReset()).toBe(true);
+
+    writeFileSync(
+      file,
+      `${rules('ops')}    - tools: []\n    - prompts: ["*"]\n      allow: { groups: [ops] }\n      scope: mcp\n`,
+    );
+    r.reloader.reload('SIGHUP');
+    expect(r.applied).toHaveLength(1);
+    expect(r.rejected()).toBe(1);
+    const line = r.lines.at(-1) as { level: string; msg: string; problems: string[] };
+    expect(line.level).toBe('error');
+    expect(line.problems).toEqual([
+      `MCP_ACCESS (from file ${file}): mcp_access.rules[1].tools is an empty list, which reads as nobody or as anything; give at least one name pattern, or remove the key`,
+      `MCP_ACCESS (from file ${file}): mcp_access.rules[2].scope is mcp, the base scope every token has: it would require nothing; name a step-up scope such as mcp:admin, or remove scope`,
+    ]);
+    // The running rules are the last accepted ones.
+    expect(mayReset()).toBe(true);
+    expect(live.mcp.access?.decide('prompt', 'summary', ops)).toEqual({
+      allowed: false,
+      reason: 'denied',
+      rule: 'default',
+    });
   });
 
   it('with CONFIG_WATCH reloads on a change, also when an editor replaces the file', async () => {

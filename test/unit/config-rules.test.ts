@@ -4,6 +4,7 @@ import {
   adminApiHasAWayIn,
   adminGroupsNeedOidcLogin,
   CROSS_FIELD_RULES,
+  mcpAccessIdentityNeedsOidcLogin,
   mcpPathClearOfMetricsPath,
   oidcModeHasProviderSettings,
   oidcScopesIncludeOpenid,
@@ -32,6 +33,7 @@ describe('cross-field rules', () => {
       'oidcScopesIncludeOpenid',
       'adminApiHasAWayIn',
       'adminGroupsNeedOidcLogin',
+      'mcpAccessIdentityNeedsOidcLogin',
     ]);
   });
 
@@ -187,6 +189,38 @@ describe('cross-field rules', () => {
       expect(
         adminGroupsNeedOidcLogin(input({ ADMIN_ENABLED: true, ADMIN_GROUPS: ['admins'], AUTH_MODE: 'oidc' })),
       ).toEqual([]);
+    });
+  });
+
+  describe('mcpAccessIdentityNeedsOidcLogin', () => {
+    const rules = {
+      rules: [
+        { tools: ['search'], allow: {} },
+        { tools: ['delete_*'], allow: { groups: ['admins'] } },
+        { prompts: ['*'], allow: { domains: ['example.com'] } },
+      ],
+    };
+
+    it('refuses rules naming people under AUTH_MODE=bypass, naming each and the fix', () => {
+      expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'bypass', MCP_ACCESS: rules }))).toEqual([
+        {
+          key: 'MCP_ACCESS',
+          message:
+            'mcp_access.rules[1].allow, mcp_access.rules[2].allow name emails, domains or groups, but in bypass mode there is no user: use `allow: {}` or AUTH_MODE=oidc',
+        },
+      ]);
+    });
+
+    it('accepts them in oidc mode, open rules in bypass mode, and leaves refused rules to their check', () => {
+      expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'oidc', MCP_ACCESS: rules }))).toEqual([]);
+      const open = {
+        default: 'deny',
+        rules: [{ tools: ['*'], allow: {}, scope: 'mcp:x' }, { prompts: ['*'] }],
+      };
+      expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'bypass', MCP_ACCESS: open }))).toEqual([]);
+      expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'bypass' }))).toEqual([]);
+      const broken = { rules: [{ tool: ['x'], allow: { groups: ['admins'] } }] };
+      expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'bypass', MCP_ACCESS: broken }))).toEqual([]);
     });
   });
 });

@@ -538,6 +538,137 @@ describe('secrets', () => {
   });
 });
 
+describe('MCP_ACCESS and MCP_MAX_BODY_BYTES', () => {
+  const yamlRules = [
+    'mcp_access:',
+    '  default: deny',
+    '  rules:',
+    '    - tools: ["delete_*", drop_table]',
+    '      allow: { groups: [admins] }',
+    '      scope: mcp:admin',
+    '    - prompts: ["*"]',
+    '      allow: { domains: [example.com] }',
+    '    - resources: ["file:///srv/public/*"]',
+    '      allow: {}',
+    '',
+  ].join('\n');
+  const OIDC = {
+    OIDC_DISCOVERY_URL: 'https://idp.example.com/.well-known/openid-configuration',
+    OIDC_CLIENT_ID: 'proxy',
+  };
+  const admin = { email: 'root@example.org', groups: ['admins'] };
+  const member = { email: 'ann@example.com', groups: [] };
+
+  it('has no rules and a 4 MiB body limit by default', () => {
+    expect(loadConfig({ env: BYPASS }).mcp).toEqual({ access: undefined, maxBodyBytes: 4194304 });
+  });
+
+  it('loads the rules from the YAML file, as YAML', () => {
+    const file = tempFile(yamlRules);
+    const config = loadConfig({ configFile: file, env: { AUTH_MODE: 'oidc', ...OIDC } });
+    const access = config.mcp.access;
+    expect(config.sources.MCP_ACCESS).toBe(`file ${file}`);
+    expect(access?.decide('tool', 'delete_file', admin)).toEqual({ allowed: true });
+    expect(access?.decide('tool', 'drop_table', member)).toEqual({
+      allowed: false,
+      reason: 'denied',
+      rule: 0,
+    });
+    expect(access?.decide('prompt', 'summary', member)).toEqual({ allowed: true });
+    expect(access?.decide('resource', 'file:///srv/public/a/b', undefined)).toEqual({ allowed: true });
+    expect(access?.decide('tool', 'search', admin)).toEqual({
+      allowed: false,
+      reason: 'denied',
+      rule: 'default',
+    });
+    expect(access?.scopes).toEqual(['mcp:admin']);
+  });
+
+  it('loads the same rules from the environment, as JSON', () => {
+    const json = JSON.stringify({
+      default: 'deny',
+      rules: [
+        { tools: ['delete_*', 'drop_table'], allow: { groups: ['admins'] }, scope: 'mcp:admin' },
+        { prompts: ['*'], allow: { domains: ['example.com'] } },
+        { resources: ['file:///srv/public/*'], allow: {} },
+      ],
+    });
+    const fromEnv = loadConfig({ env: { AUTH_MODE: 'oidc', ...OIDC, MCP_ACCESS: json } });
+    const fromFile = loadConfig({ configFile: tempFile(yamlRules), env: { AUTH_MODE: 'oidc', ...OIDC } });
+    expect(fromEnv.sources.MCP_ACCESS).toBe('env');
+    expect(fromEnv.mcp.access).toEqual(fromFile.mcp.access);
+  });
+
+  it('refuses bad rules with one problem per fault, each naming its path, the value not repeated', () => {
+    const file = tempFile(
+      [
+        'mcp_access:',
+        '  default: block',
+        '  rules:',
+        '    - tool: [x]',
+        '    - tools: []',
+        '      scope: a b',
+        '    - prompts: [p]',
+        '      allow: { group: [admins] }',
+        '',
+      ].join('\n'),
+    );
+    const found = problems({ configFile: file, env: BYPASS });
+    expect(found.every((p) => p.key === 'MCP_ACCESS' && p.value === '' && p.source === `file ${file}`)).toBe(
+      true,
+    );
+    expect(found.map((p) => p.message.split(' ')[0])).toEqual([
+      'mcp_access.default',
+      'mcp_access.rules[0].tool',
+      'mcp_access.rules[0]',
+      'mcp_access.rules[1].tools',
+      'mcp_access.rules[1].scope',
+      'mcp_access.rules[2].allow.group',
+    ]);
+    expect(failure({ configFile: file, env: BYPASS }).message).toContain(
+      `MCP_ACCESS (from file ${file}): mcp_access.rules[0].tool is not a known key; did you mean tools?`,
+    );
+  });
+
+  it('refuses JSON that does not parse', () => {
+    expect(problems({ env: { ...BYPASS, MCP_ACCESS: '{rules: [' } })).toEqual([
+      {
+        key: 'MCP_ACCESS',
+        value: '{rules: [',
+        source: 'env',
+        message: 'must be JSON (in a YAML file: YAML lists and mappings)',
+      },
+    ]);
+  });
+
+  it('refuses rules that name people in bypass mode, saying how to fix it', () => {
+    const found = problems({ configFile: tempFile(yamlRules), env: BYPASS });
+    expect(found).toEqual([
+      {
+        key: 'MCP_ACCESS',
+        value: '',
+        source: expect.stringMatching(/^file /),
+        message:
+          'mcp_access.rules[0].allow, mcp_access.rules[1].allow name emails, domains or groups, but in bypass mode there is no user: use `allow: {}` or AUTH_MODE=oidc',
+      },
+    ]);
+    const open = JSON.stringify({ rules: [{ tools: ['admin_*'], allow: {} }], default: 'deny' });
+    expect(loadConfig({ env: { ...BYPASS, MCP_ACCESS: open } }).mcp.access?.usesIdentity).toBe(false);
+  });
+
+  it('takes MCP_MAX_BODY_BYTES from 1 KiB to 64 MiB', () => {
+    expect(loadConfig({ env: { ...BYPASS, MCP_MAX_BODY_BYTES: '1024' } }).mcp.maxBodyBytes).toBe(1024);
+    expect(
+      loadConfig({ configFile: tempFile('proxy:\n  mcp_max_body_bytes: 67108864\n'), env: BYPASS }).mcp
+        .maxBodyBytes,
+    ).toBe(67108864);
+    for (const bad of ['1023', '67108865', '4MB'])
+      expect(problems({ env: { ...BYPASS, MCP_MAX_BODY_BYTES: bad } }).map((p) => p.key)).toEqual([
+        'MCP_MAX_BODY_BYTES',
+      ]);
+  });
+});
+
 describe('describeConfig', () => {
   it('lists every setting once with its source, and the derived defaults', () => {
     const rows = describeConfig({ env: { SERVER_PORT: '9000', PROXY_TARGET_HOST: 'mcp.internal' } });
