@@ -171,7 +171,7 @@ export function admit(
   const { mcpPath } = deps.config;
   const mcpEndpoint = path === mcpPath || path.startsWith(`${mcpPath}/`);
   if (!scope.upgrade) scope.route = mcpEndpoint ? 'mcp' : 'proxied';
-  else if (mcpEndpoint && deps.config.mcp?.access !== undefined) {
+  else if (mcpEndpoint && deps.config.mcp.access !== undefined) {
     // MCP speaks HTTP: a tunnel would carry JSON-RPC past the inspection stage.
     return refuse(
       400,
@@ -225,7 +225,7 @@ function decided(
   }
   const client = resolved(deps, req, scope);
   const headers = backendHeaders(deps, req, client, scope.id, decision);
-  const access = deps.config.mcp?.access;
+  const access = deps.config.mcp.access;
   if (access !== undefined && scope.route === 'mcp' && req.method === 'POST') {
     return inspect(deps, req, access, decision, target, headers);
   }
@@ -251,12 +251,11 @@ async function inspect(
     groups: identity.groups ?? [],
     scopes: decision.scopes,
   };
-  const inspection = await inspectMcpRequest(
-    req,
-    access,
-    caller,
-    deps.config.mcp?.maxBodyBytes ?? 4 * 1024 * 1024,
-  );
+  const audit = deps.mcpCalls && {
+    calls: deps.mcpCalls,
+    caller: { user: identity?.user, clientId: decision.clientId },
+  };
+  const inspection = await inspectMcpRequest(req, access, caller, deps.config.mcp.maxBodyBytes, audit);
   switch (inspection.kind) {
     case 'forward':
       return { kind: 'forward', target, headers, body: inspection.body, editor: inspection.editor };

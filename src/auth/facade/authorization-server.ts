@@ -156,7 +156,7 @@ export class AuthorizationServer {
    * name (read at each call: a reload may change them). Listed in `scopes_supported`.
    */
   scopesSupported(): string[] {
-    return [MCP_SCOPE, ...(this.config.mcp?.access?.scopes ?? [])];
+    return [MCP_SCOPE, ...(this.config.mcp.access?.scopes ?? [])];
   }
 
   /**
@@ -166,7 +166,7 @@ export class AuthorizationServer {
    */
   grantedScopes(requested: readonly string[], user: UpstreamIdentity): string[] {
     const grantable = new Set(
-      this.config.mcp?.access?.grantableScopes({
+      this.config.mcp.access?.grantableScopes({
         email: user.email,
         emailVerified: user.emailVerified,
         groups: user.groups ?? [],
