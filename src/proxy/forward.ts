@@ -82,6 +82,25 @@ function adaptHeaders(headers: string[], call: ForwardCallOptions): void {
   if (editor !== undefined) headers.push('accept-encoding', 'identity');
 }
 
+/** The longest a cut SSE stream waits for the client to take what was already written. */
+const CUT_FLUSH_MS = 5000;
+
+/**
+ * Cuts a response whose head went out (an SSE stream whose next event could not be edited): the
+ * events already passed still reach the client, then the connection closes without the body's
+ * end, so the client sees a broken response, never a complete one missing a message.
+ */
+function cutAfterFlush(res: ServerResponse): void {
+  const { socket } = res;
+  if (!socket) return void res.destroy();
+  const cut = (): void => {
+    socket.destroy();
+  };
+  socket.once('finish', cut);
+  setTimeout(cut, CUT_FLUSH_MS).unref();
+  socket.end();
+}
+
 /** How an editor's response ended, from what the forward learned. */
 function editOutcome(state: AttemptState, result: ForwardResult): string | undefined {
   if (state.editFailure !== undefined) return state.editFailure;
@@ -248,8 +267,9 @@ export class Forwarder {
           if (state.editFailure !== undefined) this.breaker.recordSuccess();
           else this.breaker.recordFailure();
           // An edited JSON body's head waits for its end: an error then is still a 502.
-          if (res.headersSent) res.destroy();
-          else sendUpstreamFailure(res, this.options.errorHeaders, failure, requestId);
+          if (!res.headersSent) sendUpstreamFailure(res, this.options.errorHeaders, failure, requestId);
+          else if (state.editFailure !== undefined) cutAfterFlush(res);
+          else res.destroy();
           return {
             outcome: failure.outcome,
             upstreamStatus: state.status,

@@ -204,7 +204,11 @@ export class SseEventEditor {
         } else this.lfOfLastEvent = true;
       }
       const replacement = this.complete(chunk, start, end);
-      if (this.failure) return true;
+      if (this.failure) {
+        // The events before this one were judged: they still go out, before the stream is cut.
+        if (run < start) this.sink.write(chunk.subarray(run, start));
+        return true;
+      }
       this.lastReplaced = replacement !== undefined;
       if (replacement === undefined) {
         // The held start of this event goes first; its rest is part of the run.
