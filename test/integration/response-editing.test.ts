@@ -228,15 +228,14 @@ async function startSdkBackend(
     mcp.registerTool('echo', { inputSchema: { text: z.string() } }, async ({ text }) => ({
       content: [{ type: 'text', text }],
     }));
+    // Progress notifications between the call and its result (the callers always send a token).
     mcp.registerTool('count', { inputSchema: { n: z.number().int() } }, async ({ n }, extra) => {
-      const token = extra._meta?.progressToken;
-      for (let i = 1; i <= n; i++) {
-        if (token !== undefined) {
-          await extra.sendNotification({
-            method: 'notifications/progress',
-            params: { progressToken: token, progress: i, total: n, message: `step ${i}` },
-          });
-        }
+      const progressToken = extra._meta?.progressToken ?? 0;
+      for (let progress = 1; progress <= n; progress++) {
+        await extra.sendNotification({
+          method: 'notifications/progress',
+          params: { progressToken, progress },
+        });
         await delay(10);
       }
       return { content: [{ type: 'text', text: `counted to ${n}` }] };
@@ -269,6 +268,18 @@ describe('response editing through the Forwarder', () => {
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0)) await cleanup();
   });
+  /** A front to `target` whose every request goes with its body and `editor`. */
+  const editing = async (
+    target: string,
+    editor: ResponseEditor,
+    settings: Parameters<typeof startFront>[1] = {},
+  ): Promise<Front> => {
+    const front = track(await startFront(target, settings));
+    front.plan = (_req, body) => ({ body, editor });
+    return front;
+  };
+  /** A tools/list request through the front. */
+  const list = (front: Front): Promise<Raw> => rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
 
   for (const json of [true, false]) {
     describe(`the SDK server, ${json ? 'JSON' : 'SSE'} responses`, () => {
@@ -315,11 +326,10 @@ describe('response editing through the Forwarder', () => {
 
       it('passes every event the editor leaves alone byte for byte, and re-emits only the replaced one', async () => {
         const backend = track(await startSdkBackend(json));
-        const front = track(await startFront(backend.url));
         const editor = new RecordingEditor([], (m) =>
           m.result ? { ...m, result: { content: [{ type: 'text', text: 'rewritten' }] } } : undefined,
         );
-        front.plan = (_req, body) => ({ body, editor });
+        const front = await editing(backend.url, editor);
         const headers = {
           'content-type': 'application/json',
           accept: 'application/json, text/event-stream',
@@ -415,10 +425,9 @@ describe('response editing through the Forwarder', () => {
     ] as const) {
       it(`edits an event dribbled one byte at a time (${name} line ends)`, async () => {
         const backend = await dribbling(stream(eol), 1);
-        const front = track(await startFront(backend.url));
         const editor = new RecordingEditor(['secret']);
-        front.plan = (_req, body) => ({ body, editor });
-        const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+        const front = await editing(backend.url, editor);
+        const raw = await list(front);
         expect(raw.status).toBe(200);
         expect(raw.body.toString('utf8')).toBe(expected(eol));
         // The multi-line data was joined with \n before parsing; the `other` event is no message.
@@ -430,10 +439,9 @@ describe('response editing through the Forwarder', () => {
     it('passes an unedited stream byte for byte, whatever the chunking', async () => {
       const body = stream('\r\n') + stream('\n');
       const backend = await dribbling(body, 7);
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
-      const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+      const front = await editing(backend.url, editor);
+      const raw = await list(front);
       expect(raw.body.toString('utf8')).toBe(body);
       expect(editor.seen).toHaveLength(4);
     });
@@ -445,10 +453,9 @@ describe('response editing through the Forwarder', () => {
         [`data: ${PROGRESS}\n\ndata: {"jsonrpc":"2.0","id":1,"result":\n\n`, 'unparseable'],
       ] as const) {
         const backend = await dribbling(body, 1000);
-        const front = track(await startFront(backend.url, { editLimitBytes: 2000 }));
         const editor = new RecordingEditor();
-        front.plan = (_req, b) => ({ body: b, editor });
-        const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+        const front = await editing(backend.url, editor, { editLimitBytes: 2000 });
+        const raw = await list(front);
         expect(raw.cut).toBe(true);
         expect(raw.body.toString('utf8')).toBe(`data: ${PROGRESS}\n\n`);
         expect(await endsOf(editor)).toEqual([['failed', reason]]);
@@ -457,10 +464,9 @@ describe('response editing through the Forwarder', () => {
 
     it('does not pass on an event the stream ended inside', async () => {
       const backend = await dribbling(`data: ${PROGRESS}\n\ndata: {"jsonrpc":"2.0","id":1}\n`, 1000);
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
-      const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+      const front = await editing(backend.url, editor);
+      const raw = await list(front);
       expect(raw.body.toString('utf8')).toBe(`data: ${PROGRESS}\n\n`);
       expect(await endsOf(editor)).toEqual([['failed', 'truncated']]);
     });
@@ -483,10 +489,9 @@ describe('response editing through the Forwarder', () => {
     it('sends the original bytes when nothing was replaced, and re-serializes a replaced batch', async () => {
       const odd = '{ "jsonrpc" : "2.0", "id": 1, "result" : { "value": 1.0 } }';
       const { backend } = await jsonBackend(odd);
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor(['secret']);
-      front.plan = (_req, body) => ({ body, editor });
-      const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+      const front = await editing(backend.url, editor);
+      const raw = await list(front);
       expect(raw.body.toString('utf8')).toBe(odd);
       expect(raw.headers['content-length']).toBe(String(Buffer.byteLength(odd)));
       expect(await endsOf(editor)).toEqual([['complete', undefined]]);
@@ -496,10 +501,8 @@ describe('response editing through the Forwarder', () => {
         { jsonrpc: '2.0', id: 2, result: {} },
       ];
       const second = await jsonBackend(JSON.stringify(batch));
-      const front2 = track(await startFront(second.backend.url));
       const editor2 = new RecordingEditor(['secret']);
-      front2.plan = (_req, body) => ({ body, editor: editor2 });
-      const edited = await rawRequest(`${front2.url}/mcp`, { body: LIST_REQUEST });
+      const edited = await list(await editing(second.backend.url, editor2));
       expect(JSON.parse(edited.body.toString('utf8'))).toEqual([
         { jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'a' }] } },
         { jsonrpc: '2.0', id: 2, result: {} },
@@ -510,10 +513,9 @@ describe('response editing through the Forwarder', () => {
 
     it('passes other statuses and media types unedited', async () => {
       const { backend } = await jsonBackend('{"jsonrpc":"2.0","error":{"code":-32000},"id":null}', {}, 404);
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor();
-      front.plan = (_req, body) => ({ body, editor });
-      const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+      const front = await editing(backend.url, editor);
+      const raw = await list(front);
       expect(raw.status).toBe(404);
       expect(editor.seen).toHaveLength(0);
       expect(await endsOf(editor)).toEqual([['complete', undefined]]);
@@ -522,9 +524,8 @@ describe('response editing through the Forwarder', () => {
     it('asks for no content-coding, and answers 502 when the backend compresses anyway', async () => {
       const body = gzipSync('{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret"}]}}');
       const { backend, seen } = await jsonBackend(body, { 'content-encoding': 'gzip' });
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor(['secret']);
-      front.plan = (_req, b) => ({ body: b, editor });
+      const front = await editing(backend.url, editor);
       const raw = await rawRequest(`${front.url}/mcp`, {
         headers: { 'accept-encoding': 'gzip, br' },
         body: LIST_REQUEST,
@@ -543,10 +544,9 @@ describe('response editing through the Forwarder', () => {
           res.end(gzipSync('data: {"jsonrpc":"2.0","id":1,"result":{}}\n\n'));
         }),
       );
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
-      const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+      const front = await editing(backend.url, editor);
+      const raw = await list(front);
       expectProxyError(raw, 502, 'upstream_response_unreadable');
       expect(await endsOf(editor)).toEqual([['failed', 'compressed']]);
     });
@@ -557,10 +557,9 @@ describe('response editing through the Forwarder', () => {
         ['{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret"}', 'unparseable'],
       ] as const) {
         const { backend } = await jsonBackend(body);
-        const front = track(await startFront(backend.url, { editLimitBytes: 2000 }));
         const editor = new RecordingEditor(['secret']);
-        front.plan = (_req, b) => ({ body: b, editor });
-        const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+        const front = await editing(backend.url, editor, { editLimitBytes: 2000 });
+        const raw = await list(front);
         const error = expectProxyError(raw, 502, 'upstream_response_unreadable');
         expect(error.error_description).toMatch(reason === 'too_large' ? /larger/ : /not valid JSON/);
         expect(await endsOf(editor)).toEqual([['failed', reason]]);
@@ -575,11 +574,7 @@ describe('response editing through the Forwarder', () => {
         throw new Error('policy failed');
       });
       front.plan = (_req, b) => ({ body: b, editor });
-      expectProxyError(
-        await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST }),
-        502,
-        'upstream_response_unreadable',
-      );
+      expectProxyError(await list(front), 502, 'upstream_response_unreadable');
       expect(await endsOf(editor)).toEqual([['failed', 'editor_error']]);
     });
 
@@ -591,10 +586,9 @@ describe('response editing through the Forwarder', () => {
           res.write('{"jsonrpc":"2.0",');
         }),
       );
-      const front = track(await startFront(backend.url, { idleTimeoutMs: 200 }));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
-      const raw = await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST });
+      const front = await editing(backend.url, editor, { idleTimeoutMs: 200 });
+      const raw = await list(front);
       expectProxyError(raw, 504, 'upstream_timeout');
       expect(await endsOf(editor)).toEqual([['failed', 'upstream_timeout']]);
     });
@@ -629,9 +623,8 @@ describe('response editing through the Forwarder', () => {
 
     it('client gone', async () => {
       const backend = await sseBackend(() => {});
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
+      const front = await editing(backend.url, editor);
       await firstEvent(`${front.url}/mcp`, (req) => req.destroy());
       expect(await endsOf(editor)).toEqual([['failed', 'client_gone']]);
       expect(front.results[0]?.outcome).toBe('aborted');
@@ -639,18 +632,16 @@ describe('response editing through the Forwarder', () => {
 
     it('upstream reset', async () => {
       const backend = await sseBackend((res) => setTimeout(() => res.socket?.destroy(), 50));
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
+      const front = await editing(backend.url, editor);
       await firstEvent(`${front.url}/mcp`, () => {});
       expect(await endsOf(editor)).toEqual([['failed', 'upstream_reset']]);
     });
 
     it('shutdown', async () => {
       const backend = await sseBackend(() => {});
-      const front = track(await startFront(backend.url));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
+      const front = await editing(backend.url, editor);
       await firstEvent(`${front.url}/mcp`, () => {
         for (const stream of front.live) stream.end();
       });
@@ -658,14 +649,9 @@ describe('response editing through the Forwarder', () => {
     });
 
     it('backend unreachable', async () => {
-      const front = track(await startFront(`http://127.0.0.1:${await freePort()}`, { retries: 0 }));
       const editor = new RecordingEditor();
-      front.plan = (_req, b) => ({ body: b, editor });
-      expectProxyError(
-        await rawRequest(`${front.url}/mcp`, { body: LIST_REQUEST }),
-        502,
-        'upstream_unavailable',
-      );
+      const front = await editing(`http://127.0.0.1:${await freePort()}`, editor, { retries: 0 });
+      expectProxyError(await list(front), 502, 'upstream_unavailable');
       expect(await endsOf(editor)).toEqual([['failed', 'upstream_unavailable']]);
     });
   });
