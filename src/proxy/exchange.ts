@@ -14,7 +14,8 @@ import { isEventStream, SseRelay } from './sse.js';
 
 /**
  * One attempt at the backend: the undici dispatch handler that streams its response to the
- * client, with backpressure, SSE relaying and the idle clock.
+ * client, with backpressure, SSE relaying and the idle clock, and for a forward with an editor,
+ * the response's JSON-RPC messages edited on the way (message-editor.ts).
  */
 
 const NO_HEADERS: HeaderList = [];

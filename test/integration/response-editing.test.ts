@@ -436,6 +436,23 @@ describe('response editing through the Forwarder', () => {
       });
     }
 
+    it('writes keepalives only between events, also while an event is held for editing', async () => {
+      const backend = track(
+        await startBackend(async (req, res) => {
+          req.resume();
+          res.writeHead(200, { 'content-type': 'text/event-stream' });
+          res.write('data: {"jsonrpc":"2.0","id":1,');
+          await delay(500);
+          res.end('"result":{"tools":[{"name":"a"},{"name":"secret"}]}}\n\n');
+        }),
+      );
+      const editor = new RecordingEditor(['secret']);
+      const raw = await list(await editing(backend.url, editor, { sseKeepaliveMs: 100 }));
+      expect(raw.body.toString('utf8')).toMatch(
+        /^(: keepalive\n\n){2,}data: \{"jsonrpc":"2.0","id":1,"result":\{"tools":\[\{"name":"a"\}\]\}\}\n\n$/,
+      );
+    });
+
     it('passes an unedited stream byte for byte, whatever the chunking', async () => {
       const body = stream('\r\n') + stream('\n');
       const backend = await dribbling(body, 7);
