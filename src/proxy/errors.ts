@@ -8,7 +8,8 @@ export interface UpstreamFailure {
     | 'upstream_reset'
     | 'upstream_error'
     | 'upstream_tls_error'
-    | 'upstream_circuit_open';
+    | 'upstream_circuit_open'
+    | 'upstream_response_unreadable';
   /** Metric outcome label. */
   outcome: 'refused' | 'timeout' | 'reset' | 'error' | 'breaker_open';
   description: string;
@@ -22,8 +23,27 @@ const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHO
 const CERT_FAILURES =
   /^(UNABLE_TO_|SELF_SIGNED_CERT|DEPTH_ZERO_SELF_SIGNED|CERT_|ERR_TLS_CERT_ALTNAME_INVALID)/;
 
+/** Why an edited response was refused, in the words the client reads. */
+const UNEDITABLE: Record<string, string> = {
+  compressed: 'was compressed',
+  too_large: 'was larger than the proxy inspects',
+  unparseable: 'was not valid JSON',
+  editor_error: 'could not be checked',
+};
+
 export function classifyUpstreamError(err: unknown): UpstreamFailure {
   const code = (err as { code?: string }).code ?? '';
+  if (code === 'PROXY_RESPONSE_UNEDITABLE') {
+    // Fail closed: a response the proxy must filter but cannot read is never passed on as it is.
+    const why = UNEDITABLE[(err as { reason?: string }).reason ?? ''] ?? 'could not be checked';
+    return {
+      status: 502,
+      code: 'upstream_response_unreadable',
+      outcome: 'error',
+      description: `The MCP server's response ${why}, so the proxy did not pass it on.`,
+      beforeConnect: false,
+    };
+  }
   if (CERT_FAILURES.test(code)) {
     return {
       status: 502,

@@ -3,11 +3,19 @@ import type { Dispatcher } from 'undici';
 import type { HeaderList } from '../http/errors.js';
 import type { ForwardOptions, LiveStream, StreamRegistry } from './forward.js';
 import { responseHead } from './headers.js';
+import {
+  EDIT_LIMIT_BYTES,
+  type EditFailure,
+  JsonBodyEditor,
+  type ResponseEditor,
+  SseEventEditor,
+} from './message-editor.js';
 import { isEventStream, SseRelay } from './sse.js';
 
 /**
  * One attempt at the backend: the undici dispatch handler that streams its response to the
- * client, with backpressure, SSE relaying and the idle clock.
+ * client, with backpressure, SSE relaying and the idle clock, and for a forward with an editor,
+ * the response's JSON-RPC messages edited on the way (message-editor.ts).
  */
 
 const NO_HEADERS: HeaderList = [];
@@ -20,6 +28,13 @@ export class IdleTimeoutError extends Error {
 }
 export class ShutdownError extends Error {
   readonly code = 'PROXY_SHUTDOWN';
+}
+/** A response the editor had to see could not be edited: it is not passed on as it is. */
+export class UneditableResponseError extends Error {
+  readonly code = 'PROXY_RESPONSE_UNEDITABLE';
+  constructor(readonly reason: EditFailure) {
+    super(`response could not be edited (${reason})`);
+  }
 }
 
 /** SSE must pass nginx-like buffers and CDNs untouched: no buffering, no transformation. */
@@ -46,6 +61,30 @@ function abortIdleExchange(exchange: Exchange): void {
  */
 let idleClocksToStart: Exchange[] = [];
 
+/** Whether a content-encoding leaves the body as it is (absent, or `identity`). */
+function unencoded(encoding: string | string[] | undefined): boolean {
+  return encoding === undefined || String(encoding).trim().toLowerCase() === 'identity';
+}
+
+/** `application/json`, whatever its parameters. */
+function isJson(contentType: string | string[] | undefined): boolean {
+  const v = Array.isArray(contentType) ? contentType[0] : contentType;
+  if (v === undefined) return false;
+  const semicolon = v.indexOf(';');
+  return (semicolon < 0 ? v : v.slice(0, semicolon)).trim().toLowerCase() === 'application/json';
+}
+
+/** The head with the content-length of the body the proxy sends instead. */
+function withContentLength(head: string[], length: number): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < head.length; i += 2) {
+    if ((head[i] as string).toLowerCase() !== 'content-length')
+      out.push(head[i] as string, head[i + 1] as string);
+  }
+  out.push('content-length', String(length));
+  return out;
+}
+
 function startIdleClocks(): void {
   const due = idleClocksToStart;
   idleClocksToStart = [];
@@ -66,6 +105,8 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
   /** The client's socket is full: the proxy itself holds the upstream back, so no idle clock runs. */
   private heldBack = false;
   private finished = false;
+  /** The response's messages go through the editor (see message-editor.ts). */
+  private edit: ResponseEdit | undefined;
 
   constructor(
     private readonly res: ServerResponse,
@@ -94,7 +135,7 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
   }
 
   onResponseStart(
-    _controller: Dispatcher.DispatchController,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     upstreamHeaders: IncomingHttpHeaders,
     statusMessage?: string,
@@ -104,6 +145,11 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
     state.responded = true;
     state.status = statusCode;
     state.sse = isEventStream(upstreamHeaders['content-type']);
+    const editing = state.editor === undefined ? undefined : this.editedBody(statusCode, upstreamHeaders);
+    if (editing !== undefined && !unencoded(upstreamHeaders['content-encoding'])) {
+      // The proxy does not decode bodies: a compressed one it was to edit cannot be passed on.
+      return this.failEdit(controller, 'compressed');
+    }
     const first: Array<[string, string]> = [['x-request-id', this.requestId]];
     if (options.draining()) first.push(['connection', 'close']);
     const head = responseHead(
@@ -114,19 +160,47 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
         ? [...state.responseExtras, ...options.responseDefaults]
         : options.responseDefaults,
     );
-    if (statusMessage) res.writeHead(statusCode, statusMessage, head);
-    else res.writeHead(statusCode, head);
+    if (editing === 'json') {
+      // The head waits for the body: its length may change, or a 502 may go out instead.
+      const limit = options.editLimitBytes ?? EDIT_LIMIT_BYTES;
+      const body = new JsonBodyEditor(state.editor as ResponseEditor, limit);
+      this.edit = { kind: 'json', body, head, statusMessage };
+    } else {
+      if (statusMessage) res.writeHead(statusCode, statusMessage, head);
+      else res.writeHead(statusCode, head);
+    }
     if (state.sse) {
       res.flushHeaders();
       this.streams.add(this);
       // Plain comment bytes spliced into a compressed body would corrupt the whole stream.
-      const encoding = String(upstreamHeaders['content-encoding'] ?? 'identity');
-      const encoded = encoding.trim().toLowerCase() !== 'identity';
+      const encoded = !unencoded(upstreamHeaders['content-encoding']);
       this.relay = new SseRelay(res, encoded ? 0 : options.sseKeepaliveMs);
+      if (editing === 'sse') {
+        const limit = options.editLimitBytes ?? EDIT_LIMIT_BYTES;
+        const events = new SseEventEditor(state.editor as ResponseEditor, this.relay, limit);
+        this.edit = { kind: 'sse', events };
+      }
     } else if (options.idleTimeoutMs > 0) {
       this.idleWatched = true;
       if (idleClocksToStart.push(this) === 1) setImmediate(startIdleClocks);
     }
+  }
+
+  /**
+   * Which body the editor sees: an SSE stream, or a 200 JSON body (where a JSON-RPC response
+   * is; other statuses carry at most an HTTP-level error, passed on as it is). A HEAD response
+   * has no body to edit.
+   */
+  private editedBody(statusCode: number, headers: IncomingHttpHeaders): 'json' | 'sse' | undefined {
+    if (this.res.req?.method === 'HEAD') return undefined;
+    if (this.state.sse) return 'sse';
+    return statusCode === 200 && isJson(headers['content-type']) ? 'json' : undefined;
+  }
+
+  /** Fails closed: the upstream is aborted, and the forwarder answers 502 or cuts the stream. */
+  private failEdit(controller: Dispatcher.DispatchController, reason: EditFailure): void {
+    this.state.editFailure = reason;
+    controller.abort(new UneditableResponseError(reason));
   }
 
   /** Starts the idle clock of a response still streaming (see idleClocksToStart). */
@@ -137,7 +211,17 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.idle?.refresh();
-    const ok = this.relay ? this.relay.write(chunk) : this.res.write(chunk);
+    const { edit } = this;
+    let ok: boolean;
+    if (edit === undefined) ok = this.relay ? this.relay.write(chunk) : this.res.write(chunk);
+    else if (edit.kind === 'sse') {
+      ok = edit.events.write(chunk);
+      if (edit.events.failure) return this.failEdit(controller, edit.events.failure);
+    } else {
+      edit.body.write(chunk);
+      if (edit.body.failure) this.failEdit(controller, edit.body.failure);
+      return;
+    }
     if (!ok && !controller.paused) {
       // A slow client is not a silent backend: the idle clock stops while the proxy itself
       // holds the upstream back, and starts afresh once the client has drained.
@@ -154,8 +238,32 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
   }
 
   onResponseEnd(): void {
+    const { edit } = this;
+    if (edit?.kind === 'json') return this.endJson(edit);
+    if (edit?.kind === 'sse') {
+      edit.events.finish();
+      if (edit.events.truncated) this.state.editFailure = 'truncated';
+    }
     this.finish();
     this.res.end();
+    this.resolve();
+  }
+
+  /** The JSON body is complete: its head and (possibly edited) bytes, or a failure to answer 502 for. */
+  private endJson(edit: JsonEdit): void {
+    this.finish();
+    const body = edit.body.finish();
+    if (body === undefined) {
+      const reason = edit.body.failure as EditFailure;
+      this.state.editFailure = reason;
+      return this.reject(new UneditableResponseError(reason));
+    }
+    const { res } = this;
+    const status = this.state.status as number;
+    const head = withContentLength(edit.head, body.length);
+    if (edit.statusMessage) res.writeHead(status, edit.statusMessage, head);
+    else res.writeHead(status, head);
+    res.end(body);
     this.resolve();
   }
 
@@ -172,6 +280,16 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
   }
 }
 
+interface JsonEdit {
+  kind: 'json';
+  body: JsonBodyEditor;
+  /** The response head, written once the body is known. */
+  head: string[];
+  statusMessage: string | undefined;
+}
+
+type ResponseEdit = JsonEdit | { kind: 'sse'; events: SseEventEditor };
+
 export interface AttemptState {
   responded: boolean;
   clientGone: boolean;
@@ -183,4 +301,8 @@ export interface AttemptState {
   exchange?: Exchange;
   /** Per-request response defaults (CORS for an allowed origin), added where the backend set none. */
   responseExtras: ReadonlyArray<readonly [string, string]>;
+  /** Sees the response's JSON-RPC messages (a forward with an editor). */
+  editor: ResponseEditor | undefined;
+  /** Why the editor's response was not passed on whole (`truncated`: the stream ended inside an event). */
+  editFailure?: EditFailure | 'truncated';
 }

@@ -19,6 +19,19 @@ export interface ForwardOptions {
   errorHeaders: ReadonlyArray<readonly [string, string]>;
   /** True once shutdown began: responses then ask the client to close the connection. */
   draining: () => boolean;
+  /** The most a JSON body or one SSE event may hold for an editor to see it (default 16 MiB). */
+  editLimitBytes?: number;
+}
+
+/** What one forward may add: the body already read from the client, an editor for the response. */
+export interface ForwardCallOptions {
+  /**
+   * The request body to send instead of reading `req` (which the caller has consumed): exactly
+   * these bytes, with their own `content-length`.
+   */
+  body?: Buffer;
+  /** Sees, and may replace, the JSON-RPC messages of the response; its `end` is called once. */
+  editor?: ResponseEditor;
 }
 
 export interface ForwardResult {
@@ -46,6 +59,55 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+/**
+ * The upstream headers of a forward with options, changed in place: a buffered body brings its
+ * own length (the client's framing fields would describe the body it sent, not this one); an
+ * editor needs a body it can read, so the backend is asked for no content-coding.
+ */
+function adaptHeaders(headers: string[], call: ForwardCallOptions): void {
+  const { body, editor } = call;
+  let kept = 0;
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i] as string;
+    const lower = name.toLowerCase();
+    if (body !== undefined && (lower === 'content-length' || lower === 'transfer-encoding')) continue;
+    if (editor !== undefined && lower === 'accept-encoding') continue;
+    headers[kept++] = name;
+    headers[kept++] = headers[i + 1] as string;
+  }
+  headers.length = kept;
+  if (body !== undefined) headers.push('content-length', String(body.length));
+  if (editor !== undefined) headers.push('accept-encoding', 'identity');
+}
+
+/** The longest a cut SSE stream waits for the client to take what was already written. */
+const CUT_FLUSH_MS = 5000;
+
+/**
+ * Cuts a response whose head went out (an SSE stream whose next event could not be edited): the
+ * events already passed still reach the client, then the connection closes without the body's
+ * end, so the client sees a broken response, never a complete one missing a message.
+ */
+function cutAfterFlush(res: ServerResponse): void {
+  const { socket } = res;
+  if (!socket) return void res.destroy();
+  const cut = (): void => {
+    socket.destroy();
+  };
+  socket.once('finish', cut);
+  setTimeout(cut, CUT_FLUSH_MS).unref();
+  socket.end();
+}
+
+/** How an editor's response ended, from what the forward learned. */
+function editOutcome(state: AttemptState, result: ForwardResult): string | undefined {
+  if (state.editFailure !== undefined) return state.editFailure;
+  if (state.closing) return 'shutdown';
+  if (result.outcome === 'ok') return undefined;
+  if (result.outcome === 'aborted') return 'client_gone';
+  return result.failure?.code ?? result.outcome;
 }
 
 /** Answers for the backend when it cannot (the proxy's security headers, no backend ones). */
@@ -78,6 +140,7 @@ export class Forwarder {
   /**
    * Takes `headers` over: the upstream `Host` is appended to it, once for every attempt. Under a
    * request span (tracing on), the call is a CLIENT span whose `traceparent` the backend gets.
+   * `call` gives a body read beforehand and an editor of the response (see ForwardCallOptions).
    */
   forward(
     req: IncomingMessage,
@@ -87,15 +150,15 @@ export class Forwarder {
     requestId: string,
     responseExtras: HeaderList = [],
     trace?: TraceSpan,
-    _options?: { body?: Buffer; editor?: ResponseEditor },
+    call?: ForwardCallOptions,
   ): Promise<ForwardResult> {
-    if (!trace) return this.exchange(req, res, pathAndQuery, headers, requestId, responseExtras);
+    if (!trace) return this.exchange(req, res, pathAndQuery, headers, requestId, responseExtras, call);
     const method = req.method ?? 'GET';
     return trace.child(
       `HTTP ${method}`,
       async (span) => {
         span.inject(headers);
-        const result = await this.exchange(req, res, pathAndQuery, headers, requestId, responseExtras);
+        const result = await this.exchange(req, res, pathAndQuery, headers, requestId, responseExtras, call);
         if (span.recording) recordUpstreamCall(span, this.upstream, method, result);
         return result;
       },
@@ -103,18 +166,49 @@ export class Forwarder {
     );
   }
 
-  private async exchange(
+  private exchange(
     req: IncomingMessage,
     res: ServerResponse,
     pathAndQuery: string,
     headers: string[],
     requestId: string,
     responseExtras: ReadonlyArray<readonly [string, string]>,
+    call: ForwardCallOptions | undefined,
   ): Promise<ForwardResult> {
-    const withBody = hasBody(req);
+    const editor = call?.editor;
+    const state: AttemptState = { responded: false, clientGone: false, sse: false, responseExtras, editor };
+    if (call === undefined) return this.send(req, res, pathAndQuery, headers, requestId, state, undefined);
+    adaptHeaders(headers, call);
+    const sent = this.send(req, res, pathAndQuery, headers, requestId, state, call.body);
+    if (editor === undefined) return sent;
+    return sent.then(
+      (result) => {
+        const failure = editOutcome(state, result);
+        if (failure === undefined) editor.end('complete');
+        else editor.end('failed', failure);
+        return result;
+      },
+      (err: unknown) => {
+        editor.end('failed', 'proxy_error');
+        throw err;
+      },
+    );
+  }
+
+  /** The attempts of one forward (`body`: bytes to send instead of reading `req`). */
+  private async send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pathAndQuery: string,
+    headers: string[],
+    requestId: string,
+    state: AttemptState,
+    body: Buffer | undefined,
+  ): Promise<ForwardResult> {
+    const withBody = body === undefined ? hasBody(req) : body.length > 0;
+    const upload = body ?? (withBody ? req : null);
     const method = req.method ?? 'GET';
     headers.push('host', this.upstream.host);
-    const state: AttemptState = { responded: false, clientGone: false, sse: false, responseExtras };
     const onClose = (): void => {
       if (res.writableFinished) return;
       state.clientGone = true;
@@ -134,7 +228,7 @@ export class Forwarder {
     try {
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.attempt(req, res, method, pathAndQuery, headers, withBody, requestId, state);
+          await this.attempt(res, method, pathAndQuery, headers, upload, requestId, state);
           const status = state.status ?? 0;
           if (status >= 502 && status <= 504) this.breaker.recordFailure();
           else this.breaker.recordSuccess();
@@ -152,13 +246,14 @@ export class Forwarder {
           }
           const failure = classifyUpstreamError(err);
           // Safe to send again: nothing reached the backend (connect failed before the body was
-          // read), or an idempotent, bodiless request lost its connection (a stale keep-alive
-          // socket). A timeout is never retried: the backend may still be working on it.
+          // read; a buffered body is still whole), or an idempotent, bodiless request lost its
+          // connection (a stale keep-alive socket). A timeout is never retried: the backend may
+          // still be working on it.
           const retryable =
             !state.responded &&
             attempt <= this.options.retries &&
             (failure.beforeConnect
-              ? !withBody || !req.readableDidRead
+              ? !withBody || body !== undefined || !req.readableDidRead
               : failure.outcome === 'reset' && IDEMPOTENT.has(method) && !withBody);
           if (retryable) {
             await delay(25 * attempt);
@@ -168,9 +263,13 @@ export class Forwarder {
             this.breaker.release();
             return { outcome: 'aborted', attempts: attempt, sse: false };
           }
-          this.breaker.recordFailure();
-          if (state.responded) res.destroy();
-          else sendUpstreamFailure(res, this.options.errorHeaders, failure, requestId);
+          // A response the proxy could not edit came from a backend that answered: no breaker failure.
+          if (state.editFailure !== undefined) this.breaker.recordSuccess();
+          else this.breaker.recordFailure();
+          // An edited JSON body's head waits for its end: an error then is still a 502.
+          if (!res.headersSent) sendUpstreamFailure(res, this.options.errorHeaders, failure, requestId);
+          else if (state.editFailure !== undefined) cutAfterFlush(res);
+          else res.destroy();
           return {
             outcome: failure.outcome,
             upstreamStatus: state.status,
@@ -186,12 +285,11 @@ export class Forwarder {
   }
 
   private attempt(
-    req: IncomingMessage,
     res: ServerResponse,
     method: string,
     pathAndQuery: string,
     headers: string[],
-    withBody: boolean,
+    body: IncomingMessage | Buffer | null,
     requestId: string,
     state: AttemptState,
   ): Promise<void> {
@@ -203,7 +301,7 @@ export class Forwarder {
           path: upstreamPath(this.upstream, pathAndQuery),
           method: method as Dispatcher.HttpMethod,
           headers,
-          body: withBody ? req : null,
+          body,
           bodyTimeout: 0,
         },
         exchange,
