@@ -1,7 +1,16 @@
+import { auth } from '@modelcontextprotocol/sdk/client/auth.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CookieJar } from '../helpers/headless-login.js';
 import { type AccessBackend, startAccessBackend } from '../helpers/mcp-access-backend.js';
-import { type ConnectedMcpClient, connectMcpClient } from '../helpers/mcp-oauth-client.js';
+import {
+  authorizeInBrowser,
+  type ConnectedMcpClient,
+  connectMcpClient,
+  HeadlessOAuthProvider,
+} from '../helpers/mcp-oauth-client.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 
 const bob = { username: 'bob', password: 'bob-password' };
@@ -159,6 +168,35 @@ describe.each([
       scopes_supported: string[];
     };
     expect(metadata.scopes_supported).toEqual(['mcp', 'mcp:admin']);
+  });
+
+  it('grants the step-up scope at /authorize only to users its rule allows, and the call then goes through', async () => {
+    /** Authorizes a new SDK client for `scope` through the proxy's login and consent, as `user`. */
+    const stepUp = async (user: { username: string; password: string }): Promise<HeadlessOAuthProvider> => {
+      const provider = new HeadlessOAuthProvider();
+      const serverUrl = `${stack.url}/mcp`;
+      expect(await auth(provider, { serverUrl, scope: 'mcp mcp:admin' })).toBe('REDIRECT');
+      expect(provider.authorizationUrl?.searchParams.get('scope')).toBe('mcp mcp:admin');
+      const callback = await authorizeInBrowser(provider.authorizationUrl as URL, new CookieJar(), user);
+      const code = callback.searchParams.get('code') as string;
+      expect(await auth(provider, { serverUrl, authorizationCode: code })).toBe('AUTHORIZED');
+      return provider;
+    };
+    const admin = await stepUp({ username: 'alice', password: 'alice-password' });
+    expect(admin.saved?.scope).toBe('mcp mcp:admin');
+    const client = new Client({ name: 'step-up', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${stack.url}/mcp`), { authProvider: admin }),
+    );
+    const before = backend.ran.length;
+    const deleted = await client.callTool({ name: 'delete_file', arguments: { text: 'old.log' } });
+    expect(deleted.content).toEqual([{ type: 'text', text: 'delete_file: old.log' }]);
+    expect(backend.ran.slice(before)).toEqual(['tool:delete_file']);
+    await client.close();
+
+    // bob asked for it too, but no rule naming mcp:admin allows him: the scope is dropped.
+    const notAdmin = await stepUp(bob);
+    expect(notAdmin.saved?.scope).toBe('mcp');
   });
 
   it('refuses a body it cannot judge unambiguously, forwarding nothing', async () => {
