@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { BodyError, readBody } from '../http/body.js';
 import type { ErrorAnswer } from '../http/errors.js';
+import type { TraceSpan } from '../observability/spans.js';
 import type { ResponseEditor } from '../proxy/message-editor.js';
 import type { McpAccessPolicy, McpCaller, McpItemKind } from './access-policy.js';
 import type { McpCall, McpCallAudit, McpCallCaller, McpCallOutcome } from './call-audit.js';
@@ -67,6 +68,7 @@ export async function inspectMcpRequest(
   caller: McpCaller | undefined,
   maxBodyBytes: number,
   audit?: InspectionAudit,
+  trace?: TraceSpan,
 ): Promise<Inspection> {
   let body: Buffer;
   try {
@@ -99,6 +101,13 @@ export async function inspectMcpRequest(
     };
   }
 
+  const first = verdict.messages.find((m) => m.method !== undefined);
+  if (trace?.recording && first) {
+    trace.setAttributes({
+      'mcp.method': first.method,
+      'mcp.tool.name': first.method === 'tools/call' ? first.name : undefined,
+    });
+  }
   const refused: Array<{ message: McpMessage; text: string }> = [];
   const required = new Set<string>();
   const lists = new Map<string, ListMethod>();

@@ -227,7 +227,7 @@ function decided(
   const headers = backendHeaders(deps, req, client, scope.id, decision);
   const access = deps.config.mcp.access;
   if (access !== undefined && scope.route === 'mcp' && req.method === 'POST') {
-    return inspect(deps, req, access, decision, target, headers);
+    return inspect(deps, req, scope, access, decision, target, headers);
   }
   return { kind: 'forward', target, headers };
 }
@@ -239,6 +239,7 @@ function decided(
 async function inspect(
   deps: AdmissionDeps,
   req: IncomingMessage,
+  scope: RequestScope,
   access: McpAccessPolicy,
   decision: Extract<AuthDecision, { kind: 'allow' }>,
   target: string,
@@ -255,7 +256,8 @@ async function inspect(
     calls: deps.mcpCalls,
     caller: { user: identity?.user, clientId: decision.clientId },
   };
-  const inspection = await inspectMcpRequest(req, access, caller, deps.config.mcp.maxBodyBytes, audit);
+  const { maxBodyBytes } = deps.config.mcp;
+  const inspection = await inspectMcpRequest(req, access, caller, maxBodyBytes, audit, scope.trace);
   switch (inspection.kind) {
     case 'forward':
       return { kind: 'forward', target, headers, body: inspection.body, editor: inspection.editor };
