@@ -9,7 +9,8 @@
  * What it starts, all in this process on loopback ports: the backend (conformance/backend.mjs,
  * official SDK server with the tools/resources/prompts the scenarios call), the dev IdP
  * (dist/demo/dev-idp.js, a real oidc-provider) and the proxy (dist/server/app.js) with
- * AUTH_MODE=oidc in front of the backend. It then gets an access token the way an MCP client
+ * AUTH_MODE=oidc in front of the backend, with a permissive mcp_access rule set so that every
+ * request also passes the MCP inspection stage. It then gets an access token the way an MCP client
  * does: dynamic client registration, PKCE authorization with a headless login at the dev IdP
  * (alice) and the proxy's consent page, and the code exchange (scripts/oauth-token.mjs). The
  * suite has no auth option, so the token is injected by a `--import` preload (NODE_OPTIONS) that
@@ -125,20 +126,28 @@ async function startProxyStack(backendOrigin) {
       OIDC_CLIENT_ID: 'mcp-oidc-proxy',
       OIDC_CLIENT_SECRET: secret,
       OIDC_SCOPES: 'openid email profile groups offline_access',
+      // A permissive rule set: every POST then passes the MCP inspection stage (strict parsing,
+      // the forwarded body, list results and call outcomes read back), so the suite checks that
+      // the stage changes nothing a client can see.
+      MCP_ACCESS: JSON.stringify({ rules: [{ tools: ['*'], prompts: ['*'], resources: ['*'] }] }),
       LOG_LEVEL: 'info',
     },
   });
   const logs = [];
+  /** Calls the inspection stage recorded (`mcp_call` audit events): proof that it ran. */
+  let inspectedCalls = 0;
   const sink = new Writable({
     write(chunk, _enc, cb) {
-      logs.push(...String(chunk).split('\n').filter(Boolean));
+      const lines = String(chunk).split('\n').filter(Boolean);
+      inspectedCalls += lines.filter((line) => line.includes('"audit":"mcp_call"')).length;
+      logs.push(...lines);
       if (logs.length > 2000) logs.splice(0, logs.length - 2000);
       cb();
     },
   });
   const proxy = await startProxy({ config, logger: createLogger(config.log.level, sink) });
   cleanups.push(() => proxy.shutdown());
-  return { url, logs };
+  return { url, logs, inspectedCalls: () => inspectedCalls };
 }
 
 /** The preload: adds the bearer token to fetch and to undici's global dispatcher, for `origin` only. */
@@ -290,6 +299,11 @@ async function main() {
   console.log(
     `\n${directPassed} scenarios pass directly; ${regressions.length} of them fail through the proxy.`,
   );
+  console.log(`the MCP inspection stage recorded ${proxy.inspectedCalls()} calls through the proxy`);
+  if (proxy.inspectedCalls() === 0) {
+    console.error('the MCP inspection stage saw no call: the permissive mcp_access rules did not apply');
+    return 1;
+  }
   if (direct.results.size === 0) {
     console.error(
       `no results from the direct run (exit ${direct.code ?? direct.signal}):\n${direct.output.slice(-3000)}`,
