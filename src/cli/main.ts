@@ -2,23 +2,43 @@
 import { describeConfig, type LoadInput, loadConfig } from '../config/load.js';
 import { ConfigReloader } from '../config/reload.js';
 import { ConfigError } from '../config/types.js';
-import { createLogger } from '../observability/logger.js';
-import { startProxy } from '../server/app.js';
+import { createLogger, type Logger } from '../observability/logger.js';
+import { type RunningProxy, startProxy } from '../server/app.js';
 import { helpText, type ParsedArgs, parseArgs, UsageError } from './args.js';
 import { packageVersion } from './version.js';
+
+/**
+ * SIGHUP reloads the --config file (and CONFIG_WATCH watches it) once the proxy runs. Installed
+ * before the start, since SIGHUP's default action would end the process; the returned function
+ * arms it with the running proxy.
+ */
+function reloadOnSignal(
+  logger: () => Logger,
+): (input: LoadInput, proxy: RunningProxy, watch: boolean) => ConfigReloader {
+  let reloader: ConfigReloader | undefined;
+  process.on('SIGHUP', () => {
+    if (reloader) reloader.reload('SIGHUP');
+    else logger().warn('SIGHUP while starting: ignored; send it again once the proxy listens');
+  });
+  return (input, proxy, watch) => {
+    reloader = new ConfigReloader({
+      input,
+      logger: logger(),
+      apply: (next, trigger) => proxy.reload(next, trigger),
+      onRejected: () => proxy.metrics.configReloads.inc({ result: 'rejected' }),
+    });
+    reloader.watch(watch);
+    return reloader;
+  };
+}
 
 async function serve(args: ParsedArgs): Promise<void> {
   // A reload reads the --config file again; flags and the environment stay as they were.
   const input: LoadInput = { flags: args.flags, env: { ...process.env }, configFile: args.configFile };
   const config = loadConfig(input);
   const logger = createLogger(config.log.level);
-  // Installed before the start: SIGHUP's default action would end the process.
-  let reloader: ConfigReloader | undefined;
-  process.on('SIGHUP', () => {
-    if (reloader) reloader.reload('SIGHUP');
-    else logger.warn('SIGHUP while starting: ignored; send it again once the proxy listens');
-  });
-  let proxy: Awaited<ReturnType<typeof startProxy>>;
+  const armReload = reloadOnSignal(() => logger);
+  let proxy: RunningProxy;
   try {
     proxy = await startProxy({ config, logger });
   } catch (err) {
@@ -34,14 +54,7 @@ async function serve(args: ParsedArgs): Promise<void> {
     setTimeout(() => process.exit(code), 1000).unref();
     logger.flush(() => process.exit(code));
   };
-  const configReloader = new ConfigReloader({
-    input,
-    logger,
-    apply: (next, trigger) => proxy.reload(next, trigger),
-    onRejected: () => proxy.metrics.configReloads.inc({ result: 'rejected' }),
-  });
-  configReloader.watch(config.watchConfig);
-  reloader = configReloader;
+  const configReloader = armReload(input, proxy, config.watchConfig);
   const stop = (signal: string): void => {
     logger.info({ signal }, 'signal received');
     configReloader.close();
@@ -60,9 +73,14 @@ async function serve(args: ParsedArgs): Promise<void> {
 async function demo(args: ParsedArgs): Promise<void> {
   // Loaded on demand: the sample MCP server (and the SDK) is no weight for `serve`.
   const { runDemo } = await import('../demo/demo.js');
-  const stop = await runDemo({ flags: args.flags });
+  let logger: Logger | undefined;
+  const armReload = reloadOnSignal(() => logger ?? createLogger('info'));
+  const running = await runDemo({ flags: args.flags, configFile: args.configFile });
+  logger = running.logger;
+  const reloader = armReload(running.input, running.proxy, running.config.watchConfig);
   const onSignal = (): void => {
-    stop().then(() => process.exit(0));
+    reloader.close();
+    running.stop().then(() => process.exit(0));
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);

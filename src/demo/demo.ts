@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { createServer } from 'node:net';
-import { loadConfig } from '../config/load.js';
+import { type LoadInput, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { createLogger } from '../observability/logger.js';
+import { createLogger, type Logger } from '../observability/logger.js';
 import { type RunningProxy, startProxy } from '../server/app.js';
 import { DEFAULT_DEV_USERS, type DevIdp, startDevIdp } from './dev-idp.js';
 import { createSampleMcpServer } from './sample-mcp-server.js';
@@ -11,6 +11,21 @@ import { createSampleMcpServer } from './sample-mcp-server.js';
 export interface DemoOptions {
   /** CLI flags (`--port`, `--host`, `--public-url`, `--auth-mode`, ...), validated like `serve`'s. */
   flags: Record<string, string>;
+  /**
+   * `--config FILE`: settings of the user's own (`mcp_access` rules, say) on top of the demo's;
+   * SIGHUP or CONFIG_WATCH reload it like `serve` does.
+   */
+  configFile?: string;
+}
+
+/** The running demo: the proxy, what its config was loaded from (a reload loads it again), and stop. */
+export interface RunningDemo {
+  proxy: RunningProxy;
+  /** The configuration it started with (CONFIG_WATCH from a --config file, say). */
+  config: Config;
+  input: LoadInput;
+  logger: Logger;
+  stop(): Promise<void>;
 }
 
 const DEMO_CLIENT_ID = 'mcp-oidc-proxy-demo';
@@ -33,7 +48,7 @@ function freePort(host: string): Promise<number> {
  * sample MCP server, and the proxy in front of it in oidc mode — the whole login flow with
  * nothing else installed. `--auth-mode bypass` leaves the login out.
  */
-export async function runDemo(options: DemoOptions): Promise<() => Promise<void>> {
+export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   const host = options.flags.SERVER_HOST ?? '127.0.0.1';
   const requestedPort = Number(options.flags.SERVER_PORT ?? 8080);
   const port = Number.isInteger(requestedPort) && requestedPort > 0 ? requestedPort : await freePort(host);
@@ -44,6 +59,8 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
   let idp: DevIdp | undefined;
   let proxy: RunningProxy;
   let config: Config;
+  let input: LoadInput;
+  let logger: Logger;
   try {
     await new Promise<void>((resolve) => sample.server.listen(0, '127.0.0.1', resolve));
     const samplePort = (sample.server.address() as AddressInfo).port;
@@ -82,8 +99,12 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
         ADMIN_GROUPS: DEMO_ADMIN_GROUP,
       });
     }
-    config = loadConfig({ flags: { ...options.flags, SERVER_PORT: String(port) }, env });
-    proxy = await startProxy({ config, logger: createLogger(config.log.level) });
+    // The demo's own settings are the environment here: a --config file adds to them (a file's
+    // value yields to the environment's, so it cannot break the demo's login wiring).
+    input = { flags: { ...options.flags, SERVER_PORT: String(port) }, env, configFile: options.configFile };
+    config = loadConfig(input);
+    logger = createLogger(config.log.level);
+    proxy = await startProxy({ config, logger });
   } catch (err) {
     await idp?.close();
     await sample.close();
@@ -122,9 +143,15 @@ export async function runDemo(options: DemoOptions): Promise<() => Promise<void>
       '',
     ].join('\n'),
   );
-  return async () => {
-    await proxy.shutdown();
-    await sample.close();
-    await idp?.close();
+  return {
+    proxy,
+    config,
+    input,
+    logger,
+    stop: async () => {
+      await proxy.shutdown();
+      await sample.close();
+      await idp?.close();
+    },
   };
 }
