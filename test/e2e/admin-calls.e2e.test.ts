@@ -4,13 +4,12 @@
  * page opened with the admin token.
  */
 import { randomBytes } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launchChromium, watchedContext } from '../helpers/chromium.js';
-import { type AccessBackend, startAccessBackend } from '../helpers/mcp-access-backend.js';
-import { startTestProxy, type TestProxy } from '../helpers/servers.js';
+import { type AccessBackend, type AccessProxy, startAccessProxy } from '../helpers/mcp-access-backend.js';
+import type { TestProxy } from '../helpers/servers.js';
 
 const ADMIN_TOKEN = randomBytes(36).toString('base64url');
 /** A tool name that would run script if the page ever put it in as markup. */
@@ -18,6 +17,7 @@ const XSS_NAME = '<img src=x onerror=alert(1)>';
 const RULES = { default: 'deny', rules: [{ tools: ['echo'], allow: {} }] };
 
 describe('recent tool calls on the monitoring page (Chromium)', () => {
+  let stack: AccessProxy;
   let backend: AccessBackend;
   let proxy: TestProxy;
   let client: Client;
@@ -32,15 +32,8 @@ describe('recent tool calls on the monitoring page (Chromium)', () => {
     );
 
   beforeAll(async () => {
-    backend = await startAccessBackend(true);
-    proxy = await startTestProxy({
-      ADMIN_ENABLED: 'true',
-      ADMIN_TOKEN,
-      PROXY_TARGET_URL: backend.url,
-      MCP_ACCESS: JSON.stringify(RULES),
-    });
-    client = new Client({ name: 'calls-page-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${proxy.url}/mcp`)));
+    stack = await startAccessProxy(RULES, ADMIN_TOKEN);
+    ({ backend, proxy, client } = stack);
     await client.callTool({ name: 'echo', arguments: { text: 'hello' } });
     await refused('secret_report');
     await refused(XSS_NAME);
@@ -48,9 +41,7 @@ describe('recent tool calls on the monitoring page (Chromium)', () => {
   });
   afterAll(async () => {
     await browser?.close();
-    await client?.close();
-    await proxy?.close();
-    await backend?.close();
+    await stack?.close();
   });
 
   const rowTexts = (page: Page): Promise<string[]> =>

@@ -4,12 +4,11 @@
  * by the official SDK client.
  */
 import { randomBytes } from 'node:crypto';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { McpCallEntry } from '../../src/mcp/call-audit.js';
-import { type AccessBackend, startAccessBackend } from '../helpers/mcp-access-backend.js';
-import { startTestProxy, type TestProxy } from '../helpers/servers.js';
+import { type AccessBackend, type AccessProxy, startAccessProxy } from '../helpers/mcp-access-backend.js';
+import type { TestProxy } from '../helpers/servers.js';
 
 const ADMIN_TOKEN = randomBytes(36).toString('base64url');
 /** An argument value that must never appear in an admin answer. */
@@ -26,6 +25,7 @@ const RULES = {
 type Calls = { calls: McpCallEntry[]; total: number; truncated: boolean };
 
 describe('GET /admin/api/calls (bypass mode, mcp_access)', () => {
+  let stack: AccessProxy;
   let backend: AccessBackend;
   let proxy: TestProxy;
   let client: Client;
@@ -48,15 +48,8 @@ describe('GET /admin/api/calls (bypass mode, mcp_access)', () => {
   const attempt = (call: Promise<unknown>): Promise<unknown> => call.catch((error: unknown) => error);
 
   beforeAll(async () => {
-    backend = await startAccessBackend(true);
-    proxy = await startTestProxy({
-      ADMIN_ENABLED: 'true',
-      ADMIN_TOKEN,
-      PROXY_TARGET_URL: backend.url,
-      MCP_ACCESS: JSON.stringify(RULES),
-    });
-    client = new Client({ name: 'calls-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${proxy.url}/mcp`)));
+    stack = await startAccessProxy(RULES, ADMIN_TOKEN);
+    ({ backend, proxy, client } = stack);
     // Oldest first: ok, a tool's own error (arguments fail its schema), a JSON-RPC error (no such
     // prompt), a refusal.
     await client.callTool({ name: 'echo', arguments: { text: ARGUMENT } });
@@ -65,9 +58,7 @@ describe('GET /admin/api/calls (bypass mode, mcp_access)', () => {
     await attempt(client.callTool({ name: 'secret_report', arguments: { text: ARGUMENT } }));
   });
   afterAll(async () => {
-    await client?.close();
-    await proxy?.close();
-    await backend?.close();
+    await stack?.close();
   });
 
   it('lists every call newest first with its outcome, duration and argument size, and no argument value', async () => {
