@@ -8,6 +8,7 @@ import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
 import { sendError } from '../http/errors.js';
 import { createRateLimiter } from '../limits/rate-limit.js';
+import type { McpCallAudit } from '../mcp/call-audit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -22,6 +23,7 @@ import { StatusReporter } from './status.js';
 import {
   AdminError,
   callerView,
+  callsQuery,
   clientView,
   grantView,
   listQuery,
@@ -58,12 +60,14 @@ export interface AdminDeps {
   version: string;
   /** AUTH_MODE=oidc; absent in bypass mode, where there are no sessions, clients or tokens. */
   oidc?: AdminOidcParts;
+  /** The MCP calls recorded (with `mcp_access`), in either mode. */
+  mcpCalls?: Pick<McpCallAudit, 'recent'>;
 }
 
 /**
  * The admin API and monitoring page (ADMIN_ENABLED): `GET /admin` (the page, its script and
- * style), and under `/admin/api/` status, listings of sessions, clients and grants, and their
- * revocation, plus revoking everything of one user. Every API call is authenticated
+ * style), and under `/admin/api/` status, the recent MCP calls, listings of sessions, clients and
+ * grants, and their revocation, plus revoking everything of one user. Every API call is authenticated
  * (auth.ts); every change is audited. Responses never hold a token, a hash of one, a secret or
  * a raw session id.
  */
@@ -180,6 +184,10 @@ export class AdminApi {
       if (method !== 'GET') allow('GET');
       return this.json(res, 200, { ...(await this.status.report()), caller: callerView(caller) });
     }
+    if (collection === 'calls' && id === undefined) {
+      if (method !== 'GET') allow('GET');
+      return this.listCalls(res, ctx);
+    }
     const known = ['sessions', 'clients', 'tokens', 'users'];
     if (collection === undefined || !known.includes(collection))
       throw notFound('There is no such admin endpoint.');
@@ -222,6 +230,19 @@ export class AdminApi {
         return this.revokeUser(res, server, subject, audit);
       }
     }
+  }
+
+  /** The recorded MCP calls, newest first: never their arguments (only their size) or a token. */
+  private listCalls(res: ServerResponse, ctx: AuthContext): void {
+    const query = callsQuery(ctx.search);
+    const listed = (this.deps.mcpCalls?.recent() ?? [])
+      .filter((c) => query.user === undefined || c.sub === query.user)
+      .filter((c) => query.clientId === undefined || c.client_id === query.clientId)
+      .filter((c) => query.outcome === undefined || c.outcome === query.outcome)
+      .filter((c) => query.name === undefined || c.name === query.name)
+      .filter((c) => matchesText(query.q, c.sub, c.client_id, c.name, c.method));
+    const { items, total, truncated } = page(listed, query.limit);
+    this.json(res, 200, { calls: items, total, truncated });
   }
 
   private async listSessions(res: ServerResponse, sessions: SessionManager, ctx: AuthContext): Promise<void> {

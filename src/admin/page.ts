@@ -64,6 +64,11 @@ export const ADMIN_PAGE_HTML = `<!DOCTYPE html>
     <h2>Grants (refresh tokens)</h2>
     <table><thead><tr><th>User</th><th>Client</th><th>Scope</th><th>Granted</th><th>Expires</th><th></th></tr></thead><tbody id="tokens"></tbody></table>
   </section>
+  <section id="calls-section">
+    <h2>Recent tool calls</h2>
+    <input id="calls-filter" type="search" placeholder="Filter by user, name or outcome" aria-label="Filter tool calls">
+    <table><thead><tr><th>Time</th><th>User</th><th>Client</th><th>Method</th><th>Name</th><th>Outcome</th><th>Duration</th></tr></thead><tbody id="calls"></tbody></table>
+  </section>
   <section id="audit-section">
     <h2>Recent audit events</h2>
     <table><thead><tr><th>Time</th><th>Event</th><th>User</th><th>Client</th><th>IP</th><th>Details</th></tr></thead><tbody id="audit"></tbody></table>
@@ -104,7 +109,9 @@ td.empty{color:var(--muted);text-align:center}
 #funnel progress{width:100%;height:.9rem}
 #funnel .count{text-align:right;font-variant-numeric:tabular-nums;font-weight:600}
 input[type=search],input[type=password]{padding:.35rem .5rem;border:1px solid var(--line);border-radius:6px;font:inherit;min-width:18rem}
-#search{margin:0 0 .5rem}
+#search,#calls-filter{margin:0 0 .5rem}
+.outcome-error,.outcome-denied{color:var(--bad)}
+.outcome-tool_error{color:#b26a00}
 td.actions,td.time{white-space:nowrap}
 td.actions button+button{margin-left:.3rem}
 button{font:inherit;padding:.25rem .7rem;border-radius:6px;border:1px solid var(--line);background:#fff;cursor:pointer}
@@ -136,6 +143,8 @@ export const ADMIN_PAGE_JS = `'use strict';
   var searchTimer;
   /** client_id -> name, from the clients table: audit events name clients by id. */
   var clientNames = {};
+  /** The MCP calls of the last refresh, newest first: the filter box narrows them here. */
+  var recentCalls = [];
 
   function $(id) { return document.getElementById(id); }
   function setText(id, value) { $(id).textContent = value === null || value === undefined ? '–' : String(value); }
@@ -267,11 +276,23 @@ export const ADMIN_PAGE_JS = `'use strict';
     });
   }
 
-  function fill(id, rows, columns, toCells) {
+  function renderCalls() {
+    var filter = $('calls-filter').value.trim().toLowerCase();
+    var shown = !filter ? recentCalls : recentCalls.filter(function (c) {
+      return [c.sub, c.name, c.outcome].some(function (v) { return typeof v === 'string' && v.toLowerCase().indexOf(filter) !== -1; });
+    });
+    fill('calls', shown, 7, function (c) {
+      var clientName = clientNames[c.client_id];
+      return [cell(when(c.time), 'time'), cell(c.sub), clientName ? cell(clientName) : cell(c.client_id, 'id'), cell(c.method),
+        cell(c.name), cell(c.outcome, 'outcome-' + c.outcome), cell(ms(c.duration_ms))];
+    }, filter && recentCalls.length ? 'no call matches' : undefined);
+  }
+
+  function fill(id, rows, columns, toCells, emptyText) {
     var body = $(id);
     if (!rows.length) {
       var tr = document.createElement('tr');
-      var td = cell('nothing yet', 'empty');
+      var td = cell(emptyText || 'nothing yet', 'empty');
       td.colSpan = columns;
       tr.append(td);
       body.replaceChildren(tr);
@@ -321,6 +342,13 @@ export const ADMIN_PAGE_JS = `'use strict';
   }
 
   function refreshTables() {
+    return Promise.all([api('/admin/api/calls?limit=1000'), refreshIdentityTables()]).then(function (results) {
+      recentCalls = results[0].calls;
+      renderCalls();
+    });
+  }
+
+  function refreshIdentityTables() {
     if (!identity) return Promise.resolve();
     var q = query();
     return Promise.all([api('/admin/api/sessions' + q), api('/admin/api/clients' + q), api('/admin/api/tokens' + q)])
@@ -382,6 +410,7 @@ export const ADMIN_PAGE_JS = `'use strict';
     clearTimeout(searchTimer);
     searchTimer = setTimeout(function () { refreshTables().catch(showError); }, 250);
   });
+  $('calls-filter').addEventListener('input', renderCalls);
   start();
 })();
 `;

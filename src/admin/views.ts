@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { OAuthClient } from '../auth/facade/clients.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { ErrorAnswer, HeaderList } from '../http/errors.js';
+import type { McpCallOutcome } from '../mcp/call-audit.js';
 import type { ListedSession } from '../session/sessions.js';
 import type { AdminCaller } from './auth.js';
 
@@ -67,6 +68,22 @@ export function listQuery(search: string): ListQuery {
     throw new AdminError(400, 'invalid_request', `limit must be a whole number from 1 to ${MAX_LIMIT}`);
   }
   return { q: one('q')?.toLowerCase(), user: one('user'), clientId: one('client_id'), limit };
+}
+
+const CALL_OUTCOMES: readonly McpCallOutcome[] = ['ok', 'error', 'tool_error', 'denied'];
+
+/** The listing parameters, and those only the MCP calls take: `outcome` and `name` (exact). */
+export function callsQuery(search: string): ListQuery & { outcome?: McpCallOutcome; name?: string } {
+  const params = new URLSearchParams(search);
+  const outcome = single(params, 'outcome');
+  if (outcome !== undefined && !CALL_OUTCOMES.includes(outcome as McpCallOutcome)) {
+    throw new AdminError(400, 'invalid_request', `outcome must be one of ${CALL_OUTCOMES.join(', ')}`);
+  }
+  return {
+    ...listQuery(search),
+    outcome: outcome as McpCallOutcome | undefined,
+    name: single(params, 'name'),
+  };
 }
 
 /** Whether any of `fields` contains the search text (case-insensitive). */

@@ -40,33 +40,54 @@ export type AuditEntry = { time: string; event: AuditEvent } & AuditFields;
 /** How many recent events are kept in memory for the monitoring page. */
 export const RECENT_AUDIT_EVENTS = 200;
 
-export class AuditLog {
-  /** A ring buffer: `next` is where the following event goes once it is full. */
-  private readonly ring: AuditEntry[] = [];
+/** The newest `capacity` items, kept in a ring buffer; read back newest first. */
+export class RecentRing<T extends object> {
+  private readonly items: T[] = [];
+  /** Where the following item goes once the ring is full. */
   private next = 0;
+
+  constructor(private readonly capacity: number) {}
+
+  push(item: T): void {
+    if (this.items.length < this.capacity) this.items.push(item);
+    else this.items[this.next] = item;
+    this.next = (this.next + 1) % this.capacity;
+  }
+
+  /** Shallow copies, newest first: a reader cannot change what is kept. */
+  newestFirst(): T[] {
+    const oldestFirst =
+      this.items.length < this.capacity
+        ? this.items
+        : [...this.items.slice(this.next), ...this.items.slice(0, this.next)];
+    return oldestFirst.map((item) => ({ ...item })).reverse();
+  }
+}
+
+export class AuditLog {
+  private readonly ring: RecentRing<AuditEntry>;
 
   /** `onEvent` sees every event too (the metrics counter). */
   constructor(
     private readonly logger: Logger,
     private readonly onEvent?: (event: AuditEvent, fields: AuditFields) => void,
-    private readonly capacity = RECENT_AUDIT_EVENTS,
-  ) {}
+    capacity = RECENT_AUDIT_EVENTS,
+  ) {
+    this.ring = new RecentRing(capacity);
+  }
 
-  record(event: AuditEvent, fields: AuditFields): void {
+  /**
+   * Logs the event and tells `onEvent`. `remember: false` leaves it out of `recent()`: events
+   * that come in numbers (`mcp_call`) keep a list of their own, so they do not push the rest out.
+   */
+  record(event: AuditEvent, fields: AuditFields, options: { remember?: boolean } = {}): void {
     this.logger.info({ audit: event, ...fields }, `audit ${event}`);
-    const entry: AuditEntry = { ...fields, time: new Date().toISOString(), event };
-    if (this.ring.length < this.capacity) this.ring.push(entry);
-    else this.ring[this.next] = entry;
-    this.next = (this.next + 1) % this.capacity;
+    if (options.remember !== false) this.ring.push({ ...fields, time: new Date().toISOString(), event });
     this.onEvent?.(event, fields);
   }
 
   /** The remembered events of this instance, newest first. */
   recent(): AuditEntry[] {
-    const oldestFirst =
-      this.ring.length < this.capacity
-        ? this.ring
-        : [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)];
-    return oldestFirst.map((entry) => ({ ...entry })).reverse();
+    return this.ring.newestFirst();
   }
 }

@@ -1,4 +1,4 @@
-import type { AuditLog } from '../auth/audit.js';
+import { type AuditLog, RecentRing } from '../auth/audit.js';
 import type { Metrics } from '../observability/metrics.js';
 
 /** How a call ended: answered, answered with a JSON-RPC error, a tool's own error (`isError`), or refused here. */
@@ -18,6 +18,22 @@ export interface McpCallCaller {
   clientId?: string;
 }
 
+/** One recorded call as the admin API lists it: the `mcp_call` audit event's fields and its time. */
+export interface McpCallEntry {
+  time: string;
+  sub?: string;
+  client_id?: string;
+  method: string;
+  name: string;
+  jsonrpc_id?: string;
+  outcome: McpCallOutcome;
+  duration_ms: number;
+  argument_bytes?: number;
+}
+
+/** How many recent calls are kept in memory for the admin API (`GET /admin/api/calls`). */
+export const RECENT_MCP_CALLS = 1000;
+
 /** Distinct names a metric label may take; past it, a name the server never listed is `other`. */
 const MAX_NAME_LABELS = 200;
 
@@ -25,16 +41,27 @@ const MAX_NAME_LABELS = 200;
  * The audit trail of MCP calls: an `mcp_call` audit event per call (user, client, method, name,
  * JSON-RPC id, outcome, duration, argument size) and the `mcp_oidc_proxy_mcp_calls_total` /
  * `_mcp_call_duration_seconds` series. Metric names are bounded: names the backend listed are
- * kept, others only until the cap, so a client cannot grow the series by inventing names.
+ * kept, others only until the cap, so a client cannot grow the series by inventing names. The
+ * latest calls are kept apart from the audit log's recent events (which they would crowd out),
+ * for the admin API.
  */
 export class McpCallAudit {
   private readonly listed = new Set<string>();
   private readonly named = new Set<string>();
+  private readonly calls: RecentRing<McpCallEntry>;
 
   constructor(
     private readonly audit: AuditLog,
     private readonly metrics: Metrics,
-  ) {}
+    capacity = RECENT_MCP_CALLS,
+  ) {
+    this.calls = new RecentRing(capacity);
+  }
+
+  /** The calls this instance recorded last (at most RECENT_MCP_CALLS), newest first. */
+  recent(): McpCallEntry[] {
+    return this.calls.newestFirst();
+  }
 
   /** Names the backend listed (tools/list and the like): always their own label. */
   noteListed(name: string): void {
@@ -53,7 +80,7 @@ export class McpCallAudit {
   }
 
   record(call: McpCall, caller: McpCallCaller, outcome: McpCallOutcome, durationMs = 0): void {
-    this.audit.record('mcp_call', {
+    const fields = {
       sub: caller.user,
       client_id: caller.clientId,
       method: call.method,
@@ -62,7 +89,9 @@ export class McpCallAudit {
       outcome,
       duration_ms: Math.round(durationMs * 100) / 100,
       argument_bytes: call.argumentBytes,
-    });
+    };
+    this.audit.record('mcp_call', fields, { remember: false });
+    this.calls.push({ time: new Date().toISOString(), ...fields });
     const name = this.label(call.name);
     this.metrics.mcpCalls.inc({ method: call.method, name, outcome });
     if (outcome !== 'denied')

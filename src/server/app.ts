@@ -212,6 +212,8 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const connections = new ConnectionTracker(server);
   // Bypass mode has no store (and no Redis): its budgets count in memory.
   const rateLimits = oidc?.rateLimits ?? new RateLimits(config.auth);
+  // In bypass mode there is no audit log to share: MCP calls get their own.
+  const mcpCalls = new McpCallAudit(oidc?.audit ?? new AuditLog(logger), metrics);
   const admin = adminModule
     ? new adminModule.AdminApi({
         config,
@@ -223,6 +225,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         authMode: authenticator.mode,
         version: packageVersion(),
         oidc,
+        mcpCalls,
       })
     : undefined;
   const pipeline = new Pipeline({
@@ -242,8 +245,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     draining: () => draining,
     onResponseDone: (socket) => connections.responseDone(socket),
     admin: admin?.handle,
-    // In bypass mode there is no audit log to share: MCP calls get their own.
-    mcpCalls: new McpCallAudit(oidc?.audit ?? new AuditLog(logger), metrics),
+    mcpCalls,
   });
   server.on('request', pipeline.handle);
   server.on('upgrade', pipeline.handleUpgrade);

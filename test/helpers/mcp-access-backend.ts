@@ -1,8 +1,10 @@
 import { createServer } from 'node:http';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { z } from 'zod';
-import { type Listening, listen } from './servers.js';
+import { type Listening, listen, startTestProxy, type TestProxy } from './servers.js';
 
 /** What the backend actually did: the proof that a refused call never reached it. */
 export interface AccessBackend extends Listening {
@@ -66,4 +68,34 @@ export async function startAccessBackend(json: boolean): Promise<AccessBackend> 
   });
   const listening = await listen(http);
   return { ...listening, ran };
+}
+
+/** A bypass-mode proxy (admin API on) with `mcp_access` rules in front of the backend, and an SDK client through it. */
+export interface AccessProxy {
+  backend: AccessBackend;
+  proxy: TestProxy;
+  client: Client;
+  close(): Promise<void>;
+}
+
+export async function startAccessProxy(rules: unknown, adminToken: string): Promise<AccessProxy> {
+  const backend = await startAccessBackend(true);
+  const proxy = await startTestProxy({
+    ADMIN_ENABLED: 'true',
+    ADMIN_TOKEN: adminToken,
+    PROXY_TARGET_URL: backend.url,
+    MCP_ACCESS: JSON.stringify(rules),
+  });
+  const client = new Client({ name: 'access-test-client', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${proxy.url}/mcp`)));
+  return {
+    backend,
+    proxy,
+    client,
+    close: async () => {
+      await client.close();
+      await proxy.close();
+      await backend.close();
+    },
+  };
 }
