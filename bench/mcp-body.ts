@@ -20,7 +20,12 @@ function toolsCall(size: number): Buffer {
     bytes += JSON.stringify(row).length + 1;
     rows.push(row);
   }
-  const body = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'ingest', arguments: { rows } } };
+  const body = {
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'tools/call',
+    params: { name: 'ingest', arguments: { rows } },
+  };
   return Buffer.from(JSON.stringify(body));
 }
 
