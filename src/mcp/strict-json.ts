@@ -80,8 +80,26 @@ function describeChar(c: number): string {
     : `U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
+/** Slots of the key cache (a power of two), and the longest key it holds. */
+const KEY_CACHE_SLOTS = 256;
+const KEY_CACHE_MAX_LENGTH = 32;
+
+/** What a string cannot hold as it is: a backslash (an escape) or a control character (an error). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it looks for.
+const SPECIAL = /[\\\x00-\x1f]/g;
+
 class Parser {
   pos = 0;
+  /**
+   * Keys seen in this text, by a hash of their characters: an array of records repeats the same
+   * keys, and handing back the string already made, instead of a new slice each time, is most of
+   * what keeps the parser's garbage near JSON.parse's. Per parse, so no body outlives its request.
+   */
+  private readonly keys: (string | undefined)[] = new Array(KEY_CACHE_SLOTS);
+  /** The next backslash or control character at or after where a string was last read (or the end). */
+  private special = -1;
+  /** The elements of the arrays being read, innermost last (see array()). */
+  private readonly elements: JsonValue[] = [];
 
   constructor(
     private readonly text: string,
@@ -143,7 +161,7 @@ class Parser {
     for (;;) {
       const keyAt = this.pos;
       if (this.text.charCodeAt(keyAt) !== QUOTE) this.fail('syntax', 'expected a string key');
-      const key = this.string(true);
+      const key = this.key();
       if (Object.hasOwn(object, key)) this.fail('ambiguous', `duplicate key ${JSON.stringify(key)}`, keyAt);
       this.skipWhitespace();
       if (this.text.charCodeAt(this.pos) !== 0x3a) this.fail('syntax', "expected ':' after a key");
@@ -166,17 +184,24 @@ class Parser {
 
   private array(depth: number): JsonValue[] {
     this.enter(depth);
-    const array: JsonValue[] = [];
     if (this.text.charCodeAt(this.pos) === 0x5d) {
       this.pos++;
-      return array;
+      return [];
     }
+    // Elements gather on one stack shared by all arrays and leave it as an array of their exact
+    // size: growing each array by push would leave spare capacity behind in every one.
+    const stack = this.elements;
+    const base = stack.length;
     for (;;) {
-      array.push(this.value(depth));
+      stack.push(this.value(depth));
       this.skipWhitespace();
       const c = this.text.charCodeAt(this.pos);
       this.pos++;
-      if (c === 0x5d) return array;
+      if (c === 0x5d) {
+        const array = stack.slice(base);
+        stack.length = base;
+        return array;
+      }
       if (c !== 0x2c) this.fail('syntax', "expected ',' or ']' in an array", this.pos - 1);
     }
   }
@@ -202,7 +227,17 @@ class Parser {
     } else {
       this.fail('syntax', "expected a digit after '-'", pos);
     }
-    if (text.charCodeAt(pos) === 0x2e) {
+    const afterInteger = text.charCodeAt(pos);
+    // Most numbers are short integers (ids, counts): their value is exact in a double, no need to
+    // slice and convert (15 digits stay under 2^53).
+    const digitsStart = text.charCodeAt(start) === 0x2d ? start + 1 : start;
+    if (afterInteger !== 0x2e && afterInteger !== 0x65 && afterInteger !== 0x45 && pos - digitsStart <= 15) {
+      this.pos = pos;
+      let value = 0;
+      for (let i = digitsStart; i < pos; i++) value = value * 10 + text.charCodeAt(i) - 0x30;
+      return digitsStart === start ? value : -value;
+    }
+    if (afterInteger === 0x2e) {
       pos++;
       if (!isDigit(text.charCodeAt(pos))) this.fail('syntax', "expected a digit after '.'", pos);
       while (isDigit(text.charCodeAt(pos))) pos++;
@@ -220,42 +255,93 @@ class Parser {
   }
 
   /**
-   * A string from the opening quote at `pos` (RFC 8259 §7). Runs without escapes are sliced, not
-   * copied a character at a time: most strings have no escape and come back as one slice.
+   * Where the string opened at `pos - 1` closes, if nothing in it needs a closer look (an escape or
+   * a control character), or -1. Native searches, not a loop over characters: `indexOf` finds the
+   * quote, and the next backslash or control character is found once and reused until passed.
+   */
+  private plainStringEnd(start: number): number {
+    const end = this.text.indexOf('"', start);
+    if (end === -1) return -1;
+    if (this.special < start) this.findSpecial(start);
+    return this.special > end ? end : -1;
+  }
+
+  private findSpecial(from: number): void {
+    // Escapes often come in runs (`\r\n`, `\"...\"`): look at the next few characters before
+    // paying for a regular expression search.
+    const text = this.text;
+    const near = Math.min(from + 16, text.length);
+    for (let i = from; i < near; i++) {
+      const c = text.charCodeAt(i);
+      if (c === BACKSLASH || c < 0x20) {
+        this.special = i;
+        return;
+      }
+    }
+    SPECIAL.lastIndex = near;
+    this.special = SPECIAL.test(this.text) ? SPECIAL.lastIndex - 1 : this.text.length;
+  }
+
+  /** A key from the opening quote at `pos`: from the cache when it has no escape and was seen. */
+  private key(): string {
+    const text = this.text;
+    const start = this.pos + 1;
+    const end = this.plainStringEnd(start);
+    if (end === -1) return this.string(true);
+    this.pos = end + 1;
+    const length = end - start;
+    if (length === 0 || length > KEY_CACHE_MAX_LENGTH) return text.slice(start, end);
+    const slot =
+      (length * 31 + text.charCodeAt(start) * 7 + text.charCodeAt(end - 1)) & (KEY_CACHE_SLOTS - 1);
+    const cached = this.keys[slot];
+    if (cached !== undefined && cached.length === length && text.startsWith(cached, start)) return cached;
+    const key = text.slice(start, end);
+    this.keys[slot] = key;
+    return key;
+  }
+
+  /**
+   * A string from the opening quote at `pos` (RFC 8259 §7), as slices of the text between its
+   * escapes. The next quote and the next backslash or control character are found by native
+   * searches, each kept until the reading passes it: searching again after every escape would make a
+   * long string of escapes quadratic.
    */
   private string(isKey: boolean): string {
     const text = this.text;
-    const length = text.length;
     let pos = this.pos + 1;
-    let runStart = pos;
     let out = '';
+    let quote = -1;
     for (;;) {
-      const c = text.charCodeAt(pos);
-      if (c === QUOTE) {
-        this.pos = pos + 1;
-        return out + text.slice(runStart, pos);
+      if (quote < pos) {
+        quote = text.indexOf('"', pos);
+        if (quote === -1) quote = text.length;
       }
-      if (c === BACKSLASH) {
-        out += text.slice(runStart, pos);
-        const escaped = text.charCodeAt(pos + 1);
-        if (escaped === 0x75) {
-          const decoded = this.unicodeEscape(pos, isKey);
-          out += decoded;
-          // A surrogate pair is two escapes of six characters each.
-          pos += decoded.length * 6;
-        } else {
-          const short = SHORT_ESCAPES.get(escaped);
-          if (short === undefined) this.fail('syntax', 'an invalid escape in a string', pos);
-          out += short;
-          pos += 2;
-        }
-        runStart = pos;
-      } else if (c >= 0x20) {
-        pos++;
-      } else if (pos >= length) {
-        this.fail('syntax', 'a string without its closing quote', this.pos);
+      if (this.special < pos) this.findSpecial(pos);
+      const special = this.special;
+      if (quote < special) {
+        this.pos = quote + 1;
+        return out + text.slice(pos, quote);
+      }
+      if (special >= text.length) this.fail('syntax', 'a string without its closing quote', this.pos);
+      out += text.slice(pos, special);
+      pos = special;
+      const escaped = text.charCodeAt(pos + 1);
+      if (text.charCodeAt(pos) !== BACKSLASH) {
+        this.fail(
+          'syntax',
+          `${describeChar(text.charCodeAt(pos))} in a string: control characters must be escaped`,
+          pos,
+        );
+      } else if (escaped === 0x75) {
+        const decoded = this.unicodeEscape(pos, isKey);
+        out += decoded;
+        // A surrogate pair is two escapes of six characters each.
+        pos += decoded.length * 6;
       } else {
-        this.fail('syntax', `${describeChar(c)} in a string: control characters must be escaped`, pos);
+        const short = SHORT_ESCAPES.get(escaped);
+        if (short === undefined) this.fail('syntax', 'an invalid escape in a string', pos);
+        out += short;
+        pos += 2;
       }
     }
   }

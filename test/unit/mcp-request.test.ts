@@ -835,4 +835,28 @@ describe('parseStrictJson agrees with JSON.parse', () => {
     expect(kind('['.repeat(64) + ']'.repeat(64))).toBe('accepted');
     expect(kind('{"a":1}x')).toBe('syntax');
   });
+
+  it.each([
+    ['01', 'leading zero', 0],
+    ['[1,-01]', 'leading zero', 3],
+    ['{"a":1} x', 'after the JSON value', 8],
+    ['"a\tb"', 'control characters must be escaped', 2],
+    ['"abc', 'without its closing quote', 0],
+    ['["\\u12"]', 'four hex digits', 2],
+    ['{"a" 1}', "expected ':'", 5],
+    ['[1 2]', "expected ',' or ']'", 3],
+    ['{"a":1 "b":2}', "expected ',' or '}'", 7],
+    ['{1:2}', 'expected a string key', 1],
+    ['tru', "expected 'true'", 0],
+    ['-x', "expected a digit after '-'", 1],
+    ['[', 'unexpected end', 1],
+  ])('says why %j is refused, and where', (text, reason, offset) => {
+    try {
+      parseStrictJson(text);
+      expect.unreachable();
+    } catch (error) {
+      expect((error as StrictJsonError).reason).toContain(reason);
+      expect((error as StrictJsonError).offset).toBe(offset);
+    }
+  });
 });
