@@ -70,6 +70,19 @@ export async function inspectMcpRequest(
   audit?: InspectionAudit,
   trace?: TraceSpan,
 ): Promise<Inspection> {
+  // Node keeps the first Content-Type and the backend may read another: judged is only what is one.
+  if (headerCount(req.rawHeaders, 'content-type') > 1) {
+    req.resume();
+    return {
+      kind: 'refuse',
+      answer: {
+        status: 400,
+        error: 'invalid_request',
+        description: 'Content-Type is sent more than once; send it once, as application/json.',
+        headers: [['connection', 'close']],
+      },
+    };
+  }
   let body: Buffer;
   try {
     body = await readBody(req, maxBodyBytes);
@@ -196,6 +209,13 @@ function responseWatcher(
       pending.clear();
     },
   };
+}
+
+/** How many times a header (lower-case name) appears in the request, whatever its spelling. */
+function headerCount(rawHeaders: readonly string[], name: string): number {
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]?.toLowerCase() === name) count++;
+  return count;
 }
 
 /** A JSON-RPC id as a map key: `1` and `"1"` are different ids. */

@@ -12,6 +12,7 @@ import {
   HeadlessOAuthProvider,
 } from '../helpers/mcp-oauth-client.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
+import { hostOf, rawRequest } from '../helpers/raw-http.js';
 
 const bob = { username: 'bob', password: 'bob-password' };
 
@@ -235,6 +236,27 @@ describe.each([
     expect(((await batched.json()) as Array<{ id: number }>).map((r) => r.id)).toEqual([3, 4]);
     const gzip = await post(stack, token, duplicate, { 'content-encoding': 'gzip' });
     expect(gzip.status).toBe(415);
+    // Two Content-Types: Node reads the first, a backend might read the second.
+    const call = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 5,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: { text: 'x' } },
+    });
+    const twice = await rawRequest(
+      stack.url,
+      [
+        'POST /mcp HTTP/1.1',
+        `Host: ${hostOf(stack.url)}`,
+        `Authorization: Bearer ${token}`,
+        'Content-Type: application/json',
+        'Content-Type: text/plain',
+        'Accept: application/json, text/event-stream',
+        `Content-Length: ${Buffer.byteLength(call)}`,
+      ],
+      call,
+    );
+    expect(twice.status).toBe(400);
     expect(backend.ran.slice(before)).toEqual([]);
   });
 });
