@@ -76,6 +76,24 @@ describe('tracing in bypass mode (sampling, propagation, failures)', () => {
     return proxy;
   }
 
+  it('names the MCP method and tool on the request span when mcp_access inspects it', async () => {
+    const proxy = await proxyWith({
+      TRACING_ENABLED: 'true',
+      TRACING_ENDPOINT: receiver.url,
+      MCP_ACCESS: JSON.stringify({ rules: [{ tools: ['*'] }] }),
+    });
+    const call = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: {} } };
+    const res = await fetch(`${proxy.url}/mcp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(call),
+    });
+    expect(res.status).toBe(200);
+    const spans = await receiver.waitForSpans((s) => s.some((span) => span.kind === 'server'));
+    const server = only(spans, (s) => s.kind === 'server', 'server span');
+    expect(server.attributes).toMatchObject({ 'mcp.method': 'tools/call', 'mcp.tool.name': 'echo' });
+  });
+
   it('continues an incoming trace and hands the backend its own client span as parent', async () => {
     const proxy = await proxyWith({ TRACING_ENABLED: 'true', TRACING_ENDPOINT: receiver.url });
     const res = await fetch(`${proxy.url}/mcp?code=secret-code&x=1`, {
