@@ -7,6 +7,7 @@ import {
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../../src/config/load.js';
+import type { Config } from '../../src/config/types.js';
 import { type RunningProxy, startProxy } from '../../src/server/app.js';
 import { captureLogs } from './log-capture.js';
 
@@ -77,11 +78,16 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-/** Starts the proxy on a free port with env-style settings; bypass mode unless told otherwise. */
-export async function startTestProxy(env: Record<string, string>): Promise<TestProxy> {
-  const config = loadConfig({
+/** A test proxy's config from env-style settings (bypass mode unless told otherwise): a start's, or a reload's. */
+export function testProxyConfig(env: Record<string, string>): Config {
+  return loadConfig({
     env: { AUTH_MODE: 'bypass', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'debug', ...env },
   });
+}
+
+/** Starts the proxy on a free port with env-style settings; bypass mode unless told otherwise. */
+export async function startTestProxy(env: Record<string, string>): Promise<TestProxy> {
+  const config = testProxyConfig(env);
   const log = captureLogs(config.log.level);
   const proxy = await startProxy({ config, logger: log.logger });
   return {

@@ -2,9 +2,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/load.js';
 import { type McpTestServer, startMcpServer } from '../helpers/mcp-server.js';
-import { startTestProxy, type TestProxy } from '../helpers/servers.js';
+import { startTestProxy, type TestProxy, testProxyConfig } from '../helpers/servers.js';
 
 /** Bypass mode: no user, so rules with `allow: {}` only; they still limit what every caller may use. */
 describe('mcp_access in bypass mode, reloaded under a live MCP session', () => {
@@ -50,15 +49,9 @@ describe('mcp_access in bypass mode, reloaded under a live MCP session', () => {
   it('takes new rules over at reload without ending the session', async () => {
     const sessions = backend.sessions();
     expect(sessions).toHaveLength(1);
-    const next = loadConfig({
-      env: {
-        AUTH_MODE: 'bypass',
-        SERVER_HOST: '127.0.0.1',
-        SERVER_PORT: '0',
-        LOG_LEVEL: 'debug',
-        ...env({ default: 'allow', rules: [{ tools: ['count'], allow: {} }, { tools: ['echo'] }] }),
-      },
-    });
+    const next = testProxyConfig(
+      env({ default: 'allow', rules: [{ tools: ['count'], allow: {} }, { tools: ['echo'] }] }),
+    );
     const changes = proxy.proxy.reload(next, 'test');
     expect(changes.applied).toContain('MCP_ACCESS');
     expect(await toolNames()).toEqual(['count', 'echo', 'whoami']);

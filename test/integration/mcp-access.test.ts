@@ -46,6 +46,11 @@ function post(
   });
 }
 
+/** A `tools/call` request body. */
+function toolCall(id: number, name: string, text: string): string {
+  return JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: { text } } });
+}
+
 async function refusal(promise: Promise<unknown>): Promise<McpError> {
   const error = await promise.then(
     () => undefined,
@@ -144,12 +149,7 @@ describe.each([
 
   it('asks for the step-up scope (403 insufficient_scope) and forwards nothing', async () => {
     const before = backend.ran.length;
-    const call = JSON.stringify({
-      jsonrpc: '2.0',
-      id: 9,
-      method: 'tools/call',
-      params: { name: 'delete_file', arguments: { text: 'x' } },
-    });
+    const call = toolCall(9, 'delete_file', 'x');
     const res = await post(stack, alice.provider.saved?.access_token as string, call);
     expect(res.status).toBe(403);
     const challenge = res.headers.get('www-authenticate') ?? '';
@@ -209,40 +209,20 @@ describe.each([
     const escaped =
       '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","n\\u0061me":"secret_report","arguments":{"text":"x"}}}';
     expect((await post(stack, token, escaped)).status).toBe(400);
-    const mismatch = await post(
-      stack,
-      token,
-      JSON.stringify({
-        jsonrpc: '2.0',
-        id: 2,
-        method: 'tools/call',
-        params: { name: 'secret_report', arguments: { text: 'x' } },
-      }),
-      { 'mcp-method': 'tools/call', 'mcp-name': 'echo' },
-    );
+    const mismatch = await post(stack, token, toolCall(2, 'secret_report', 'x'), {
+      'mcp-method': 'tools/call',
+      'mcp-name': 'echo',
+    });
     expect(mismatch.status).toBe(400);
     expect(((await mismatch.json()) as { error: { code: number } }).error.code).toBe(-32020);
-    const batch = JSON.stringify([
-      { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'echo', arguments: { text: 'a' } } },
-      {
-        jsonrpc: '2.0',
-        id: 4,
-        method: 'tools/call',
-        params: { name: 'secret_report', arguments: { text: 'b' } },
-      },
-    ]);
+    const batch = `[${toolCall(3, 'echo', 'a')},${toolCall(4, 'secret_report', 'b')}]`;
     const batched = await post(stack, token, batch);
     expect(batched.status).toBe(200);
     expect(((await batched.json()) as Array<{ id: number }>).map((r) => r.id)).toEqual([3, 4]);
     const gzip = await post(stack, token, duplicate, { 'content-encoding': 'gzip' });
     expect(gzip.status).toBe(415);
     // Two Content-Types: Node reads the first, a backend might read the second.
-    const call = JSON.stringify({
-      jsonrpc: '2.0',
-      id: 5,
-      method: 'tools/call',
-      params: { name: 'echo', arguments: { text: 'x' } },
-    });
+    const call = toolCall(5, 'echo', 'x');
     const twice = await rawRequest(
       stack.url,
       [
@@ -287,12 +267,7 @@ describe('MCP_MAX_BODY_BYTES', () => {
 
   it('refuses a larger body with 413 and a JSON error, forwarding nothing', async () => {
     const before = backend.ran.length;
-    const body = JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'tools/call',
-      params: { name: 'echo', arguments: { text: 'x'.repeat(4096) } },
-    });
+    const body = toolCall(1, 'echo', 'x'.repeat(4096));
     const res = await post(stack, client.provider.saved?.access_token as string, body);
     expect(res.status).toBe(413);
     expect(await res.json()).toMatchObject({ error: 'request_too_large' });

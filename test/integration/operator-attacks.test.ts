@@ -24,7 +24,6 @@ import { Redis } from 'ioredis';
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket, WebSocketServer } from 'ws';
-import { loadConfig } from '../../src/config/load.js';
 import { DEFAULT_DEV_USERS, type DevUser } from '../../src/demo/dev-idp.js';
 import {
   approveConsent,
@@ -47,6 +46,7 @@ import {
   startEchoBackend,
   startTestProxy,
   type TestProxy,
+  testProxyConfig,
   waitFor,
 } from '../helpers/servers.js';
 
@@ -1235,15 +1235,7 @@ describe('a reload that withdraws an origin or a trusted proxy, and the WebSocke
     try {
       const live = await open();
       expect(await echo(live, 'before')).toBe('before via 203.0.113.5, 127.0.0.1');
-      const next = loadConfig({
-        env: {
-          AUTH_MODE: 'bypass',
-          SERVER_HOST: '127.0.0.1',
-          SERVER_PORT: '0',
-          LOG_LEVEL: 'debug',
-          PROXY_TARGET_URL: wsBackend.url,
-        },
-      });
+      const next = testProxyConfig({ PROXY_TARGET_URL: wsBackend.url });
       expect(proxy.proxy.reload(next).applied).toEqual(['ALLOWED_ORIGINS', 'TRUSTED_PROXIES']);
       // Running streams keep what they started with ...
       expect(await echo(live, 'after')).toBe('after via 203.0.113.5, 127.0.0.1');
