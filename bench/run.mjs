@@ -1126,27 +1126,28 @@ async function main() {
     ratios.oidc_vs_nginx_throughput = Math.round((results.oidc.rps / n.rps) * 1000) / 1000;
     if (results.floor) ratios.oidc_vs_floor_throughput = pairedRatio(rounds.oidc, rounds.floor, 'rps');
   }
-  // The MCP inspection stage: rules on against rules off, and POST (rules off) against the GET bearer target.
-  const mcpPairs = [
-    ['oidc_mcp_rules_on', 'oidc_mcp_rules_off'],
-    ['oidc_mcp_rules_off', 'oidc'],
-    ['oidc_mcp_rules_on', 'oidc'],
-  ].filter(([a, b]) => rounds[a] && rounds[b]);
-  for (const [a, b] of mcpPairs) {
-    ratios[`${a}_vs_${b}_throughput`] = pairedRatio(rounds[a], rounds[b], 'rps');
-    ratios[`${a}_vs_${b}_cpu_per_request`] = pairedRatio(rounds[a], rounds[b], 'cpu_us_per_request');
-  }
   if (results.floor) ratios.proxy_vs_floor_throughput_paired = pairedRatio(rounds.proxy, rounds.floor, 'rps');
+  /** Throughput and CPU-per-request ratios a/b, round by round, of the pairs both measured: those pairs. */
+  const pairRatios = (pairs) => {
+    const measured = pairs.filter(([a, b]) => rounds[a] && rounds[b]);
+    for (const [a, b] of measured) {
+      ratios[`${a}_vs_${b}_throughput`] = pairedRatio(rounds[a], rounds[b], 'rps');
+      ratios[`${a}_vs_${b}_cpu_per_request`] = pairedRatio(rounds[a], rounds[b], 'cpu_us_per_request');
+    }
+    return measured;
+  };
   // This build against the baseline, round by round: throughput and CPU time per request.
-  const vsBaseline = [
+  const vsBaseline = pairRatios([
     ['proxy', 'baseline'],
     ['proxy_info', 'baseline_info'],
     ['oidc', 'oidc_baseline'],
-  ].filter(([a, b]) => rounds[a] && rounds[b]);
-  for (const [a, b] of vsBaseline) {
-    ratios[`${a}_vs_${b}_throughput`] = pairedRatio(rounds[a], rounds[b], 'rps');
-    ratios[`${a}_vs_${b}_cpu_per_request`] = pairedRatio(rounds[a], rounds[b], 'cpu_us_per_request');
-  }
+  ]);
+  // The MCP inspection stage: rules on against rules off, and each POST target against the GET bearer target.
+  pairRatios([
+    ['oidc_mcp_rules_on', 'oidc_mcp_rules_off'],
+    ['oidc_mcp_rules_off', 'oidc'],
+    ['oidc_mcp_rules_on', 'oidc'],
+  ]);
   const checks = [
     {
       name: `throughput proxy/nginx >= ${TARGETS.throughputVsNginx}x at ${cfg.connections} connections`,
