@@ -1,5 +1,6 @@
 // Benchmark backend: a tiny keep-alive HTTP server run in its own process by bench/run.mjs.
-//   any path   -> 200, ~100-byte JSON body, keep-alive
+//   GET, any path -> 200, ~100-byte JSON body, keep-alive
+//   POST, any path -> 200, the JSON-RPC result of a small tools/call for id 1 (what bench/mcp-call.lua sends)
 //   GET /sse   -> text/event-stream, one event per second per stream (one shared timer)
 // Prints {"port":N} on stdout once listening. Answers SIGTERM by closing everything.
 import http from 'node:http';
@@ -14,6 +15,9 @@ const body = Buffer.from(
     id: 1,
     result: { ok: true, server: 'bench-backend', pad: 'x'.repeat(21) },
   }),
+);
+const callResult = Buffer.from(
+  JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'hello' }] } }),
 );
 const streams = new Set();
 let seq = 0;
@@ -34,8 +38,9 @@ const server = http.createServer((req, res) => {
   }
   // Drain any request body before answering (keep-alive stays usable).
   req.resume();
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-  res.end(body);
+  const answer = req.method === 'POST' ? callResult : body;
+  res.writeHead(200, { 'content-type': 'application/json', 'content-length': answer.length });
+  res.end(answer);
 });
 server.keepAliveTimeout = 65_000;
 server.headersTimeout = 66_000;

@@ -14,6 +14,14 @@
 // For each proxy the table gives its CPU time per request (utime+stime / requests): on a shared
 // machine that moves much less than req/s. BENCH_BASELINE measures a second build of the proxy
 // in the same rounds, right after this one, for before/after comparisons on a noisy machine.
+// BENCH_MCP adds the cost of the MCP inspection stage (docs/mcp-access.md): two more oidc proxies of
+// this build, one without rules and one with MCP_ACCESS set to a small rule set (BENCH_MCP_ACCESS below),
+// each driven with POST /mcp carrying one small tools/call (bench/mcp-call.lua; the backend answers
+// with its JSON-RPC result). With rules, every such request has its body read, parsed and judged,
+// and its response parsed for the call's outcome; without, the stage is skipped. The two run back to
+// back in every round, and `mcp inspection: rules on / rules off` is the median of the per-round
+// ratios (throughput and CPU per request; the aim: rules on keeps >= 0.9x the throughput of rules
+// off); POST is also set against the GET bearer target. Only this build (BENCH_BASELINE adds none).
 // Exit status: 0 when the harness ran (even if a target is missed), 1 on a harness error,
 // 2 when nginx or wrk is missing.
 //
@@ -27,6 +35,8 @@
 //   BENCH_INFO=1             also measure the proxy with LOG_LEVEL=info, access log on (0 = skip)
 //   BENCH_PROFILE=1          extra proxy run under `node --cpu-prof`, summarised (default off)
 //   BENCH_OIDC=1             also measure the proxy in oidc mode with a bearer token (0 = skip)
+//   BENCH_MCP=1              also measure POST tools/call through oidc proxies with mcp_access rules off and on
+//                            (default: on when BENCH_OIDC is; 0 = skip; needs BENCH_OIDC)
 //   BENCH_REDIS_URL=         oidc mode with SESSION_STORE=redis at this URL (default: memory store); give it a
 //                            Redis or db of its own: the proxies keep their keys there, under a fixed bench secret
 //   BENCH_BASELINE=DIR       also measure the proxy built in DIR (its dist/cli/main.js), interleaved
@@ -72,6 +82,22 @@ class HarnessError extends Error {}
  * store, and fixed, so a later run can read the signing key an earlier run left there. Bench data only.
  */
 const BENCH_SESSION_SECRET = 'mcp-oidc-proxy-bench-only-not-a-real-secret';
+
+/**
+ * The mcp_access rules of the `rules on` proxy: a small, realistic set. The bench token's user (alice of
+ * the dev IdP, group engineering) may call the benchmark's `echo` (no rule names it: default allow).
+ */
+const BENCH_MCP_ACCESS = {
+  default: 'allow',
+  rules: [
+    { tools: ['delete_*'], allow: { groups: ['admins'] } },
+    { tools: ['secret_*'], allow: { groups: ['engineering'] } },
+  ],
+};
+
+/** The wrk scripts: GET with the `done` hook printing BENCH_JSON; POST of one tools/call with the same hook. */
+const GET_SCRIPT = path.join(benchDir, 'latency.lua');
+const MCP_CALL_SCRIPT = path.join(benchDir, 'mcp-call.lua');
 
 const TARGETS = { throughputVsNginx: 0.5, p99AddedMs: 5, idleRssMb: 60, sseStreams: 1000 };
 
@@ -423,7 +449,7 @@ function readIf(p) {
 async function startProxy(
   name,
   backendPort,
-  { logLevel = 'warn', nofile, nodeArgs = [], build = root, oidc, port: givenPort } = {},
+  { logLevel = 'warn', nofile, nodeArgs = [], build = root, oidc, port: givenPort, env = {} } = {},
 ) {
   const port = givenPort ?? (await freePort());
   const log = path.join(logDir, `${name}.log`);
@@ -450,6 +476,7 @@ async function startProxy(
       SERVER_PORT: String(port),
       PROXY_TARGET_URL: `http://127.0.0.1:${backendPort}`,
       LOG_LEVEL: logLevel,
+      ...env,
     },
     // The access log goes to a file, as it would to a log collector; the proxy writes it itself.
     stdio: ['ignore', out, out],
@@ -467,7 +494,11 @@ async function startProxy(
 
 // ---------------------------------------------------------------- wrk
 
-async function wrk(wrkBin, url, { seconds, connections, threads, watch = [], headers = [] }) {
+async function wrk(
+  wrkBin,
+  url,
+  { seconds, connections, threads, watch = [], headers = [], script = GET_SCRIPT },
+) {
   const args = [
     `-t${threads}`,
     `-c${connections}`,
@@ -477,7 +508,7 @@ async function wrk(wrkBin, url, { seconds, connections, threads, watch = [], hea
     '--timeout',
     '5s',
     '-s',
-    path.join(benchDir, 'latency.lua'),
+    script,
     url,
   ];
   const before = watch.map((e) => cpuSeconds(e.child.pid));
@@ -558,9 +589,9 @@ async function wrk(wrkBin, url, { seconds, connections, threads, watch = [], hea
  * One target: warm-up, then the measured run. `server` is the process answering (when it is one
  * of ours): its CPU time per request is reported, in microseconds.
  */
-async function measure(wrkBin, label, url, cfg, watch, { server, headers = [] } = {}) {
+async function measure(wrkBin, label, url, cfg, watch, { server, headers = [], script } = {}) {
   process.stdout.write(`  ${label.padEnd(22)} warm-up ${cfg.warmup}s, measure ${cfg.duration}s ... `);
-  const load = { connections: cfg.connections, threads: cfg.threads, headers };
+  const load = { connections: cfg.connections, threads: cfg.threads, headers, script };
   if (cfg.warmup > 0) await wrk(wrkBin, url, { ...load, seconds: cfg.warmup });
   const r = await wrk(wrkBin, url, { ...load, seconds: cfg.duration, watch });
   const used = server ? r.cpu_seconds[server.name] : undefined;
@@ -582,6 +613,66 @@ async function expectOk(label, url, headers = {}) {
     req.on('error', reject);
   });
   if (r.statusCode !== 200) throw new HarnessError(`${label} answered ${r.statusCode} to GET ${url}`);
+}
+
+/** POST of one tools/call as bench/mcp-call.lua sends it (the tool's name aside): status and parsed body. */
+async function mcpCall(url, token, tool = 'echo') {
+  const body = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    method: 'tools/call',
+    params: { name: tool, arguments: { text: 'hello' } },
+  });
+  const r = await new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent: false,
+        timeout: 5000,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => {
+          text += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode, text }));
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+  let json;
+  try {
+    json = JSON.parse(r.text);
+  } catch {}
+  return { status: r.status, json, text: r.text };
+}
+
+/**
+ * Before an MCP target is measured: the call the load sends must come back as the backend's result,
+ * and a call to `delete_bench` must be refused by the rules (rules on) or reach the backend (rules off),
+ * so the two targets differ by exactly the inspection stage.
+ */
+async function expectMcpTarget(label, url, token, rulesOn) {
+  const ok = await mcpCall(url, token);
+  if (ok.status !== 200 || ok.json?.result?.content?.[0]?.text !== 'hello')
+    throw new HarnessError(`${label} answered ${ok.status} ${ok.text.slice(0, 200)} to POST tools/call echo`);
+  const refused = await mcpCall(url, token, 'delete_bench');
+  const wasRefused = refused.status === 200 && refused.json?.error?.code === -32003;
+  const wasForwarded = refused.status === 200 && refused.json?.result !== undefined;
+  if (rulesOn ? !wasRefused : !wasForwarded)
+    throw new HarnessError(
+      `${label}: POST tools/call delete_bench should be ${rulesOn ? 'refused by the rules' : 'forwarded'}, got ${refused.status} ${refused.text.slice(0, 200)}`,
+    );
 }
 
 /** RSS (kB) after start, and after one proxied request: before any load. */
@@ -728,6 +819,7 @@ async function main() {
     floor: process.env.BENCH_FLOOR !== '0',
     profile: process.env.BENCH_PROFILE === '1',
     oidc: process.env.BENCH_OIDC !== '0',
+    mcp: process.env.BENCH_MCP ? process.env.BENCH_MCP !== '0' : process.env.BENCH_OIDC !== '0',
     redisUrl: process.env.BENCH_REDIS_URL || undefined,
     baseline: process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined,
   };
@@ -736,6 +828,8 @@ async function main() {
   if (cfg.rounds < 1 || cfg.rounds > 10) throw new HarnessError('BENCH_ROUNDS must be between 1 and 10');
   if (cfg.sseHold > 300) throw new HarnessError('BENCH_SSE_HOLD must be at most 300 seconds');
   if (cfg.sseConnections > 20000) throw new HarnessError('BENCH_SSE_CONNECTIONS must be at most 20000');
+  if (cfg.mcp && !cfg.oidc)
+    throw new HarnessError('BENCH_MCP needs BENCH_OIDC (its targets are oidc proxies with a bearer token)');
   if (cfg.baseline && !existsSync(path.join(cfg.baseline, 'dist/cli/main.js')))
     throw new HarnessError(
       `BENCH_BASELINE: no ${path.join(cfg.baseline, 'dist/cli/main.js')} (build it first)`,
@@ -829,9 +923,22 @@ async function main() {
   }
   // oidc mode, one proxy per build, each with a token of its own (each keeps its keys in memory).
   const oidcProxies = [];
+  // The MCP inspection targets: this build's oidc proxy without and with mcp_access rules, POST tools/call.
+  const mcpProxies = [];
   if (cfg.oidc) {
     const builds = [['oidc', 'proxy oidc + bearer', root]];
     if (baseline) builds.push(['oidc_baseline', 'baseline oidc + bearer', cfg.baseline]);
+    if (cfg.mcp)
+      builds.push(
+        ['oidc_mcp_rules_off', 'oidc POST, rules off', root, {}, false],
+        [
+          'oidc_mcp_rules_on',
+          'oidc POST, rules on',
+          root,
+          { MCP_ACCESS: JSON.stringify(BENCH_MCP_ACCESS) },
+          true,
+        ],
+      );
     const ports = [];
     for (const _ of builds) ports.push(await freePort());
     const { startDevIdp } = await import(pathToFileURL(path.join(root, 'dist/demo/dev-idp.js')).href);
@@ -851,13 +958,18 @@ async function main() {
     });
     inProcess.push(() => idp.close());
     oidc.issuer = idp.issuer;
-    for (const [i, [key, label, build]] of builds.entries()) {
-      const entry = await startProxy(key, backend.port, { nofile, build, oidc, port: ports[i] });
-      oidcProxies.push({ key, label, entry });
+    for (const [i, [key, label, build, env, rulesOn]] of builds.entries()) {
+      const entry = await startProxy(key, backend.port, { nofile, build, oidc, port: ports[i], env });
+      if (env) mcpProxies.push({ key, label, entry, script: MCP_CALL_SCRIPT, rulesOn });
+      else oidcProxies.push({ key, label, entry });
     }
     say(
       `oidc mode: dev IdP at ${idp.issuer}, ${cfg.redisUrl ? `SESSION_STORE=redis (${cfg.redisUrl})` : 'SESSION_STORE=memory'}; tokens through each proxy's OAuth flow`,
     );
+    if (mcpProxies.length)
+      say(
+        `mcp inspection: POST /mcp tools/call (bench/mcp-call.lua) through two oidc proxies, MCP_ACCESS unset and ${JSON.stringify(BENCH_MCP_ACCESS)}`,
+      );
   }
   say('throughput/latency (GET /mcp, ~100-byte JSON answer):');
 
@@ -891,6 +1003,7 @@ async function main() {
     ...(floor ? [floor] : []),
     ...infoProxies.map(([, , entry]) => entry),
     ...oidcProxies.map((o) => o.entry),
+    ...mcpProxies.map((o) => o.entry),
   ];
   // Pairs of targets compared with each other (this build, the baseline) run back to back, in
   // turn first and second from round to round, so a drift of the machine's load hits both.
@@ -904,6 +1017,7 @@ async function main() {
     ...(floor ? [[['floor', 'node+undici floor', floor, true]]] : []),
     ...(infoProxies.length ? [infoProxies] : []),
     ...(oidcProxies.length ? [oidcProxies.map((o) => [o.key, o.label, o.entry, true, o])] : []),
+    ...(mcpProxies.length ? [mcpProxies.map((o) => [o.key, o.label, o.entry, true, o])] : []),
   ];
   const rounds = Object.fromEntries(groups.flat().map(([key]) => [key, []]));
   // RSS again once the proxies sat idle while direct and nginx were measured (V8 trims its heap
@@ -924,10 +1038,15 @@ async function main() {
         if (oidcProxy) {
           const token = await freshToken(oidcProxy);
           headers.push(`Authorization: Bearer ${token}`);
-          await expectOk(label, url, { authorization: `Bearer ${token}` });
+          if (oidcProxy.script) await expectMcpTarget(label, url, token, oidcProxy.rulesOn);
+          else await expectOk(label, url, { authorization: `Bearer ${token}` });
         } else await expectOk(label, url);
         rounds[key].push(
-          await measure(wrkBin, label, url, cfg, watch, { server: ours ? entry : undefined, headers }),
+          await measure(wrkBin, label, url, cfg, watch, {
+            server: ours ? entry : undefined,
+            headers,
+            script: oidcProxy?.script,
+          }),
         );
       }
     }
@@ -939,6 +1058,7 @@ async function main() {
     stop(baseline),
     ...infoProxies.map(([, , entry]) => stop(entry)),
     ...oidcProxies.map((o) => stop(o.entry)),
+    ...mcpProxies.map((o) => stop(o.entry)),
   ]);
 
   let sse;
@@ -1007,16 +1127,27 @@ async function main() {
     if (results.floor) ratios.oidc_vs_floor_throughput = pairedRatio(rounds.oidc, rounds.floor, 'rps');
   }
   if (results.floor) ratios.proxy_vs_floor_throughput_paired = pairedRatio(rounds.proxy, rounds.floor, 'rps');
+  /** Throughput and CPU-per-request ratios a/b, round by round, of the pairs both measured: those pairs. */
+  const pairRatios = (pairs) => {
+    const measured = pairs.filter(([a, b]) => rounds[a] && rounds[b]);
+    for (const [a, b] of measured) {
+      ratios[`${a}_vs_${b}_throughput`] = pairedRatio(rounds[a], rounds[b], 'rps');
+      ratios[`${a}_vs_${b}_cpu_per_request`] = pairedRatio(rounds[a], rounds[b], 'cpu_us_per_request');
+    }
+    return measured;
+  };
   // This build against the baseline, round by round: throughput and CPU time per request.
-  const vsBaseline = [
+  const vsBaseline = pairRatios([
     ['proxy', 'baseline'],
     ['proxy_info', 'baseline_info'],
     ['oidc', 'oidc_baseline'],
-  ].filter(([a, b]) => rounds[a] && rounds[b]);
-  for (const [a, b] of vsBaseline) {
-    ratios[`${a}_vs_${b}_throughput`] = pairedRatio(rounds[a], rounds[b], 'rps');
-    ratios[`${a}_vs_${b}_cpu_per_request`] = pairedRatio(rounds[a], rounds[b], 'cpu_us_per_request');
-  }
+  ]);
+  // The MCP inspection stage: rules on against rules off, and each POST target against the GET bearer target.
+  pairRatios([
+    ['oidc_mcp_rules_on', 'oidc_mcp_rules_off'],
+    ['oidc_mcp_rules_off', 'oidc'],
+    ['oidc_mcp_rules_on', 'oidc'],
+  ]);
   const checks = [
     {
       name: `throughput proxy/nginx >= ${TARGETS.throughputVsNginx}x at ${cfg.connections} connections`,
@@ -1053,6 +1184,10 @@ async function main() {
   if (results.baseline_info) rows.push(['baseline (LOG_LEVEL=info)', results.baseline_info]);
   if (results.oidc) rows.push(['proxy oidc, bearer token', results.oidc]);
   if (results.oidc_baseline) rows.push(['baseline oidc, bearer token', results.oidc_baseline]);
+  if (results.oidc_mcp_rules_off)
+    rows.push(['proxy oidc + bearer, POST tools/call, rules off', results.oidc_mcp_rules_off]);
+  if (results.oidc_mcp_rules_on)
+    rows.push(['proxy oidc + bearer, POST tools/call, rules on', results.oidc_mcp_rules_on]);
   if (results.floor) rows.push(['node+undici floor (ref.)', results.floor]);
   if (results.proxy_profiled) rows.push(['proxy (--cpu-prof)', results.proxy_profiled]);
   table(rows);
@@ -1071,6 +1206,15 @@ async function main() {
     say(
       `  oidc        bearer token checked on every request: oidc/bypass ${fmt(ratios.oidc_vs_proxy_throughput, 3)}x   oidc/floor ${fmt(ratios.oidc_vs_floor_throughput, 3)}x   oidc/nginx ${fmt(ratios.oidc_vs_nginx_throughput, 3)}x`,
     );
+  if (results.oidc_mcp_rules_on) {
+    const r = (a, b, what) => fmt(ratios[`${a}_vs_${b}_${what}`], 3);
+    say(
+      `  mcp inspection: rules on / rules off (POST tools/call, median of per-round ratios): throughput ${r('oidc_mcp_rules_on', 'oidc_mcp_rules_off', 'throughput')}x   CPU per request ${r('oidc_mcp_rules_on', 'oidc_mcp_rules_off', 'cpu_per_request')}x`,
+    );
+    say(
+      `              POST rules off / GET bearer: throughput ${r('oidc_mcp_rules_off', 'oidc', 'throughput')}x   CPU per request ${r('oidc_mcp_rules_off', 'oidc', 'cpu_per_request')}x;   POST rules on / GET bearer: throughput ${r('oidc_mcp_rules_on', 'oidc', 'throughput')}x   CPU per request ${r('oidc_mcp_rules_on', 'oidc', 'cpu_per_request')}x`,
+    );
+  }
   for (const [a, b] of vsBaseline)
     say(
       `  vs baseline ${a}/${b} (median of per-round ratios): throughput ${fmt(ratios[`${a}_vs_${b}_throughput`], 3)}x   CPU per request ${fmt(ratios[`${a}_vs_${b}_cpu_per_request`], 3)}x`,
@@ -1112,6 +1256,7 @@ async function main() {
     results: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, { ...v, wrk_text: undefined }])),
     wrk_text: Object.fromEntries(Object.entries(results).map(([k, v]) => [k, v.wrk_text])),
     ratios,
+    mcp_access_rules: cfg.mcp ? BENCH_MCP_ACCESS : undefined,
     proxy_rss_mb: {
       start: mb(startRss),
       idle: mb(idleRss),
