@@ -48,6 +48,11 @@ const MAX_NAME_LABELS = 200;
 export class McpCallAudit {
   private readonly listed = new Set<string>();
   private readonly named = new Set<string>();
+  /**
+   * The labelled series already used: prom-client hashes the label values on every `inc` and
+   * `observe` otherwise, a cost paid for every call. Bounded like the names it is keyed by.
+   */
+  private readonly children = new Map<string, { inc(): void } | { observe(value: number): void }>();
   private readonly calls: RecentRing<McpCallEntry>;
 
   constructor(
@@ -93,9 +98,25 @@ export class McpCallAudit {
     this.audit.record('mcp_call', fields, { remember: false });
     this.calls.push({ time: new Date().toISOString(), ...fields });
     const name = this.label(call.name);
-    this.metrics.mcpCalls.inc({ method: call.method, name, outcome });
+    this.series(`${call.method}\u0000${name}\u0000${outcome}`, () =>
+      this.metrics.mcpCalls.labels(call.method, name, outcome),
+    ).inc();
     if (outcome !== 'denied')
-      this.metrics.mcpCallDuration.observe({ method: call.method, name }, durationMs / 1000);
+      this.series(`${call.method}\u0000${name}`, () =>
+        this.metrics.mcpCallDuration.labels(call.method, name),
+      ).observe(durationMs / 1000);
+  }
+
+  private series<T extends { inc(): void } | { observe(value: number): void }>(
+    key: string,
+    create: () => T,
+  ): T {
+    let child = this.children.get(key) as T | undefined;
+    if (child === undefined) {
+      child = create();
+      this.children.set(key, child);
+    }
+    return child;
   }
 
   private label(name: string): string {
