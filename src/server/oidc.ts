@@ -113,8 +113,9 @@ function countAuthEvents(
     return name;
   };
   return (event, fields) => {
-    // Admin actions are audited, but they are no login or authorization step.
-    if (event.startsWith('admin_')) return;
+    // Admin actions and MCP calls are audited, but they are no login or authorization step (and
+    // an MCP call, on every request, would cost a client lookup for its label).
+    if (event.startsWith('admin_') || event === 'mcp_call') return;
     const clientId = typeof fields.client_id === 'string' ? fields.client_id : undefined;
     if (typeof fields.client_name === 'string' || !clientId) {
       metrics.authEvents.inc({ event, client: clientId ? label(fields.client_name as string) : 'browser' });

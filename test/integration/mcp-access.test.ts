@@ -142,6 +142,8 @@ describe.each([
     expect(metrics).toMatch(
       /mcp_oidc_proxy_mcp_calls_total\{method="tools\/call",name="secret_report",outcome="denied"\} [1-9]/,
     );
+    // A call is no login or authorization step.
+    expect(metrics).not.toContain('mcp_oidc_proxy_auth_events_total{event="mcp_call"');
     expect(metrics).toMatch(
       /mcp_oidc_proxy_mcp_call_duration_seconds_count\{method="tools\/call",name="read_file"\} [1-9]/,
     );
