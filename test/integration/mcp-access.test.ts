@@ -3,13 +3,13 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CookieJar } from '../helpers/headless-login.js';
+import { approveConsent, loginThroughBrowserless } from '../helpers/headless-login.js';
 import { type AccessBackend, startAccessBackend } from '../helpers/mcp-access-backend.js';
 import {
-  authorizeInBrowser,
   type ConnectedMcpClient,
   connectMcpClient,
   HeadlessOAuthProvider,
+  REDIRECT_URL,
 } from '../helpers/mcp-oauth-client.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 import { hostOf, rawRequest } from '../helpers/raw-http.js';
@@ -180,8 +180,18 @@ describe.each([
       const serverUrl = `${stack.url}/mcp`;
       expect(await auth(provider, { serverUrl, scope: 'mcp mcp:admin' })).toBe('REDIRECT');
       expect(provider.authorizationUrl?.searchParams.get('scope')).toBe('mcp mcp:admin');
-      const callback = await authorizeInBrowser(provider.authorizationUrl as URL, new CookieJar(), user);
-      const code = callback.searchParams.get('code') as string;
+      const consentPages: string[] = [];
+      const result = await loginThroughBrowserless((provider.authorizationUrl as URL).href, user, {
+        stopAt: (target) => target.href.startsWith(REDIRECT_URL),
+        onPage: (page) => {
+          consentPages.push(page.body);
+          return approveConsent(page);
+        },
+      });
+      // The consent page names what is granted: the step-up scope only for a user it is granted to.
+      expect(consentPages).toHaveLength(1);
+      expect(consentPages[0]?.includes('<li>mcp:admin</li>')).toBe(user.username === 'alice');
+      const code = new URL(result.finalUrl).searchParams.get('code') as string;
       expect(await auth(provider, { serverUrl, authorizationCode: code })).toBe('AUTHORIZED');
       return provider;
     };
