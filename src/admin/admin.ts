@@ -7,6 +7,7 @@ import { TemporarilyUnavailableError } from '../auth/facade/errors.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
 import { sendError } from '../http/errors.js';
+import { sendJson } from '../http/respond.js';
 import { createRateLimiter } from '../limits/rate-limit.js';
 import type { McpCallAudit } from '../mcp/call-audit.js';
 import type { HealthChecker } from '../observability/health.js';
@@ -393,12 +394,6 @@ export class AdminApi {
   }
 
   private json(res: ServerResponse, status: number, body: unknown): void {
-    const text = JSON.stringify(body);
-    res.writeHead(status, {
-      'Content-Type': 'application/json',
-      'Content-Length': Buffer.byteLength(text),
-      'Cache-Control': 'no-store',
-    });
-    res.end(text);
+    sendJson(res, status, body);
   }
 }

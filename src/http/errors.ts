@@ -1,5 +1,6 @@
 import { type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { type HeaderList, sendBody } from './respond.js';
 
 /**
  * The one shape of every error the proxy answers itself, from a bad request target to a failed
@@ -13,7 +14,7 @@ export interface ErrorBody {
   request_id?: string;
 }
 
-export type HeaderList = ReadonlyArray<readonly [string, string]>;
+export type { HeaderList };
 
 /** An error the proxy answers itself: what the two writers below turn into bytes. */
 export interface ErrorAnswer {
@@ -30,23 +31,14 @@ export function errorBody(error: string, description: string, requestId?: string
   return JSON.stringify(body);
 }
 
-/** Errors are never cached (RFC 6749 §5.1 asks it of token responses; nothing gains from caching the rest). */
-const ERROR_HEADERS: HeaderList = [
-  ['content-type', 'application/json'],
-  ['cache-control', 'no-store'],
-];
-
 /**
  * Writes an error on a response whose head is not sent yet. Headers already set on `res` (the
  * pipeline's security headers and request id) stay; those of the answer replace any namesake.
  */
 export function sendError(res: ServerResponse, answer: ErrorAnswer, requestId?: string): void {
+  // Never cached (RFC 6749 §5.1 asks it of token responses; nothing gains from caching the rest).
   const body = errorBody(answer.error, answer.description, requestId);
-  for (const [name, value] of ERROR_HEADERS) res.setHeader(name, value);
-  for (const [name, value] of answer.headers ?? []) res.setHeader(name, value);
-  res.setHeader('content-length', Buffer.byteLength(body));
-  res.writeHead(answer.status);
-  res.end(res.req?.method === 'HEAD' ? undefined : body);
+  sendBody(res, answer.status, 'application/json', body, answer.headers);
 }
 
 /**
@@ -87,7 +79,12 @@ export function endSocketWithError(
   endSocket(
     socket,
     answer.status,
-    [...ERROR_HEADERS, ...(answer.headers ?? []), ...extraHeaders],
+    [
+      ['content-type', 'application/json'],
+      ['cache-control', 'no-store'],
+      ...(answer.headers ?? []),
+      ...extraHeaders,
+    ],
     errorBody(answer.error, answer.description, requestId),
   );
 }

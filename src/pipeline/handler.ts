@@ -12,6 +12,7 @@ import {
   type HeaderList,
   sendError,
 } from '../http/errors.js';
+import { sendJson } from '../http/respond.js';
 import type { RateLimits } from '../limits/rate-limit.js';
 import type { McpCallAudit } from '../mcp/call-audit.js';
 import type { HealthChecker } from '../observability/health.js';
@@ -71,17 +72,6 @@ const SERVER_ERROR: ErrorAnswer = {
  * The identity header names a client may not send (they are the proxy's to set). With tracing
  * on, so are the W3C trace context fields: the backend's parent span is the proxy's.
  */
-/** A JSON answer of the proxy's own (a JSON-RPC reply), never cached. */
-function sendJson(res: ServerResponse, status: number, payload: unknown): void {
-  const body = JSON.stringify(payload);
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'cache-control': 'no-store',
-    'content-length': Buffer.byteLength(body),
-  });
-  res.end(body);
-}
-
 function ownedHeaderNames(config: Config, traced: boolean): ReadonlySet<string> {
   const names = config.auth.identityHeaders;
   const owned = [names.user, names.email, names.groups].map(canonicalHeaderName);

@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RouteHandler } from '../auth/authenticator.js';
 import type { Config } from '../config/types.js';
 import { sendError } from '../http/errors.js';
+import { sendBody, sendJson } from '../http/respond.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RouteClass } from './admission.js';
@@ -24,7 +25,7 @@ export function monitoringRoutes(
         handler: async (req, res, ctx) => {
           if (refuseUnlessRead(req, res, '/health', ctx.requestId)) return;
           const report = await health.check();
-          send(req, res, report.status === 'healthy' ? 200 : 503, 'application/json', JSON.stringify(report));
+          sendJson(res, report.status === 'healthy' ? 200 : 503, report);
         },
       },
     ],
@@ -36,7 +37,7 @@ export function monitoringRoutes(
       handler: async (req, res, ctx) => {
         if (refuseUnlessRead(req, res, path, ctx.requestId)) return;
         const { registry } = metrics;
-        send(req, res, 200, registry.contentType, await registry.metrics());
+        sendBody(res, 200, registry.contentType, await registry.metrics());
       },
     });
   }
@@ -54,13 +55,4 @@ function refuseUnlessRead(
   const answer = { status: 405, error: 'method_not_allowed', description: `Use GET ${path}.` };
   sendError(res, { ...answer, headers: [['allow', 'GET, HEAD']] }, requestId);
   return true;
-}
-
-function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string): void {
-  res.writeHead(status, {
-    'Content-Type': type,
-    'Cache-Control': 'no-store',
-    'Content-Length': Buffer.byteLength(body),
-  });
-  res.end(req.method === 'HEAD' ? undefined : body);
 }

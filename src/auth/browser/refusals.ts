@@ -5,7 +5,7 @@ import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuditLog } from '../audit.js';
 import { type Challenge, htmlChallenge, jsonChallenge } from '../challenge.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
-import { evaluatePolicy } from '../policy/policy.js';
+import { checkAllowLists } from '../policy/audited.js';
 import { page } from './pages.js';
 
 /**
@@ -29,14 +29,8 @@ export function policyRefusal(
   identity: UpstreamIdentity,
   clientIp: string,
 ): Challenge | undefined {
-  const verdict = evaluatePolicy(identity, deps.config.auth.policy);
+  const verdict = checkAllowLists(deps.audit, deps.config.auth.policy, identity, { ip: clientIp });
   if (verdict.allowed) return undefined;
-  deps.audit.record('access_denied', {
-    sub: identity.sub,
-    email: identity.email,
-    reason: verdict.reason,
-    ip: clientIp,
-  });
   if (wantsHtml(req)) {
     return htmlChallenge(
       403,

@@ -3,7 +3,7 @@ import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { page } from '../browser/pages.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
-import { evaluatePolicy } from '../policy/policy.js';
+import { checkAllowLists } from '../policy/audited.js';
 import type { AuthorizationGrant } from './authorization-codes.js';
 import type { AuthorizationServer } from './authorization-server.js';
 import type { OAuthClient } from './clients.js';
@@ -177,16 +177,8 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
 
   /** The allow-lists; a refusal is audited and answered by redirecting access_denied. */
   function allowed(identity: UpstreamIdentity, request: AuthorizationRequest, ctx: AuthContext): boolean {
-    const verdict = evaluatePolicy(identity, server.config.auth.policy);
-    if (verdict.allowed) return true;
-    server.audit.record('access_denied', {
-      sub: identity.sub,
-      email: identity.email,
-      client_id: request.clientId,
-      reason: verdict.reason,
-      ip: ctx.clientIp,
-    });
-    return false;
+    const fields = { client_id: request.clientId, ip: ctx.clientIp };
+    return checkAllowLists(server.audit, server.config.auth.policy, identity, fields).allowed;
   }
 
   async function issueCode(

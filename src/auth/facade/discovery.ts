@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { sendError } from '../../http/errors.js';
+import { sendJson } from '../../http/respond.js';
 import type { RouteHandler } from '../authenticator.js';
 import type { AuthorizationServer } from './authorization-server.js';
 import {
@@ -11,12 +12,7 @@ import {
 
 /** A public document, cached for `cacheSeconds`. */
 function sendDocument(res: ServerResponse, body: unknown, cacheSeconds: number): void {
-  const text = JSON.stringify(body);
-  res.setHeader('content-type', 'application/json');
-  res.setHeader('cache-control', `public, max-age=${cacheSeconds}`);
-  res.setHeader('content-length', Buffer.byteLength(text));
-  res.writeHead(200);
-  res.end(res.req.method === 'HEAD' ? undefined : text);
+  sendJson(res, 200, body, [['cache-control', `public, max-age=${cacheSeconds}`]]);
 }
 
 function getOnly(handler: (res: ServerResponse) => Promise<void> | void): RouteHandler {

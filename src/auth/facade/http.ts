@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { BodyError, discardBody, mediaType, readBody } from '../../http/body.js';
 import { type ErrorAnswer, sendError } from '../../http/errors.js';
+import { type HeaderList, sendBody, sendJson } from '../../http/respond.js';
 import { addressBudget, refuseOverLimit } from '../../limits/rate-limit.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuthContext } from '../authenticator.js';
@@ -87,7 +88,7 @@ export function scopeParam(params: URLSearchParams, supported: readonly string[]
   return scopes.length === 0 ? undefined : scopes;
 }
 
-type Headers = ReadonlyArray<readonly [string, string]>;
+type Headers = HeaderList;
 
 function setHeaders(res: ServerResponse, headers: Headers): void {
   for (const [name, value] of headers) res.setHeader(name, value);
@@ -100,11 +101,7 @@ const NO_STORE: Headers = [
 ];
 
 export function writeJson(res: ServerResponse, status: number, body: unknown, headers: Headers = []): void {
-  const text = JSON.stringify(body);
-  setHeaders(res, [['content-type', 'application/json'], ...NO_STORE, ...headers]);
-  res.setHeader('content-length', Buffer.byteLength(text));
-  res.writeHead(status);
-  res.end(text);
+  sendJson(res, status, body, [...NO_STORE, ...headers]);
 }
 
 /**
@@ -126,10 +123,7 @@ export function writeEmpty(res: ServerResponse, status = 200): void {
 }
 
 export function writeHtml(res: ServerResponse, status: number, html: string, headers: Headers = []): void {
-  setHeaders(res, [['content-type', 'text/html; charset=utf-8'], ...NO_STORE, ...headers]);
-  res.setHeader('content-length', Buffer.byteLength(html));
-  res.writeHead(status);
-  res.end(res.req.method === 'HEAD' ? undefined : html);
+  sendBody(res, status, 'text/html; charset=utf-8', html, [...NO_STORE, ...headers]);
 }
 
 /** A redirect: 302 after a GET, 303 after a POST (so the browser follows with a GET). */
