@@ -17,6 +17,8 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
   const value = <E extends DefaultedEnv>(key: E): SettingValue<E> => defaultedValue(values, key);
   const ms = (key: SecondsSetting): number => Math.round(value(key) * 1000);
   const publicUrl = publicUrlOf(values);
+  const access = isMcpAccessConfig(values.MCP_ACCESS) ? McpAccessPolicy.compile(values.MCP_ACCESS) : undefined;
+  const targetUrl = targetUrlOf(values);
   return {
     server: {
       host: value('SERVER_HOST'),
@@ -27,7 +29,7 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       shutdownTimeoutMs: ms('SHUTDOWN_TIMEOUT'),
     },
     target: {
-      url: targetUrlOf(values),
+      url: targetUrl,
       ca: values.PROXY_CA_FILE?.text,
       connectTimeoutMs: ms('PROXY_CONNECT_TIMEOUT'),
       headersTimeoutMs: ms('PROXY_HEADERS_TIMEOUT'),
@@ -38,8 +40,20 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       sseKeepaliveMs: ms('SSE_KEEPALIVE_INTERVAL'),
     },
     mcpPath: value('MCP_PATH'),
+    // TODO(servers): YAML `servers:` and PROXY_TARGET_COMMAND; until then the one URL server.
+    servers: [
+      {
+        name: 'default',
+        path: value('MCP_PATH'),
+        target: { kind: 'url', url: targetUrl },
+        policy: { emails: [], domains: [], groups: [] },
+        access,
+      },
+    ],
+    singleTarget: true,
+    stdio: { isolation: 'session', env: [], maxProcesses: 100, idleTimeoutMs: 900_000 },
     mcp: {
-      access: isMcpAccessConfig(values.MCP_ACCESS) ? McpAccessPolicy.compile(values.MCP_ACCESS) : undefined,
+      access,
       maxBodyBytes: value('MCP_MAX_BODY_BYTES'),
     },
     security: {

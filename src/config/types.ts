@@ -8,6 +8,32 @@ export interface PreRegisteredClientConfig {
   name?: string;
 }
 
+/** How stdio children are shared: one per MCP session, or one per user for all their sessions. */
+export type StdioIsolation = 'session' | 'user';
+
+/** Where one server's requests go: an HTTP backend, or a stdio MCP server the proxy runs. */
+export type ServerTarget =
+  | { kind: 'url'; url: URL }
+  | {
+      kind: 'command';
+      /** argv: the program and its arguments, run without a shell. */
+      command: string[];
+      isolation: StdioIsolation;
+    };
+
+/** One MCP server behind the proxy: its own protected resource (`PUBLIC_URL + path`). */
+export interface ServerConfig {
+  /** Unique; the `server` label in metrics, `checks.servers.<name>` in /health. */
+  name: string;
+  /** Public path of its MCP endpoint; the server owns this path and every path below it. */
+  path: string;
+  target: ServerTarget;
+  /** Allow-lists on top of ALLOWED_*; an empty list adds no restriction. */
+  policy: { emails: string[]; domains: string[]; groups: string[] };
+  /** This server's `mcp_access` rules; undefined = none configured (everything allowed). */
+  access: McpAccessPolicy | undefined;
+}
+
 export type ProviderName = 'generic' | 'auth0' | 'google' | 'microsoft' | 'keycloak' | 'github';
 
 /** Where a setting's value came from: `flag`, `env`, `env ALIAS`, `file PATH`, `default`. */
@@ -37,10 +63,34 @@ export interface Config {
     breakerResetMs: number;
     sseKeepaliveMs: number;
   };
+  /** MCP_PATH: the one server's path in the single-target case. */
   mcpPath: string;
+  /**
+   * The MCP servers behind the proxy, never empty. From YAML `servers:`, or else one server
+   * named `default` built from PROXY_TARGET_URL (or host/port) / PROXY_TARGET_COMMAND, MCP_PATH
+   * and MCP_ACCESS.
+   */
+  servers: ServerConfig[];
+  /**
+   * True without `servers:`: the one server then also takes every path the proxy does not own
+   * (a backend's web pages beside its MCP endpoint), as before several servers existed. With
+   * `servers:`, a path no server owns gets 404.
+   */
+  singleTarget: boolean;
+  /** How stdio servers run (STDIO_*). */
+  stdio: {
+    /** STDIO_ISOLATION: the default of every command server (a `servers:` entry may override it). */
+    isolation: StdioIsolation;
+    /** STDIO_ENV: names of the proxy's environment variables a child also gets. */
+    env: string[];
+    /** STDIO_MAX_PROCESSES: children alive at once, all servers together. */
+    maxProcesses: number;
+    /** STDIO_IDLE_TIMEOUT: a child with no request in flight and no open stream is ended after this. */
+    idleTimeoutMs: number;
+  };
   /** What the proxy reads of the JSON-RPC it forwards on the MCP path. */
   mcp: {
-    /** The `mcp_access` rules; undefined = none configured (everything allowed). */
+    /** MCP_ACCESS: the rules of the single-target server (servers[0].access is the same object). */
     access: McpAccessPolicy | undefined;
     /** Largest request body the inspection reads (MCP_MAX_BODY_BYTES). */
     maxBodyBytes: number;
