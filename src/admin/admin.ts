@@ -13,14 +13,13 @@ import type { McpCallAudit } from '../mcp/call-audit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-import type { BreakerState } from '../proxy/breaker.js';
 import type { SessionManager } from '../session/sessions.js';
 import type { ConfiguredStateStore } from '../store/index.js';
 import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 import { StoreUnavailableError } from '../store/state-store.js';
 import { ADMIN_FAILED_AUTH_PER_MINUTE, AdminAuthenticator } from './auth.js';
 import { ADMIN_CSP, ADMIN_PAGE_CSS, ADMIN_PAGE_HTML, ADMIN_PAGE_JS } from './page.js';
-import { StatusReporter } from './status.js';
+import { type ServerSource, StatusReporter } from './status.js';
 import {
   AdminError,
   callerView,
@@ -54,7 +53,8 @@ export interface AdminDeps {
   logger: Logger;
   metrics: Metrics;
   health: HealthChecker;
-  breakerState: () => BreakerState;
+  /** The MCP servers behind the proxy (their health, breakers and stdio children). */
+  backends: { all(): readonly ServerSource[] };
   /** The effective public URL (with the real port when SERVER_PORT=0). */
   publicUrl: URL;
   authMode: string;
@@ -100,7 +100,7 @@ export class AdminApi {
       config: deps.config,
       metrics: deps.metrics,
       health: deps.health,
-      breakerState: deps.breakerState,
+      servers: () => deps.backends.all(),
       authMode: deps.authMode,
       version: deps.version,
       storeKind: store?.kind,

@@ -1,8 +1,9 @@
 import type { AuditEntry } from '../auth/audit.js';
-import type { Config } from '../config/types.js';
-import type { HealthChecker } from '../observability/health.js';
+import type { Config, ServerConfig } from '../config/types.js';
+import type { HealthChecker, HealthReport, TargetHealth } from '../observability/health.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { BreakerState } from '../proxy/breaker.js';
+import type { StdioChildInfo } from '../stdio/bridge.js';
 
 /**
  * `GET /admin/api/status`: one JSON document with what the monitoring page shows. Every counter
@@ -30,7 +31,8 @@ export interface StatusSources {
   config: Config;
   metrics: Metrics;
   health: HealthChecker;
-  breakerState: () => BreakerState;
+  /** The MCP servers behind the proxy, with their breakers and stdio children. */
+  servers: () => readonly ServerSource[];
   authMode: string;
   version: string;
   /** The session store's kind, in oidc mode. */
@@ -62,7 +64,9 @@ export interface StatusReport {
     uptime_seconds: number;
     memory: { rss_bytes: number; heap_used_bytes: number; heap_total_bytes: number; external_bytes: number };
   };
+  /** The first server's backend (the only one without `servers:`). */
   upstream: { target: string; status: 'healthy' | 'unhealthy'; error?: string; breaker: BreakerState };
+  servers: ServerStatus[];
   store: { kind: string; status: 'healthy' | 'unhealthy'; active_sessions: number; error?: string } | null;
   identity_provider: { status: 'healthy' | 'unhealthy'; error?: string } | null;
   requests: {
@@ -85,6 +89,34 @@ export interface StatusReport {
     funnel: Array<{ step: (typeof FUNNEL_STEPS)[number]; count: number }>;
   };
   recent_audit: AuditEntry[];
+}
+
+/** What the status report reads of one server (a Backend). */
+export interface ServerSource {
+  server: ServerConfig;
+  breaker: { state: BreakerState };
+  bridge?: { children(): StdioChildInfo[] } | undefined;
+}
+
+/** One server in the status report: where it goes, its health, and a stdio server's children. */
+export interface ServerStatus {
+  name: string;
+  path: string;
+  /** The backend URL, or the stdio command. */
+  target: string;
+  status: 'healthy' | 'unhealthy';
+  error?: string;
+  breaker: BreakerState;
+  /** A stdio server's children: pid, user, sessions, age and idle time. */
+  children?: Array<{
+    pid: number | null;
+    user: string | null;
+    sessions: string[];
+    age_seconds: number;
+    idle_seconds: number;
+    in_flight: number;
+    open_streams: number;
+  }>;
 }
 
 /** The origin and path of the target, without credentials or query (what an operator may see). */
@@ -142,8 +174,38 @@ export class StatusReporter {
     this.startedAt = Date.now() - process.uptime() * 1000;
   }
 
+  private servers(checked: HealthReport): ServerStatus[] {
+    const now = this.now();
+    return this.sources.servers().map(({ server, breaker, bridge }) => {
+      const health = (checked.checks.servers?.[server.name] ?? checked.checks.proxy_target) as
+        | TargetHealth
+        | undefined;
+      const { target } = server;
+      const status: ServerStatus = {
+        name: server.name,
+        path: server.path,
+        target: target.kind === 'url' ? displayTarget(target.url) : target.command.join(' '),
+        status: health?.status ?? 'unhealthy',
+        ...(health?.error ? { error: health.error } : {}),
+        breaker: breaker.state,
+      };
+      if (bridge) {
+        status.children = bridge.children().map((child) => ({
+          pid: child.pid ?? null,
+          user: child.user ?? null,
+          sessions: child.sessions,
+          age_seconds: Math.round((now - child.startedAt) / 1000),
+          idle_seconds: Math.round((now - child.lastActivityAt) / 1000),
+          in_flight: child.inFlight,
+          open_streams: child.openStreams,
+        }));
+      }
+      return status;
+    });
+  }
+
   async report(): Promise<StatusReport> {
-    const { metrics, health, config } = this.sources;
+    const { metrics, health } = this.sources;
     const [httpRequests, duration, proxyRequests, authRequests, authEvents, streams, checked] =
       await Promise.all([
         metrics.httpRequests.get(),
@@ -196,7 +258,8 @@ export class StatusReporter {
     }));
 
     const memory = process.memoryUsage();
-    const target = checked.checks.proxy_target;
+    const servers = this.servers(checked);
+    const first = servers[0] as ServerStatus;
     const store = checked.checks.session_store;
     return {
       auth_mode: this.sources.authMode,
@@ -214,11 +277,12 @@ export class StatusReporter {
         },
       },
       upstream: {
-        target: displayTarget(config.target.url),
-        status: target.status,
-        ...(target.error ? { error: target.error } : {}),
-        breaker: this.sources.breakerState(),
+        target: first.target,
+        status: first.status,
+        ...(first.error ? { error: first.error } : {}),
+        breaker: first.breaker,
       },
+      servers,
       store: this.sources.storeKind
         ? {
             kind: this.sources.storeKind,

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerConfig } from '../config/types.js';
 import type { TraceSpan } from '../observability/spans.js';
 import type { Challenge } from './challenge.js';
 
@@ -39,6 +40,11 @@ export interface AuthContext {
   search: string;
   /** The request's span: the parent of the stage's own (session lookup, token checks, IdP calls). */
   trace?: TraceSpan;
+  /**
+   * The MCP server the request is for (its own resource, challenge and allow-lists); absent for
+   * the proxy's own endpoints.
+   */
+  server?: ServerConfig;
 }
 
 /** An endpoint the stage answers itself (/login, /callback, /logout): never forwarded. */
@@ -70,7 +76,7 @@ export interface Authenticator {
    * The step-up challenge (MCP authorization, scope challenges): 403 insufficient_scope naming
    * every scope `required`, so the client re-authorizes for them. Absent where there are no tokens.
    */
-  insufficientScope?(required: readonly string[], description: string): Challenge;
+  insufficientScope?(required: readonly string[], description: string, server?: ServerConfig): Challenge;
   close?(): Promise<void>;
 }
 

@@ -1,11 +1,12 @@
 import type { IncomingMessage } from 'node:http';
-import type { Config } from '../config/types.js';
+import type { Config, ServerConfig } from '../config/types.js';
 import type { TraceSpan } from '../observability/spans.js';
 import { StoreUnavailableError } from '../store/state-store.js';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from './authenticator.js';
 import type { BrowserAuthResult, BrowserLogin } from './browser/browser-login.js';
 import { type Challenge, errorChallenge } from './challenge.js';
 import type { AuthorizationServer } from './facade/authorization-server.js';
+import { resourceMetadataRoutes } from './facade/discovery.js';
 import { authorizationServerEndpoints } from './facade/endpoints.js';
 import {
   AccessDeniedError,
@@ -15,7 +16,8 @@ import {
   type OAuthError,
   TemporarilyUnavailableError,
 } from './facade/errors.js';
-import { MCP_SCOPE, wwwAuthenticateChallenge } from './facade/metadata.js';
+import { FACADE_PATHS, MCP_SCOPE, wwwAuthenticateChallenge } from './facade/metadata.js';
+import { type ProtectedResource, serverPolicyRefusal } from './facade/resources.js';
 import { evaluatePolicy } from './policy/policy.js';
 import type { AccessTokenClaims } from './tokens/access-tokens.js';
 
@@ -34,10 +36,11 @@ export interface SessionAuthenticatorParts {
  */
 export class SessionAuthenticator implements Authenticator {
   readonly mode = 'oidc';
-  readonly routes: ReadonlyMap<string, RouteHandler>;
+  /** Changed only by serversChanged (a reload): the servers' metadata documents come and go. */
+  readonly routes: Map<string, RouteHandler>;
   readonly cookieNames: ReadonlySet<string>;
   /** Endpoints any origin may call (no cookies involved): discovery, JWKS, /register, /token, /revoke. */
-  readonly publicPaths: ReadonlySet<string>;
+  readonly publicPaths: Set<string>;
   readonly authLimitedPaths: ReadonlySet<string>;
   readonly close: () => Promise<void>;
   private readonly config: Config;
@@ -54,7 +57,7 @@ export class SessionAuthenticator implements Authenticator {
     this.close = parts.close;
     const endpoints = authorizationServerEndpoints(authorizationServer);
     this.routes = new Map([...login.routes, ...endpoints.routes]);
-    this.publicPaths = endpoints.publicPaths;
+    this.publicPaths = new Set(endpoints.publicPaths);
     this.authLimitedPaths = new Set([...login.authLimitedPaths, ...endpoints.authLimitedPaths]);
     this.cookieNames = authorizationServer.sessions.cookieNames;
   }
@@ -64,11 +67,13 @@ export class SessionAuthenticator implements Authenticator {
    * this resource; without one, the browser session decides.
    */
   async authenticate(req: IncomingMessage, ctx: AuthContext): Promise<AuthDecision> {
+    const resource = this.resourceOf(ctx.server);
     const authorization = req.headers.authorization;
     if (authorization !== undefined && /^bearer /i.test(authorization)) {
-      return this.authenticateBearer(authorization.slice(7).trim(), ctx.trace);
+      return this.authenticateBearer(authorization.slice(7).trim(), resource, ctx.trace);
     }
-    const result = await this.login.authenticate(req, ctx.clientIp, ctx.path + ctx.search, ctx.trace);
+    const { clientIp, path, search, trace } = ctx;
+    const result = await this.login.authenticate(req, clientIp, path + search, trace, resource);
     if (result.kind === 'challenge') return result;
     const { forwardAccessToken, forwardIdToken } = this.config.auth.identityHeaders;
     const extra: Array<[string, string]> = [];
@@ -78,18 +83,45 @@ export class SessionAuthenticator implements Authenticator {
     return { kind: 'allow', identity: result.identity, credentialsConsumed: true, extraHeaders: extra };
   }
 
+  /**
+   * A reload changed the servers: each one's metadata document is served at its path from now
+   * on, and a removed server's is gone.
+   */
+  serversChanged(): void {
+    for (const path of [...this.routes.keys()]) {
+      if (path.startsWith(FACADE_PATHS.protectedResourceMetadata)) {
+        this.routes.delete(path);
+        this.publicPaths.delete(path);
+      }
+    }
+    for (const [path, handler] of resourceMetadataRoutes(this.server)) {
+      this.routes.set(path, handler);
+      this.publicPaths.add(path);
+    }
+  }
+
   /** The browser session check alone (no bearer token): the admin API's group members log in this way. */
   authenticateBrowser(req: IncomingMessage, ctx: AuthContext): Promise<BrowserAuthResult> {
     return this.login.authenticate(req, ctx.clientIp, ctx.path + ctx.search);
   }
 
-  private async authenticateBearer(token: string, trace: TraceSpan | undefined): Promise<AuthDecision> {
+  /** The protected resource of the server a request is for; the first server's otherwise. */
+  private resourceOf(server: ServerConfig | undefined): ProtectedResource {
+    const { resources } = this.server;
+    return (server && resources.byName(server.name)) ?? resources.first();
+  }
+
+  private async authenticateBearer(
+    token: string,
+    resource: ProtectedResource,
+    trace: TraceSpan | undefined,
+  ): Promise<AuthDecision> {
     let claims: AccessTokenClaims;
     try {
-      claims = await this.bearerClaims(token, trace);
+      claims = await this.bearerClaims(token, resource, trace);
     } catch (error) {
       if (!isOAuthError(error)) throw error;
-      return { kind: 'challenge', challenge: this.bearerChallenge(error) };
+      return { kind: 'challenge', challenge: this.bearerChallenge(error, resource) };
     }
     this.noteFirstCall(claims.sub, claims.clientId);
     return {
@@ -109,13 +141,18 @@ export class SessionAuthenticator implements Authenticator {
   /**
    * The claims of a token that may call the MCP server now; otherwise the OAuthError that says
    * why: invalid_token (not one of ours for this resource, expired, revoked), insufficient_scope,
-   * access_denied (the allow-lists, applied to every request so removing a user takes effect at
-   * once), or temporarily_unavailable (the store is down: never fail open).
+   * access_denied (the allow-lists, ALLOWED_* and the server's own, applied to every request so
+   * removing a user takes effect at once), or temporarily_unavailable (the store is down: never
+   * fail open).
    */
-  private async bearerClaims(token: string, trace: TraceSpan | undefined): Promise<AccessTokenClaims> {
-    const { accessTokens, resource } = this.server;
+  private async bearerClaims(
+    token: string,
+    resource: ProtectedResource,
+    trace: TraceSpan | undefined,
+  ): Promise<AccessTokenClaims> {
+    const { accessTokens } = this.server;
     const verify = (): Promise<AccessTokenClaims> =>
-      accessTokens.verifyAccessToken(token, { audience: resource });
+      accessTokens.verifyAccessToken(token, { audience: resource.url });
     let claims: AccessTokenClaims;
     try {
       claims = await (trace ? trace.child('token.verify', verify) : verify());
@@ -125,11 +162,10 @@ export class SessionAuthenticator implements Authenticator {
     if (!claims.scope.split(' ').includes(MCP_SCOPE)) {
       throw new InsufficientScopeError(`The access token lacks the "${MCP_SCOPE}" scope.`);
     }
-    const verdict = evaluatePolicy(
-      { email: claims.email, emailVerified: claims.emailVerified, groups: claims.groups ?? [] },
-      this.config.auth.policy,
-    );
-    if (!verdict.allowed) throw new AccessDeniedError(verdict.reason, { reason: 'denied' });
+    const subject = { email: claims.email, emailVerified: claims.emailVerified, groups: claims.groups ?? [] };
+    const verdict = evaluatePolicy(subject, this.config.auth.policy);
+    const refusal = verdict.allowed ? serverPolicyRefusal(resource, subject) : verdict.reason;
+    if (refusal !== undefined) throw new AccessDeniedError(refusal, { reason: 'denied' });
     return claims;
   }
 
@@ -139,16 +175,20 @@ export class SessionAuthenticator implements Authenticator {
    * so the client knows where to get (or how to widen) a token. Labelled by the error's reason,
    * or its code.
    */
-  insufficientScope(required: readonly string[], description: string): Challenge {
-    return this.bearerChallenge(new InsufficientScopeError(description), required);
+  insufficientScope(required: readonly string[], description: string, server?: ServerConfig): Challenge {
+    return this.bearerChallenge(new InsufficientScopeError(description), this.resourceOf(server), required);
   }
 
-  private bearerChallenge(error: OAuthError, scope: readonly string[] = [MCP_SCOPE]): Challenge {
+  private bearerChallenge(
+    error: OAuthError,
+    resource: ProtectedResource,
+    scope: readonly string[] = [MCP_SCOPE],
+  ): Challenge {
     const { code } = error;
     const challenge =
       code === 'invalid_token' || code === 'insufficient_scope'
         ? wwwAuthenticateChallenge({
-            resourceMetadataUrl: this.server.resourceMetadataUrl,
+            resourceMetadataUrl: resource.metadataUrl,
             scope,
             error: code,
             description: error.description,

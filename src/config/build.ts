@@ -17,7 +17,9 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
   const value = <E extends DefaultedEnv>(key: E): SettingValue<E> => defaultedValue(values, key);
   const ms = (key: SecondsSetting): number => Math.round(value(key) * 1000);
   const publicUrl = publicUrlOf(values);
-  const access = isMcpAccessConfig(values.MCP_ACCESS) ? McpAccessPolicy.compile(values.MCP_ACCESS) : undefined;
+  const access = isMcpAccessConfig(values.MCP_ACCESS)
+    ? McpAccessPolicy.compile(values.MCP_ACCESS)
+    : undefined;
   const targetUrl = targetUrlOf(values);
   return {
     server: {

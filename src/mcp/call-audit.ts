@@ -16,11 +16,14 @@ export interface McpCall {
 export interface McpCallCaller {
   user?: string;
   clientId?: string;
+  /** The MCP server called (its name). */
+  server: string;
 }
 
 /** One recorded call as the admin API lists it: the `mcp_call` audit event's fields and its time. */
 export interface McpCallEntry {
   time: string;
+  server: string;
   sub?: string;
   client_id?: string;
   method: string;
@@ -86,6 +89,7 @@ export class McpCallAudit {
 
   record(call: McpCall, caller: McpCallCaller, outcome: McpCallOutcome, durationMs = 0): void {
     const fields = {
+      server: caller.server,
       sub: caller.user,
       client_id: caller.clientId,
       method: call.method,
@@ -98,12 +102,13 @@ export class McpCallAudit {
     this.audit.record('mcp_call', fields, { remember: false });
     this.calls.push({ time: new Date().toISOString(), ...fields });
     const name = this.label(call.name);
-    this.series(`${call.method}\u0000${name}\u0000${outcome}`, () =>
-      this.metrics.mcpCalls.labels(call.method, name, outcome),
+    const { server } = caller;
+    this.series(`${server}\u0000${call.method}\u0000${name}\u0000${outcome}`, () =>
+      this.metrics.mcpCalls.labels(server, call.method, name, outcome),
     ).inc();
     if (outcome !== 'denied')
-      this.series(`${call.method}\u0000${name}`, () =>
-        this.metrics.mcpCallDuration.labels(call.method, name),
+      this.series(`${server}\u0000${call.method}\u0000${name}`, () =>
+        this.metrics.mcpCallDuration.labels(server, call.method, name),
       ).observe(durationMs / 1000);
   }
 

@@ -9,15 +9,15 @@ export interface Metrics {
   registry: Registry;
   httpRequests: Counter<'method' | 'route' | 'status'>;
   httpDuration: Histogram<'method' | 'route'>;
-  proxyRequests: Counter<'method' | 'outcome' | 'status'>;
+  proxyRequests: Counter<'server' | 'method' | 'outcome' | 'status'>;
   authRequests: Counter<'mode' | 'result'>;
   sessionsActive: Gauge;
-  breakerState: Gauge;
+  breakerState: Gauge<'server'>;
   activeStreams: Gauge<'kind'>;
   authEvents: Counter<'event' | 'client'>;
   configReloads: Counter<'result'>;
-  mcpCalls: Counter<'method' | 'name' | 'outcome'>;
-  mcpCallDuration: Histogram<'method' | 'name'>;
+  mcpCalls: Counter<'server' | 'method' | 'name' | 'outcome'>;
+  mcpCallDuration: Histogram<'server' | 'method' | 'name'>;
 }
 
 export interface MetricsOptions {
@@ -54,8 +54,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     proxyRequests: new Counter({
       name: 'mcp_oidc_proxy_proxy_requests_total',
-      help: 'Requests forwarded to the backend, by outcome (ok, error, timeout, refused, breaker_open, aborted) and status.',
-      labelNames: ['method', 'outcome', 'status'],
+      help: 'Requests forwarded to a backend, by server, method, outcome (ok, error, timeout, refused, breaker_open, aborted) and status.',
+      labelNames: ['server', 'method', 'outcome', 'status'],
       registers: [registry],
     }),
     authRequests: new Counter({
@@ -77,7 +77,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     breakerState: new Gauge({
       name: 'mcp_oidc_proxy_circuit_breaker_state',
-      help: 'Upstream circuit breaker: 0 closed, 1 open, 2 half-open.',
+      help: 'Upstream circuit breaker of each server: 0 closed, 1 open, 2 half-open.',
+      labelNames: ['server'],
       registers: [registry],
     }),
     authEvents: new Counter({
@@ -100,14 +101,14 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     }),
     mcpCalls: new Counter({
       name: 'mcp_oidc_proxy_mcp_calls_total',
-      help: 'MCP calls (tools/call, prompts/get, resources/read) judged by mcp_access, by method, name (bounded) and outcome (ok, error, tool_error, denied).',
-      labelNames: ['method', 'name', 'outcome'],
+      help: 'MCP calls (tools/call, prompts/get, resources/read) judged by mcp_access, by server, method, name (bounded) and outcome (ok, error, tool_error, denied).',
+      labelNames: ['server', 'method', 'name', 'outcome'],
       registers: [registry],
     }),
     mcpCallDuration: new Histogram({
       name: 'mcp_oidc_proxy_mcp_call_duration_seconds',
-      help: 'Time from an MCP call to its response, by method and name (bounded).',
-      labelNames: ['method', 'name'],
+      help: 'Time from an MCP call to its response, by server, method and name (bounded).',
+      labelNames: ['server', 'method', 'name'],
       buckets: DURATION_BUCKETS,
       registers: [registry],
     }),

@@ -11,6 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { TraceSpan } from '../observability/spans.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
 import type { ResponseEditor } from '../proxy/message-editor.js';
+import type { Backend, Backends } from '../server/backends.js';
 import { type ClientAddress, resolveClientAddress, type TrustedProxies } from './client-address.js';
 import { answerPreflight, corsHeaders, isPreflight } from './cors.js';
 import type { OriginGuard } from './origin-guard.js';
@@ -52,14 +53,21 @@ export interface RequestScope {
  * - `refuse`: an error the proxy answers itself (400, 403, 404, 429, 503).
  * - `serve`: a proxy-owned endpoint (health, metrics, admin, login and OAuth routes, preflights).
  * - `challenge`: the authentication stage's answer (401 + WWW-Authenticate, 302 to login, 403).
- * - `forward`: to the backend, with these request headers.
+ * - `forward`: to the server's backend, with this request target and these request headers.
  */
 export type Admission =
   | { kind: 'refuse'; answer: ErrorAnswer }
   | { kind: 'serve'; handler: RouteHandler; ctx: AuthContext }
   | { kind: 'challenge'; challenge: Challenge }
   | { kind: 'reply'; status: number; payload: unknown }
-  | { kind: 'forward'; target: string; headers: string[]; body?: Buffer; editor?: ResponseEditor };
+  | {
+      kind: 'forward';
+      backend: Backend;
+      target: string;
+      headers: string[];
+      body?: Buffer;
+      editor?: ResponseEditor;
+    };
 
 export interface AdmissionDeps {
   config: Config;
@@ -79,6 +87,8 @@ export interface AdmissionDeps {
   ownedHeaders: ReadonlySet<string>;
   /** The audit trail of MCP calls the inspection stage sees. */
   mcpCalls?: McpCallAudit;
+  /** The MCP servers behind the proxy: which one a path is for. */
+  backends: Backends;
 }
 
 /**
@@ -91,7 +101,8 @@ export interface AdmissionDeps {
  *  5. admin             /admin and below, which authenticates its own callers
  *  6. CORS              preflights answered; the headers every later answer carries
  *  7. owned routes      /login, /callback, /logout, /authorize, /token, ... (their own budgets)
- *  8. authentication    the authenticator's decision, counted in auth_requests_total
+ *     server            which MCP server the path is for (404 when none: several servers)
+ *  8. authentication    the authenticator's decision for that server, counted in auth_requests_total
  *  9. rate limit        RATE_LIMIT_PER_MINUTE per user, or per client IP when anonymous (429)
  * 10. challenge         the authenticator's refusal
  *     MCP inspection    mcp_access: calls refused, step-up asked, lists filtered (POST on MCP_PATH)
@@ -168,10 +179,21 @@ export function admit(
     return spend(limiter, `ip:${addressBudget(context.clientIp)}`, () => serve(route, context));
   }
 
-  const { mcpPath } = deps.config;
-  const mcpEndpoint = path === mcpPath || path.startsWith(`${mcpPath}/`);
+  const backend = deps.backends.match(path);
+  if (backend === undefined) {
+    return refuse(404, 'not_found', `No MCP server is served at ${path}.`);
+  }
+  const { server } = backend;
+  const mcpPath = server.path;
+  const mcpEndpoint = path === mcpPath || mcpPath === '/' || path.startsWith(`${mcpPath}/`);
   if (!scope.upgrade) scope.route = mcpEndpoint ? 'mcp' : 'proxied';
-  else if (mcpEndpoint && deps.config.mcp.access !== undefined) {
+  else if (backend.bridge) {
+    return refuse(
+      400,
+      'invalid_request',
+      'A stdio MCP server speaks Streamable HTTP: no WebSocket upgrades.',
+    );
+  } else if (mcpEndpoint && server.access !== undefined) {
     // MCP speaks HTTP: a tunnel would carry JSON-RPC past the inspection stage.
     return refuse(
       400,
@@ -179,10 +201,19 @@ export function admit(
       'The MCP endpoint takes no WebSocket upgrades while mcp_access applies.',
     );
   }
-  const pending = authenticator.authenticate(req, authContext(deps, req, scope, path, search));
+  const request: ServerRequest = { backend, target: deps.backends.target(backend, path, search) };
+  const context = authContext(deps, req, scope, path, search);
+  context.server = server;
+  const pending = authenticator.authenticate(req, context);
   return isPromise(pending)
-    ? pending.then((decision) => afterAuthentication(deps, req, scope, path + search, decision))
-    : afterAuthentication(deps, req, scope, path + search, pending);
+    ? pending.then((decision) => afterAuthentication(deps, req, scope, request, decision))
+    : afterAuthentication(deps, req, scope, request, pending);
+}
+
+/** The server a request is for, and the request target its backend gets. */
+interface ServerRequest {
+  backend: Backend;
+  target: string;
 }
 
 /** Stages 8 to 11: the decision counted, the request's budget spent, then challenged or forwarded. */
@@ -190,7 +221,7 @@ function afterAuthentication(
   deps: AdmissionDeps,
   req: IncomingMessage,
   scope: RequestScope,
-  target: string,
+  request: ServerRequest,
   decision: AuthDecision,
 ): Admission | Promise<Admission> {
   deps.metrics.authRequests.inc({
@@ -198,14 +229,14 @@ function afterAuthentication(
     result: decision.kind === 'allow' ? 'allowed' : decision.challenge.result,
   });
   const limiter = deps.rateLimits.requests;
-  if (!limiter) return decided(deps, req, scope, target, decision);
+  if (!limiter) return decided(deps, req, scope, request, decision);
   // After authentication, so a user's requests count as theirs whatever their address;
   // challenged requests count against their client IP, so hammering is refused too.
   const budget =
     decision.kind === 'allow' && decision.identity
       ? `user:${decision.identity.user}`
       : `ip:${addressBudget(resolved(deps, req, scope).ip)}`;
-  return spend(limiter, budget, () => decided(deps, req, scope, target, decision));
+  return spend(limiter, budget, () => decided(deps, req, scope, request, decision));
 }
 
 /** Stages 10 and 11: the authenticator's refusal, or the request on its way to the backend. */
@@ -213,7 +244,7 @@ function decided(
   deps: AdmissionDeps,
   req: IncomingMessage,
   scope: RequestScope,
-  target: string,
+  request: ServerRequest,
   decision: AuthDecision,
 ): Admission | Promise<Admission> {
   if (decision.kind === 'challenge') {
@@ -225,11 +256,11 @@ function decided(
   }
   const client = resolved(deps, req, scope);
   const headers = backendHeaders(deps, req, client, scope.id, decision);
-  const access = deps.config.mcp.access;
+  const { access } = request.backend.server;
   if (access !== undefined && scope.route === 'mcp' && req.method === 'POST') {
-    return inspect(deps, req, scope, access, decision, target, headers);
+    return inspect(deps, req, scope, access, decision, request, headers);
   }
-  return { kind: 'forward', target, headers };
+  return { kind: 'forward', backend: request.backend, target: request.target, headers };
 }
 
 /**
@@ -242,7 +273,7 @@ async function inspect(
   scope: RequestScope,
   access: McpAccessPolicy,
   decision: Extract<AuthDecision, { kind: 'allow' }>,
-  target: string,
+  request: ServerRequest,
   headers: string[],
 ): Promise<Admission> {
   const { identity } = decision;
@@ -252,21 +283,23 @@ async function inspect(
     groups: identity.groups ?? [],
     scopes: decision.scopes,
   };
+  const { backend, target } = request;
   const audit = deps.mcpCalls && {
     calls: deps.mcpCalls,
-    caller: { user: identity?.user, clientId: decision.clientId },
+    caller: { user: identity?.user, clientId: decision.clientId, server: backend.server.name },
   };
   const { maxBodyBytes } = deps.config.mcp;
   const inspection = await inspectMcpRequest(req, access, caller, maxBodyBytes, audit, scope.trace);
   switch (inspection.kind) {
     case 'forward':
-      return { kind: 'forward', target, headers, body: inspection.body, editor: inspection.editor };
+      return { kind: 'forward', backend, target, headers, body: inspection.body, editor: inspection.editor };
     case 'refuse':
       return { kind: 'refuse', answer: inspection.answer };
     case 'reply':
       return { kind: 'reply', status: inspection.status, payload: inspection.payload };
     case 'step_up': {
-      const challenge = deps.authenticator.insufficientScope?.(inspection.required, inspection.description);
+      const { required, description } = inspection;
+      const challenge = deps.authenticator.insufficientScope?.(required, description, backend.server);
       if (challenge) return { kind: 'challenge', challenge };
       return refuse(403, 'insufficient_scope', inspection.description);
     }

@@ -19,10 +19,10 @@ import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Tracing } from '../observability/spans.js';
-import type { Forwarder, ForwardResult } from '../proxy/forward.js';
+import type { ForwardResult } from '../proxy/forward.js';
 import { canonicalHeaderName } from '../proxy/headers.js';
-import type { Upstream } from '../proxy/upstream.js';
 import { type TunnelRegistry, type TunnelResult, tunnelWebSocket } from '../proxy/websocket.js';
+import type { Backend, Backends } from '../server/backends.js';
 import { AccessLog } from './access-log.js';
 import { type Admission, type AdmissionDeps, admit, isPromise, type RequestScope } from './admission.js';
 import type { TrustedProxies } from './client-address.js';
@@ -38,8 +38,8 @@ export interface PipelineDeps {
   guard: OriginGuard;
   trusted: TrustedProxies;
   authenticator: Authenticator;
-  forwarder: Forwarder;
-  upstream: Upstream;
+  /** The MCP servers behind the proxy, each with its pool and forwarder. */
+  backends: Backends;
   tunnels: TunnelRegistry;
   /** OpenTelemetry spans (NO_TRACING while TRACING_ENABLED is off). */
   tracing: Tracing;
@@ -97,9 +97,7 @@ export class Pipeline {
    * A reload: new requests use these parts and the config's current identity header names;
    * requests and streams already running keep the parts they started with.
    */
-  reconfigure(
-    parts: Partial<Pick<PipelineDeps, 'forwarder' | 'upstream' | 'guard' | 'trusted' | 'securityHeaders'>>,
-  ): void {
+  reconfigure(parts: Partial<Pick<PipelineDeps, 'guard' | 'trusted' | 'securityHeaders'>>): void {
     Object.assign(this.deps, parts);
     this.admission = this.admissionDeps();
   }
@@ -118,6 +116,7 @@ export class Pipeline {
       draining: deps.draining,
       ownedHeaders: ownedHeaderNames(deps.config, deps.tracing.enabled),
       mcpCalls: deps.mcpCalls,
+      backends: deps.backends,
     };
   }
 
@@ -198,7 +197,8 @@ export class Pipeline {
     scope: RequestScope,
     admission: Extract<Admission, { kind: 'forward' }>,
   ): Promise<void> {
-    const result = await this.deps.forwarder.forward(
+    const { backend } = admission;
+    const result = await backend.forwarder.forward(
       req,
       res,
       admission.target,
@@ -208,7 +208,7 @@ export class Pipeline {
       scope.trace,
       admission.body === undefined ? undefined : { body: admission.body, editor: admission.editor },
     );
-    this.recordForward(scope, req.method ?? 'GET', result);
+    this.recordForward(scope, backend, req.method ?? 'GET', result);
   }
 
   /** A stage threw: answer 500 if nothing was sent yet, else cut the response short. */
@@ -311,8 +311,9 @@ export class Pipeline {
   ): void {
     // The backend's upgrade request names the upgrade's span as its parent.
     scope.trace?.inject(admission.headers);
+    const { backend } = admission;
     tunnelWebSocket(
-      this.deps.upstream,
+      backend.upstream,
       req,
       socket,
       head,
@@ -322,16 +323,22 @@ export class Pipeline {
       this.localSocketHeaders(scope),
       scope.id,
     ).then((result) => {
-      this.recordForward(scope, 'GET', result);
+      this.recordForward(scope, backend, 'GET', result);
       this.accessLog.write(scope, req, result.upstreamStatus ?? result.failure?.status ?? 0);
     });
   }
 
   /** What the forwarder or tunnel learned: on the scope, in the metrics, and a warning on failure. */
-  private recordForward(scope: RequestScope, method: string, result: ForwardResult | TunnelResult): void {
+  private recordForward(
+    scope: RequestScope,
+    backend: Backend,
+    method: string,
+    result: ForwardResult | TunnelResult,
+  ): void {
     scope.upstreamStatus = result.upstreamStatus;
     scope.outcome = result.outcome;
     this.deps.metrics.proxyRequests.inc({
+      server: backend.server.name,
       method,
       outcome: result.outcome,
       status: result.upstreamStatus ?? 0,
@@ -340,7 +347,8 @@ export class Pipeline {
       this.deps.logger.warn(
         {
           req_id: scope.id,
-          target: this.deps.upstream.origin,
+          server: backend.server.name,
+          target: backend.upstream.origin,
           error: result.failure.code,
           attempts: result.attempts,
         },

@@ -11,10 +11,15 @@ export interface Upstream {
   prefix: string;
   /** `Host` header value the backend gets (its own authority, so its DNS-rebinding check passes). */
   host: string;
+  /** The PROXY_* settings the pool was built with: a reload that changes them builds a new one. */
+  settings: string;
 }
 
-export function createUpstream(target: Config['target']): Upstream {
-  const url = target.url;
+/**
+ * A pool to `url` with the PROXY_* timeouts and CA; through `socketPath` (a Unix socket: the
+ * stdio bridge) instead of TCP when given.
+ */
+export function createUpstream(url: URL, target: Config['target'], socketPath?: string): Upstream {
   const pool = new Pool(url.origin, {
     // No cap: every SSE stream or long tool call holds a connection for its whole life, and a
     // capped pool would queue the next request behind them with no answer.
@@ -27,11 +32,18 @@ export function createUpstream(target: Config['target']): Upstream {
     bodyTimeout: 0,
     connect: {
       timeout: target.connectTimeoutMs,
+      ...(socketPath ? { socketPath } : {}),
       // A custom CA is added to the system roots, not put in their place.
       ...(target.ca ? { ca: [...rootCertificates, target.ca] } : {}),
     },
   });
-  return { pool, origin: url.origin, prefix: url.pathname.replace(/\/+$/, ''), host: url.host };
+  return {
+    pool,
+    origin: url.origin,
+    prefix: url.pathname.replace(/\/+$/, ''),
+    host: url.host,
+    settings: JSON.stringify(target),
+  };
 }
 
 /** The path sent upstream: the target's prefix followed by the request path, unchanged. */

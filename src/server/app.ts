@@ -17,16 +17,15 @@ import { RateLimits } from '../limits/rate-limit.js';
 import { McpCallAudit } from '../mcp/call-audit.js';
 import { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
-import { BREAKER_STATE_VALUE, createMetrics, type Metrics } from '../observability/metrics.js';
+import { createMetrics, type Metrics } from '../observability/metrics.js';
 import { startTracing, type Tracing } from '../observability/spans.js';
 import { TrustedProxies } from '../pipeline/client-address.js';
 import { Pipeline } from '../pipeline/handler.js';
 import { OriginGuard } from '../pipeline/origin-guard.js';
 import { securityHeaders } from '../pipeline/security-headers.js';
-import { CircuitBreaker } from '../proxy/breaker.js';
-import { Forwarder, type LiveStream } from '../proxy/forward.js';
-import { createUpstream, type Upstream } from '../proxy/upstream.js';
+import type { LiveStream } from '../proxy/forward.js';
 import { goingAwayFrame, type Tunnel } from '../proxy/websocket.js';
+import { Backends, describeServer } from './backends.js';
 import { ConnectionTracker } from './connections.js';
 import type { OidcMode } from './oidc.js';
 
@@ -35,7 +34,8 @@ export interface RunningProxy {
   /** The URL the proxy listens on (with the real port when 0 was asked). */
   url: string;
   metrics: Metrics;
-  breaker: CircuitBreaker;
+  /** The MCP servers behind the proxy (pools, breakers, stdio bridges). */
+  backends: Backends;
   /** Graceful shutdown: stop accepting, end streams, let in-flight requests finish within the deadline. */
   shutdown(): Promise<void>;
   /**
@@ -126,49 +126,37 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   countSessions = sessionCounter(oidc?.sessions);
   // Loaded on demand, before listening: the admin API and page weigh nothing while ADMIN_ENABLED is off.
   const adminModule = config.admin.enabled ? await import('../admin/admin.js') : undefined;
-  const breaker = new CircuitBreaker({
-    threshold: config.target.breakerThreshold,
-    resetMs: config.target.breakerResetMs,
-    onStateChange: (state) => {
-      metrics.breakerState.set(BREAKER_STATE_VALUE[state]);
-      const log = state === 'open' ? logger.error.bind(logger) : logger.info.bind(logger);
-      log({ breaker: state, target: config.target.url.origin }, `circuit breaker ${state.replace('_', '-')}`);
-    },
-  });
-  metrics.breakerState.set(0);
   metrics.sessionsActive.set(0);
 
-  let upstream = createUpstream(config.target);
   const streams = trackedSet<LiveStream>((n) => metrics.activeStreams.set({ kind: 'sse' }, n));
   const tunnels = trackedSet<Tunnel>((n) => metrics.activeStreams.set({ kind: 'websocket' }, n));
   let headers = securityHeaders(config.security.contentSecurityPolicy);
-  // Built again when a reload changes the target or the headers; a request keeps the one it started with.
-  const forwarderFor = (to: Upstream): Forwarder =>
-    new Forwarder(
-      to,
-      breaker,
-      {
+  let draining = false;
+  let backends: Backends;
+  try {
+    backends = await Backends.start({
+      config,
+      logger,
+      metrics,
+      streams,
+      // Read whenever a forwarder is built: a reload may change the headers and timeouts.
+      forwardOptions: () => ({
         retries: config.target.retries,
         idleTimeoutMs: config.target.idleTimeoutMs,
         sseKeepaliveMs: config.target.sseKeepaliveMs,
         responseDefaults: config.security.headersOnProxied ? headers : [],
         errorHeaders: headers,
         draining: () => draining,
-      },
-      streams,
-    );
-  const forwarder = forwarderFor(upstream);
-  const targetUrl = config.target.url;
+      }),
+    });
+  } catch (err) {
+    await authenticator.close?.();
+    await tracing.shutdown();
+    throw err;
+  }
   const health = new HealthChecker({
-    // Read at every check: a reload may have changed the target.
-    get targetHost() {
-      return config.target.url.hostname;
-    },
-    get targetPort() {
-      const { port, protocol } = config.target.url;
-      return Number(port) || (protocol === 'https:' ? 443 : 80);
-    },
-    breakerState: () => breaker.state,
+    targets: (timeoutMs) => backends.health(timeoutMs),
+    singleTarget: () => config.singleTarget,
     activeSessions: async () => {
       const n = await countSessions();
       metrics.sessionsActive.set(n);
@@ -182,7 +170,6 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       : undefined,
   });
 
-  let draining = false;
   const server = createServer({
     // Uploads and tool calls may legitimately take long; idle sockets are reaped by keepAliveTimeout.
     requestTimeout: 0,
@@ -198,9 +185,10 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       });
     });
   } catch (err) {
-    // Port taken, say: release what was built (store connection, discovery retries, pool) so the
-    // caller can report the error and exit, or try again, without leftovers keeping it alive.
-    await upstream.pool.destroy();
+    // Port taken, say: release what was built (store connection, discovery retries, pools,
+    // stdio bridges) so the caller can report the error and exit, or try again, without
+    // leftovers keeping it alive.
+    await backends.close(0);
     await authenticator.close?.();
     await tracing.shutdown();
     throw err;
@@ -220,7 +208,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         logger,
         metrics,
         health,
-        breakerState: () => breaker.state,
+        backends,
         publicUrl,
         authMode: authenticator.mode,
         version: packageVersion(),
@@ -236,8 +224,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     guard: new OriginGuard(publicUrl, config.server.allowedOrigins),
     trusted: new TrustedProxies(config.server.trustedProxies),
     authenticator,
-    forwarder,
-    upstream,
+    backends,
     tunnels,
     tracing,
     rateLimits,
@@ -267,48 +254,41 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     {
       listen: `${host}:${address.port}`,
       public_url: publicUrl.origin,
-      target: targetUrl.href,
+      servers: config.servers.map(describeServer),
       auth_mode: authenticator.mode,
     },
     'mcp-oidc-proxy listening',
   );
 
-  /** Pools of targets a reload replaced, closing once their last request or stream ends. */
-  const retiring = new Set<Promise<void>>();
   let running: SettingValues | undefined;
+  /** The last reload's change of servers (started in the background: stdio servers start async). */
+  let serversApplied: Promise<void> = Promise.resolve();
   const reload = (next: Config, trigger = 'reload'): ConfigChanges => {
     running ??= settingValues(config);
     const nextValues = settingValues(next);
     const changes = compareSettings(running, nextValues);
-    const previousTarget = config.target;
     takeReloadable(config, next);
     running = valuesAfterReload(running, nextValues, changes.applied);
     rateLimits.configure(config.auth);
     if (changes.applied.length > 0) {
-      const newTarget = JSON.stringify(previousTarget) !== JSON.stringify(config.target);
-      breaker.reconfigure(
-        { threshold: config.target.breakerThreshold, resetMs: config.target.breakerResetMs },
-        previousTarget.url.href !== config.target.url.href,
-      );
       headers = securityHeaders(config.security.contentSecurityPolicy);
-      const parts: Parameters<Pipeline['reconfigure']>[0] = {
+      pipeline.reconfigure({
         guard: new OriginGuard(publicUrl, config.server.allowedOrigins),
         trusted: new TrustedProxies(config.server.trustedProxies),
         securityHeaders: headers,
-      };
-      if (newTarget) {
-        // New requests go to the new pool; the old one finishes what it carries, then closes.
-        const old = upstream;
-        upstream = createUpstream(config.target);
-        parts.upstream = upstream;
-        const closing: Promise<void> = old.pool
-          .close()
-          .catch(() => old.pool.destroy())
-          .finally(() => retiring.delete(closing));
-        retiring.add(closing);
-      }
-      parts.forwarder = forwarderFor(upstream);
-      pipeline.reconfigure(parts);
+      });
+      backends.settingsChanged();
+      // New, changed and removed servers: the others keep their pools, children and streams.
+      serversApplied = serversApplied.then(() =>
+        backends.apply(config).then(
+          () => oidc?.authenticator.serversChanged(),
+          (err: Error) =>
+            logger.error(
+              { err: err.message },
+              'reload: the servers could not be started; the running ones stay',
+            ),
+        ),
+      );
     }
     // Written at the more verbose of the old and new levels: turning logging down still says so.
     const level = config.log.level;
@@ -348,6 +328,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
           socket.resume();
         }
       }
+      const deadlineAt = Date.now() + config.server.shutdownTimeoutMs;
       let timer: NodeJS.Timeout | undefined;
       const deadline = new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), config.server.shutdownTimeoutMs);
@@ -363,7 +344,8 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         }
         await closed;
       }
-      await Promise.all([upstream.pool.close().catch(() => upstream.pool.destroy()), ...retiring]);
+      await serversApplied;
+      await backends.close(Math.max(0, deadlineAt - Date.now()));
       await authenticator.close?.();
       // Last: the spans of the requests that just finished are exported too (bounded in time).
       await tracing.shutdown();
@@ -372,5 +354,5 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     return shutdownPromise;
   };
 
-  return { server, url, metrics, breaker, shutdown, reload };
+  return { server, url, metrics, backends, shutdown, reload };
 }

@@ -47,17 +47,17 @@ async function connect(server: AuthorizationServer, identity: UpstreamIdentity, 
     clientId,
     sub: identity.sub,
     scope: 'mcp',
-    resource: server.resource,
+    resource: server.resources.first().url,
     email: identity.email,
     groups: [...identity.groups],
     signedInAt: now,
     approvedAt: now,
   };
-  await server.consents.remember(identity.sub, clientId, 'mcp');
+  await server.consents.remember(identity.sub, clientId, server.resources.first().url, 'mcp');
   const refresh = await server.grants.issue(grant);
   const access = await server.accessTokens.mintAccessToken({
     ...grant,
-    audience: server.resource,
+    audience: server.resources.first().url,
     ttlSeconds: 300,
   });
   const unused: AuthorizationGrant = {
@@ -77,7 +77,7 @@ async function register(server: AuthorizationServer, name: string): Promise<stri
 
 /** Resolves to `accepted`, or to the reason the token is refused. */
 function verdict(server: AuthorizationServer, token: string): Promise<string> {
-  return server.accessTokens.verifyAccessToken(token, { audience: server.resource }).then(
+  return server.accessTokens.verifyAccessToken(token, { audience: server.resources.first().url }).then(
     () => 'accepted',
     (error: unknown) => (error instanceof InvalidTokenError ? `${error.reason}` : `unexpected ${error}`),
   );
@@ -145,13 +145,13 @@ describe.each([
     }
     await expect(a.grants.rotate(aliceOne.refresh.token)).rejects.toMatchObject({ reason: 'revoked' });
     expect(await a.codes.redeem(aliceTwo.code)).toEqual({ kind: 'unknown' });
-    expect(await a.consents.covers('alice', appOne, 'mcp')).toBe(false);
+    expect(await a.consents.covers('alice', appOne, a.resources.first().url, 'mcp')).toBe(false);
     expect((await a.sessions.list()).map((s) => s.record.identity.sub)).toEqual(['bob']);
 
     // Bob's grant, consent, code and token are untouched.
     expect(await verdict(a, bobOne.access.token)).toBe('accepted');
     expect((await a.grants.list()).map((f) => f.sub)).toEqual(['bob']);
-    expect(await a.consents.covers('bob', appOne, 'mcp')).toBe(true);
+    expect(await a.consents.covers('bob', appOne, a.resources.first().url, 'mcp')).toBe(true);
     expect(await a.codes.redeem(bobOne.code)).toMatchObject({ kind: 'redeemed' });
 
     // A user with nothing left still gets the cut-off, and zero counts.
@@ -178,13 +178,13 @@ describe.each([
       expect(await verdict(server, bobRevoked.access.token)).toBe('revoked');
     }
     expect(await a.codes.redeem(bobRevoked.code)).toEqual({ kind: 'unknown' });
-    expect(await a.consents.covers('alice', revokedApp, 'mcp')).toBe(false);
+    expect(await a.consents.covers('alice', revokedApp, a.resources.first().url, 'mcp')).toBe(false);
 
     // The other client keeps its registration, grant, consent and tokens.
     expect(await a.clients.get(keptApp)).toMatchObject({ client_name: 'Kept App' });
     expect(await verdict(a, aliceKept.access.token)).toBe('accepted');
     expect((await a.grants.list()).map((f) => f.clientId)).toEqual([keptApp]);
-    expect(await a.consents.covers('alice', keptApp, 'mcp')).toBe(true);
+    expect(await a.consents.covers('alice', keptApp, a.resources.first().url, 'mcp')).toBe(true);
 
     // Revoking it again finds nothing.
     expect(await b.revokeClient(revokedApp)).toEqual({
@@ -204,7 +204,7 @@ describe.each([
     });
     expect(await verdict(b, held.access.token)).toBe('accepted');
     expect(await a.grants.list()).toHaveLength(1);
-    expect(await a.consents.covers('alice', CONFIGURED, 'mcp')).toBe(true);
+    expect(await a.consents.covers('alice', CONFIGURED, a.resources.first().url, 'mcp')).toBe(true);
   });
 
   it('rotateKeys signs new tokens with a new key while tokens of the old one stay valid', async () => {

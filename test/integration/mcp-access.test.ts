@@ -137,15 +137,15 @@ describe.each([
     expect(stack.proxy.logText()).not.toContain('arg-value-never-logged');
     const metrics = await (await fetch(`${stack.url}/metrics`)).text();
     expect(metrics).toMatch(
-      /mcp_oidc_proxy_mcp_calls_total\{method="tools\/call",name="read_file",outcome="ok"\} [1-9]/,
+      /mcp_oidc_proxy_mcp_calls_total\{server="default",method="tools\/call",name="read_file",outcome="ok"\} [1-9]/,
     );
     expect(metrics).toMatch(
-      /mcp_oidc_proxy_mcp_calls_total\{method="tools\/call",name="secret_report",outcome="denied"\} [1-9]/,
+      /mcp_oidc_proxy_mcp_calls_total\{server="default",method="tools\/call",name="secret_report",outcome="denied"\} [1-9]/,
     );
     // A call is no login or authorization step.
     expect(metrics).not.toContain('mcp_oidc_proxy_auth_events_total{event="mcp_call"');
     expect(metrics).toMatch(
-      /mcp_oidc_proxy_mcp_call_duration_seconds_count\{method="tools\/call",name="read_file"\} [1-9]/,
+      /mcp_oidc_proxy_mcp_call_duration_seconds_count\{server="default",method="tools\/call",name="read_file"\} [1-9]/,
     );
   });
 

@@ -29,7 +29,9 @@ async function expectJsonError(res: Response, status: number, error: string): Pr
 /** Reads the circuit breaker gauge from the proxy's Prometheus endpoint. */
 async function breakerGauge(proxy: TestProxy): Promise<number> {
   const text = await (await fetch(`${proxy.url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith('mcp_oidc_proxy_circuit_breaker_state '));
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith('mcp_oidc_proxy_circuit_breaker_state{server="default"} '));
   expect(line).toBeDefined();
   return Number(line?.split(' ')[1]);
 }
@@ -187,7 +189,7 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
       req.end();
     });
     expect(received).toBe(size);
-    expect(proxy.proxy.breaker.state).toBe('closed');
+    expect(proxy.proxy.backends.all()[0]!.breaker.state).toBe('closed');
   });
 
   describe('retries', () => {
@@ -246,7 +248,7 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
       CIRCUIT_BREAKER_RESET_TIMEOUT: '0.5',
       PROXY_RETRIES: '0',
     });
-    const { breaker } = proxy.proxy;
+    const { breaker } = proxy.proxy.backends.all()[0]!;
     expect(await breakerGauge(proxy)).toBe(0);
 
     for (let i = 0; i < 3; i++) {
@@ -307,9 +309,13 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
     // Should an assertion fail while the probe is held, release it so the proxy can shut down.
     cleanups.unshift(async () => answerProbe?.());
     expect((await fetch(`${proxy.url}/mcp`)).status).toBe(502);
-    expect(proxy.proxy.breaker.state).toBe('open');
+    expect(proxy.proxy.backends.all()[0]!.breaker.state).toBe('open');
     failing = false;
-    await waitFor(() => proxy.proxy.breaker.retryAfterMs() === 0, 2000, 'the reset timeout');
+    await waitFor(
+      () => proxy.proxy.backends.all()[0]!.breaker.retryAfterMs() === 0,
+      2000,
+      'the reset timeout',
+    );
 
     const probe = fetch(`${proxy.url}/mcp`);
     await waitFor(() => answerProbe !== undefined, 5000, 'the probe to reach the backend');
@@ -325,7 +331,7 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
     const answered = await probe;
     expect(answered.status).toBe(200);
     expect(await answered.text()).toBe('recovered');
-    expect(proxy.proxy.breaker.state).toBe('closed');
+    expect(proxy.proxy.backends.all()[0]!.breaker.state).toBe('closed');
   });
 
   it('reports /health 200 in the seed shape when the target is up and 503 when it is down', async () => {
@@ -395,7 +401,7 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
         req.end();
       });
       await waitFor(() => state.closedEarly, 5000, 'the backend to see its response closed');
-      expect(proxy.proxy.breaker.state).toBe('closed');
+      expect(proxy.proxy.backends.all()[0]!.breaker.state).toBe('closed');
     });
 
     it('before the response headers', async () => {
@@ -407,7 +413,7 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
       await waitFor(() => state.received, 5000, 'the request to reach the backend');
       req.destroy();
       await waitFor(() => state.closedEarly, 5000, 'the backend to see its request closed');
-      expect(proxy.proxy.breaker.state).toBe('closed');
+      expect(proxy.proxy.backends.all()[0]!.breaker.state).toBe('closed');
     });
   });
 });

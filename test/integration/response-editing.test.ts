@@ -78,7 +78,7 @@ async function startFront(
   });
   const live = new Set<LiveStream>();
   const forwarder = new Forwarder(
-    { pool, origin: url.origin, prefix: '', host: url.host },
+    { pool, origin: url.origin, prefix: '', host: url.host, settings: '' },
     new CircuitBreaker({ threshold: 0, resetMs: 1000 }),
     {
       retries: 2,

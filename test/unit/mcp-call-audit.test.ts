@@ -13,7 +13,7 @@ describe('McpCallAudit', () => {
     for (let i = 1; i <= 5; i++) {
       calls.record(
         { method: 'tools/call', name: `tool-${i}`, id: i, argumentBytes: 10 },
-        { user: 'alice' },
+        { user: 'alice', server: 'default' },
         'ok',
         1.234,
       );

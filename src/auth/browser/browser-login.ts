@@ -8,6 +8,7 @@ import type { AuditLog } from '../audit.js';
 import type { Identity, RouteHandler } from '../authenticator.js';
 import { type Challenge, htmlChallenge, jsonChallenge } from '../challenge.js';
 import { MCP_SCOPE, protectedResourceMetadataUrl, wwwAuthenticateChallenge } from '../facade/metadata.js';
+import type { ProtectedResource } from '../facade/resources.js';
 import {
   LoginRejectedError,
   type Provider,
@@ -50,13 +51,19 @@ export class BrowserLogin {
     this.authLimitedPaths = endpoints.authLimitedPaths;
   }
 
-  /** The session check: allow with an identity, or the challenge to answer with. */
+  /**
+   * The session check: allow with an identity, or the challenge to answer with. `server` is the
+   * MCP server the request is for: its metadata is named in the 401, its allow-lists apply.
+   */
   async authenticate(
     req: IncomingMessage,
     clientIp: string,
     pathAndQuery: string,
     trace: TraceSpan = NOOP_SPAN,
+    server?: ProtectedResource,
   ): Promise<BrowserAuthResult> {
+    const unauthenticated = (stale?: boolean): Challenge =>
+      this.unauthenticated(req, pathAndQuery, server, stale);
     const { sessions, audit } = this.deps;
     let lookup: SessionLookup;
     try {
@@ -72,10 +79,8 @@ export class BrowserLogin {
         ip: clientIp,
       });
     }
-    if (lookup.kind === 'none')
-      return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery) };
-    if (lookup.kind !== 'valid')
-      return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery, true) };
+    if (lookup.kind === 'none') return { kind: 'challenge', challenge: unauthenticated() };
+    if (lookup.kind !== 'valid') return { kind: 'challenge', challenge: unauthenticated(true) };
 
     let record = lookup.record;
     if (needsRefresh(record)) {
@@ -85,11 +90,10 @@ export class BrowserLogin {
       } catch (err) {
         return { kind: 'challenge', challenge: storeUnavailable(this.deps.logger, req, err) };
       }
-      if (refreshed === 'ended')
-        return { kind: 'challenge', challenge: this.unauthenticated(req, pathAndQuery, true) };
+      if (refreshed === 'ended') return { kind: 'challenge', challenge: unauthenticated(true) };
       record = refreshed;
     }
-    const refusal = policyRefusal(this.deps, req, record.identity, clientIp);
+    const refusal = policyRefusal(this.deps, req, record.identity, clientIp, server);
     if (refusal) return { kind: 'challenge', challenge: refusal };
     return { kind: 'allow', identity: toIdentity(record.identity), session: record };
   }
@@ -155,7 +159,12 @@ export class BrowserLogin {
    * `staleCookie` (the request carried a session cookie that is invalid, expired or ended) the
    * answer also deletes that cookie, so the browser stops sending a dead credential.
    */
-  private unauthenticated(req: IncomingMessage, pathAndQuery: string, staleCookie = false): Challenge {
+  private unauthenticated(
+    req: IncomingMessage,
+    pathAndQuery: string,
+    server: ProtectedResource | undefined,
+    staleCookie = false,
+  ): Challenge {
     const { publicUrl } = this.deps.config.server;
     const clear: Array<[string, string]> = staleCookie
       ? [['set-cookie', this.deps.sessions.clearSessionCookie()]]
@@ -171,7 +180,8 @@ export class BrowserLogin {
     }
     // No credentials were sent, so no `error=` (RFC 6750 §3.1): MCP clients start discovery from here.
     const challenge = wwwAuthenticateChallenge({
-      resourceMetadataUrl: protectedResourceMetadataUrl(publicUrl, this.deps.config.mcpPath),
+      resourceMetadataUrl:
+        server?.metadataUrl ?? protectedResourceMetadataUrl(publicUrl, this.deps.config.servers[0]!.path),
       scope: MCP_SCOPE,
     });
     return jsonChallenge(401, 'unauthorized', 'Authentication is required.', 'unauthenticated', [

@@ -4,6 +4,7 @@ import type { Logger } from '../../observability/logger.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuditLog } from '../audit.js';
 import { type Challenge, htmlChallenge, jsonChallenge } from '../challenge.js';
+import { type ProtectedResource, serverPolicyRefusal } from '../facade/resources.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
 import { checkAllowLists } from '../policy/audited.js';
 import { page } from './pages.js';
@@ -20,30 +21,42 @@ export function wantsHtml(req: IncomingMessage): boolean {
 }
 
 /**
- * The allow-lists, applied at login and on every request: undefined when the user may pass, else
- * the 403 to answer with (the refusal is audited).
+ * The allow-lists, applied at login and on every request (ALLOWED_*, then the `server`'s own when
+ * the request is for one): undefined when the user may pass, else the 403 to answer with (the
+ * refusal is audited).
  */
 export function policyRefusal(
   deps: { config: Config; audit: AuditLog },
   req: IncomingMessage,
   identity: UpstreamIdentity,
   clientIp: string,
+  server?: ProtectedResource,
 ): Challenge | undefined {
   const verdict = checkAllowLists(deps.audit, deps.config.auth.policy, identity, { ip: clientIp });
-  if (verdict.allowed) return undefined;
+  const reason = verdict.allowed ? server && serverPolicyRefusal(server, identity) : verdict.reason;
+  if (reason === undefined) return undefined;
+  if (verdict.allowed && server) {
+    deps.audit.record('access_denied', {
+      sub: identity.sub,
+      email: identity.email,
+      ip: clientIp,
+      server: server.name,
+      reason,
+    });
+  }
   if (wantsHtml(req)) {
     return htmlChallenge(
       403,
       // prompt=login makes the provider ask for credentials again instead of reusing its
       // session, so the user can switch to an account that is allowed.
-      page('Access denied', `You are signed in, but not allowed to use this server: ${verdict.reason}`, {
+      page('Access denied', `You are signed in, but not allowed to use this server: ${reason}`, {
         href: '/login?prompt=login',
         text: 'Sign in with a different account',
       }),
       'denied',
     );
   }
-  return jsonChallenge(403, 'access_denied', verdict.reason, 'denied');
+  return jsonChallenge(403, 'access_denied', reason, 'denied');
 }
 
 /** 503 while the session store is down (never fail open); any other error is rethrown. */

@@ -4,8 +4,9 @@ import type { Logger } from '../../observability/logger.js';
 import type { SessionManager } from '../../session/sessions.js';
 import type { SealingKeys } from '../../store/sealing-keys.js';
 import type { StateStore } from '../../store/state-store.js';
-import type { AuditLog } from '../audit.js';
+import type { AuditFields, AuditLog } from '../audit.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
+import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
 import { AccessTokens } from '../tokens/access-tokens.js';
 import { RefreshTokens } from '../tokens/refresh-tokens.js';
 import { SigningKeys } from '../tokens/signing-keys.js';
@@ -13,11 +14,12 @@ import { AuthorizationCodes } from './authorization-codes.js';
 import { isMetadataDocumentClientId } from './cimd.js';
 import type { ClientRegistry } from './clients.js';
 import { Consents } from './consents.js';
-import { issuerUrl, MCP_SCOPE, protectedResourceMetadataUrl, resourceUrl } from './metadata.js';
+import { issuerUrl, MCP_SCOPE } from './metadata.js';
+import { type ProtectedResource, ProtectedResources, serverPolicyRefusal } from './resources.js';
 
 export interface AuthorizationServerOptions {
   /**
-   * The running configuration: PUBLIC_URL and MCP_PATH make the issuer and the resource; the
+   * The running configuration: PUBLIC_URL makes the issuer, the servers the resources; the
    * allow-lists are read at every authorization and exchange, so a reload applies at once.
    */
   config: Config;
@@ -79,10 +81,8 @@ export class AuthorizationServer {
   readonly rateLimiter: RateLimiter | undefined;
   /** PUBLIC_URL's origin (RFC 8414 `issuer`, RFC 9207 `iss`). */
   readonly issuer: string;
-  /** PUBLIC_URL + MCP_PATH: the audience of every access token. */
-  readonly resource: string;
-  /** Where the resource's metadata lives (RFC 9728), named in every bearer challenge. */
-  readonly resourceMetadataUrl: string;
+  /** The MCP servers tokens are minted for, one audience each (`PUBLIC_URL + path`). */
+  readonly resources: ProtectedResources;
 
   constructor(options: AuthorizationServerOptions) {
     const { config, store, keys } = options;
@@ -100,8 +100,7 @@ export class AuthorizationServer {
       publicUrl: config.server.publicUrl.origin,
     });
     this.issuer = issuerUrl(config.server.publicUrl);
-    this.resource = resourceUrl(config.server.publicUrl, config.mcpPath);
-    this.resourceMetadataUrl = protectedResourceMetadataUrl(config.server.publicUrl, config.mcpPath);
+    this.resources = new ProtectedResources(config);
   }
 
   /**
@@ -152,27 +151,54 @@ export class AuthorizationServer {
   }
 
   /**
-   * Every scope a token may carry: the base scope, and the step-up scopes the mcp_access rules
-   * name (read at each call: a reload may change them). Listed in `scopes_supported`.
+   * Every scope a token for `resource` may carry: the base scope, and the step-up scopes its
+   * mcp_access rules name (read at each call: a reload may change them); without a resource,
+   * those of every server (the authorization server's `scopes_supported`).
    */
-  scopesSupported(): string[] {
-    return [MCP_SCOPE, ...(this.config.mcp.access?.scopes ?? [])];
+  scopesSupported(resource?: ProtectedResource): string[] {
+    const resources = resource ? [resource] : this.resources.all();
+    return [...new Set([MCP_SCOPE, ...resources.flatMap((r) => r.access?.scopes ?? [])])];
   }
 
   /**
-   * The scopes granted for a request of `requested` by this user: the base scope always, and a
-   * step-up scope only when a rule naming it allows the user; others are dropped (not an error:
-   * a client asking for every scope the metadata lists still gets what the user may have).
+   * The scopes granted for a request of `requested` by this user on `resource`: the base scope
+   * always, and a step-up scope only when a rule of that server naming it allows the user;
+   * others are dropped (not an error: a client asking for every scope the metadata lists still
+   * gets what the user may have).
    */
-  grantedScopes(requested: readonly string[], user: UpstreamIdentity): string[] {
+  grantedScopes(requested: readonly string[], user: UpstreamIdentity, resource: ProtectedResource): string[] {
     const grantable = new Set(
-      this.config.mcp.access?.grantableScopes({
+      resource.access?.grantableScopes({
         email: user.email,
         emailVerified: user.emailVerified,
         groups: user.groups ?? [],
       }) ?? [],
     );
     return [MCP_SCOPE, ...requested.filter((scope) => scope !== MCP_SCOPE && grantable.has(scope))];
+  }
+
+  /**
+   * Whether the user may have tokens for `resourceUrl`: ALLOWED_*, then that server's own lists
+   * (a server a reload removed admits nobody). A refusal is audited (`access_denied`, with the
+   * reason and the caller's `fields`).
+   */
+  admits(subject: PolicySubject & { sub: string }, resourceUrl: string, fields: AuditFields): boolean {
+    const resource = this.resources.byUrl(resourceUrl);
+    const verdict = evaluatePolicy(subject, this.config.auth.policy);
+    const reason = !verdict.allowed
+      ? verdict.reason
+      : resource
+        ? serverPolicyRefusal(resource, subject)
+        : `The MCP server ${resourceUrl} is no longer configured.`;
+    if (reason === undefined) return true;
+    this.audit.record('access_denied', {
+      sub: subject.sub,
+      email: subject.email,
+      ...fields,
+      ...(resource && this.resources.all().length > 1 ? { server: resource.name } : {}),
+      reason,
+    });
+    return false;
   }
 
   /**

@@ -3,7 +3,6 @@ import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import { page } from '../browser/pages.js';
 import type { UpstreamIdentity } from '../oidc/provider.js';
-import { checkAllowLists } from '../policy/audited.js';
 import type { AuthorizationGrant } from './authorization-codes.js';
 import type { AuthorizationServer } from './authorization-server.js';
 import type { OAuthClient } from './clients.js';
@@ -31,6 +30,7 @@ import {
 } from './http.js';
 import { MCP_SCOPE } from './metadata.js';
 import { redirectUriMatches } from './redirect-uris.js';
+import type { ProtectedResource } from './resources.js';
 
 /**
  * GET and POST /authorize: the authorization code flow's front half (OAuth 2.1 §4.1.1, PKCE S256,
@@ -70,7 +70,7 @@ export function authorizationResponseUrl(
 }
 
 export function createAuthorizeHandler(server: AuthorizationServer): RouteHandler {
-  const { issuer, resource: defaultResource } = server;
+  const { issuer } = server;
 
   const errorPage = (res: ServerResponse, status: number, title: string, message: string): void =>
     writeHtml(res, status, page(title, message));
@@ -159,11 +159,9 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
           'code_challenge must be the base64url SHA-256 of the code verifier (43 characters)',
         );
       }
-      const resource = param(params, 'resource') ?? defaultResource;
-      if (resource !== defaultResource) {
-        throw new InvalidTargetError(`this server issues tokens only for the resource ${defaultResource}`);
-      }
-      const scope = (scopeParam(params, server.scopesSupported()) ?? [MCP_SCOPE]).join(' ');
+      const target = resourceOf(param(params, 'resource'));
+      const resource = target.url;
+      const scope = (scopeParam(params, server.scopesSupported(target)) ?? [MCP_SCOPE]).join(' ');
       return {
         kind: 'ok',
         client,
@@ -175,10 +173,24 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
     }
   }
 
-  /** The allow-lists; a refusal is audited and answered by redirecting access_denied. */
+  /**
+   * RFC 8707: the MCP server a token is asked for, by its resource URL; without one, the first
+   * server. Read at each request: a reload may add or remove servers.
+   */
+  function resourceOf(url: string | undefined): ProtectedResource {
+    if (url === undefined) return server.resources.first();
+    const resource = server.resources.byUrl(url);
+    if (resource) return resource;
+    const known = server.resources
+      .all()
+      .map((r) => r.url)
+      .join(', ');
+    throw new InvalidTargetError(`this server issues tokens only for the resources ${known}`);
+  }
+
+  /** The allow-lists, ALLOWED_* and the server's own; a refusal is answered by redirecting access_denied. */
   function allowed(identity: UpstreamIdentity, request: AuthorizationRequest, ctx: AuthContext): boolean {
-    const fields = { client_id: request.clientId, ip: ctx.clientIp };
-    return checkAllowLists(server.audit, server.config.auth.policy, identity, fields).allowed;
+    return server.admits(identity, request.resource, { client_id: request.clientId, ip: ctx.clientIp });
   }
 
   async function issueCode(
@@ -234,13 +246,14 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
     const { identity } = lookup.record;
     // Step-up scopes only for users a rule naming them allows; the rest are dropped here, so the
     // consent page, the code and the tokens all carry what was granted.
-    const scope = server.grantedScopes(checked.request.scope.split(' '), identity).join(' ');
-    const request = { ...checked.request, scope };
+    const request = { ...checked.request };
     if (!allowed(identity, request, ctx)) {
       const denied = new AccessDeniedError('the signed-in user is not allowed to use this server');
       return redirectError(res, 302, request.redirectUri, denied, request.state);
     }
-    if (await server.consents.covers(identity.sub, request.clientId, request.scope)) {
+    const resource = server.resources.byUrl(request.resource) as ProtectedResource;
+    request.scope = server.grantedScopes(request.scope.split(' '), identity, resource).join(' ');
+    if (await server.consents.covers(identity.sub, request.clientId, request.resource, request.scope)) {
       const session = { id: lookup.id, signedInAt: lookup.record.createdAt };
       return issueCode(res, 302, request, identity, session, 'remembered', ctx);
     }
@@ -332,7 +345,7 @@ export function createAuthorizeHandler(server: AuthorizationServer): RouteHandle
       const denied = new AccessDeniedError('the user denied the authorization request');
       return redirectError(res, 303, request.redirectUri, denied, request.state);
     }
-    await server.consents.remember(identity.sub, request.clientId, request.scope);
+    await server.consents.remember(identity.sub, request.clientId, request.resource, request.scope);
     server.audit.record('consent_granted', {
       sub: identity.sub,
       client_id: request.clientId,

@@ -29,9 +29,11 @@ export interface PendingAuthorization extends AuthorizationRequest {
  * The user's approvals of clients, and the requests waiting for one.
  *
  * Store layout:
- * - `consent:<percent-encoded sub>:<client id>`: the approved scope, for CONSENT_TTL_MS. The subject
- *   is encoded so a `:` in it cannot make one user's key another's, and all of a user's approvals
- *   share one prefix;
+ * - `consent:<percent-encoded sub>:<client id>`: the approvals, `<resource>#<scope>` words (one MCP
+ *   server's approval is not another's), for CONSENT_TTL_MS. The subject is encoded so a `:` in it
+ *   cannot make one user's key another's, and all of a user's approvals share one prefix; words of
+ *   another form (a scope alone, from before several servers) approve nothing, so the user is
+ *   asked once more;
  * - `authz-request:<random id>`: a pending request, sealed with SealingKeys bound to its key (it
  *   names the session), taken (read and deleted at once) by the one decision that answers it.
  */
@@ -41,17 +43,25 @@ export class Consents {
     private readonly keys: SealingKeys,
   ) {}
 
-  /** Remembers that the user approved the client for `scope`. */
-  remember(sub: string, clientId: string, scope: string): Promise<void> {
-    return this.store.set(consentKey(sub, clientId), scope, CONSENT_TTL_MS);
+  /**
+   * Remembers that the user approved the client for `scope` on `resource`, beside what they
+   * approved for other servers.
+   */
+  async remember(sub: string, clientId: string, resource: string, scope: string): Promise<void> {
+    const key = consentKey(sub, clientId);
+    const kept = ((await this.store.get(key)) ?? '')
+      .split(' ')
+      .filter((word) => word !== '' && !word.startsWith(`${resource}#`));
+    const approved = scope.split(' ').map((s) => `${resource}#${s}`);
+    await this.store.set(key, [...kept, ...approved].join(' '), CONSENT_TTL_MS);
   }
 
-  /** Whether the user approved the client before for every scope asked for now. */
-  async covers(sub: string, clientId: string, scope: string): Promise<boolean> {
+  /** Whether the user approved the client before for every scope asked for now on `resource`. */
+  async covers(sub: string, clientId: string, resource: string, scope: string): Promise<boolean> {
     const granted = await this.store.get(consentKey(sub, clientId));
     if (granted === undefined) return false;
     const have = new Set(granted.split(' '));
-    return scope.split(' ').every((s) => have.has(s));
+    return scope.split(' ').every((s) => have.has(`${resource}#${s}`));
   }
 
   /**

@@ -27,25 +27,42 @@ function getOnly(handler: (res: ServerResponse) => Promise<void> | void): RouteH
 }
 
 /**
- * The discovery documents MCP clients read first: Protected Resource Metadata (RFC 9728)
- * at the root and the path-inserted form, Authorization Server Metadata (RFC 8414) at
- * both well-known names, and the JWKS the access tokens verify against.
+ * Protected Resource Metadata (RFC 9728) of every MCP server, at the path-inserted well-known
+ * URL of each, and at the root for the first (the default resource). Built again when a reload
+ * changes the servers (SessionAuthenticator.serversChanged).
+ */
+export function resourceMetadataRoutes(server: AuthorizationServer): Map<string, RouteHandler> {
+  const { publicUrl } = server.config.server;
+  const routes = new Map<string, RouteHandler>();
+  for (const resource of server.resources.all()) {
+    // Built at each request: a reload may change the step-up scopes mcp_access names.
+    const document = () =>
+      protectedResourceMetadata({
+        publicUrl,
+        mcpPath: resource.path,
+        scopesSupported: server.scopesSupported(resource),
+      });
+    const handler = getOnly((res) => sendDocument(res, document(), 3600));
+    if (routes.size === 0) routes.set(FACADE_PATHS.protectedResourceMetadata, handler);
+    if (resource.path !== '/')
+      routes.set(`${FACADE_PATHS.protectedResourceMetadata}${resource.path}`, handler);
+  }
+  return routes;
+}
+
+/**
+ * The discovery documents MCP clients read first: Protected Resource Metadata (RFC 9728) of
+ * each server, Authorization Server Metadata (RFC 8414) at both well-known names, and the JWKS
+ * the access tokens verify against.
  */
 export function discoveryRoutes(server: AuthorizationServer): Map<string, RouteHandler> {
   const { publicUrl } = server.config.server;
-  const { mcpPath } = server.config;
-  // Built at each request: a reload may change the step-up scopes mcp_access names.
-  const resource = () =>
-    protectedResourceMetadata({ publicUrl, mcpPath, scopesSupported: server.scopesSupported() });
   const asOptions = () => ({
     publicUrl,
     scopesSupported: server.scopesSupported(),
     registrationEnabled: server.clients.dcrEnabled,
   });
-  const routes = new Map<string, RouteHandler>();
-  const resourceHandler = getOnly((res) => sendDocument(res, resource(), 3600));
-  routes.set(FACADE_PATHS.protectedResourceMetadata, resourceHandler);
-  if (mcpPath !== '/') routes.set(`${FACADE_PATHS.protectedResourceMetadata}${mcpPath}`, resourceHandler);
+  const routes = resourceMetadataRoutes(server);
   routes.set(
     FACADE_PATHS.authorizationServerMetadata,
     getOnly((res) => sendDocument(res, authorizationServerMetadata(asOptions()), 3600)),

@@ -14,19 +14,21 @@ import { param, requiredParam, writeEmpty } from './http.js';
  * `token_type_hint` is accepted and not needed; an unknown hint is ignored (§2.1).
  */
 export function createRevokeHandler(server: AuthorizationServer): RouteHandler {
-  const audience = server.resource;
-
-  /** Revokes an access token of this client; false when it is not one. */
+  /** Revokes an access token of this client, for any of the servers; false when it is not one. */
   async function revokeAccessToken(token: string, clientId: string): Promise<boolean> {
-    try {
-      const claims = await server.accessTokens.verifyAccessToken(token, { audience });
-      if (claims.clientId !== clientId) return false;
-      await server.accessTokens.revokeJti(claims.jti, claims.expiresAt);
-      return true;
-    } catch (error) {
-      if (error instanceof InvalidTokenError) return false;
-      throw error;
+    for (const resource of server.resources.all()) {
+      try {
+        const claims = await server.accessTokens.verifyAccessToken(token, { audience: resource.url });
+        if (claims.clientId !== clientId) return false;
+        await server.accessTokens.revokeJti(claims.jti, claims.expiresAt);
+        return true;
+      } catch (error) {
+        if (!(error instanceof InvalidTokenError)) throw error;
+        // Another server's token, perhaps: try the next audience; any other failure is final.
+        if (error.reason !== 'audience') return false;
+      }
     }
+    return false;
   }
 
   return clientEndpoint(server, async (client, params, res, ctx) => {

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
-import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
+import type { PolicySubject } from '../policy/policy.js';
 import type { GrantTimes } from '../tokens/access-tokens.js';
 import type { IssuedRefreshToken } from '../tokens/refresh-tokens.js';
 import type { IssuedFromCode } from './authorization-codes.js';
@@ -46,22 +46,14 @@ export function pkceS256Matches(verifier: string, challenge: string): boolean {
 export function createTokenHandler(server: AuthorizationServer): RouteHandler {
   const { codes } = server;
 
-  /** The allow-lists again; a refusal is audited. */
+  /** The allow-lists again (ALLOWED_* and the server's own); a refusal is audited. */
   function stillAllowed(
     subject: PolicySubject & { sub: string },
+    resource: string,
     clientId: string,
     ctx: AuthContext,
   ): boolean {
-    const verdict = evaluatePolicy(subject, server.config.auth.policy);
-    if (verdict.allowed) return true;
-    server.audit.record('access_denied', {
-      sub: subject.sub,
-      email: subject.email,
-      client_id: clientId,
-      reason: verdict.reason,
-      ip: ctx.clientIp,
-    });
-    return false;
+    return server.admits(subject, resource, { client_id: clientId, ip: ctx.clientIp });
   }
 
   async function revokeIssued(issued: IssuedFromCode): Promise<void> {
@@ -124,7 +116,7 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
     if (resource !== undefined && resource !== grant.resource) {
       throw new InvalidTargetError(`the authorization was for the resource ${grant.resource}`);
     }
-    if (!stillAllowed(grant, client.client_id, ctx)) {
+    if (!stillAllowed(grant, grant.resource, client.client_id, ctx)) {
       throw new InvalidGrantError('the user is not allowed to use this server');
     }
 
@@ -215,7 +207,7 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
       emailVerified: family.emailVerified,
       groups: family.groups ?? [],
     };
-    if (!stillAllowed(subject, client.client_id, ctx)) {
+    if (!stillAllowed(subject, family.resource, client.client_id, ctx)) {
       await server.grants.revokeFamily(family.id);
       throw new InvalidGrantError('the user is no longer allowed to use this server; the grant is revoked');
     }
