@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/types.js';
 import { type Logger, redactUrl } from '../observability/logger.js';
 import type { TraceSpan, Tracing } from '../observability/spans.js';
-import type { RequestScope, RouteClass } from './admission.js';
+import type { RequestScope } from './admission.js';
 
 /**
  * Where every request ends, HTTP or WebSocket upgrade: one access-log line (request id, status,
@@ -52,6 +52,7 @@ export class AccessLog {
         outcome: scope.outcome,
         auth: scope.auth,
         route: scope.route,
+        server: scope.server?.name,
         client_ip: scope.client?.ip ?? req.socket.remoteAddress,
         duration_ms: Math.round(elapsedMs * 100) / 100,
       },
@@ -61,7 +62,7 @@ export class AccessLog {
 
   private endSpan(span: TraceSpan, scope: RequestScope, req: IncomingMessage, status: number): void {
     if (span.recording) {
-      const route = this.routeTemplate(scope.route, req);
+      const route = this.routeTemplate(scope, req);
       span.updateName(`HTTP ${req.method ?? 'GET'} ${route ?? `(${scope.route})`}`);
       span.setAttributes({
         'http.route': route,
@@ -79,10 +80,10 @@ export class AccessLog {
   }
 
   /** A low-cardinality route (`http.route`); none for arbitrary forwarded paths. */
-  private routeTemplate(route: RouteClass, req: IncomingMessage): string | undefined {
-    switch (route) {
+  private routeTemplate(scope: RequestScope, req: IncomingMessage): string | undefined {
+    switch (scope.route) {
       case 'mcp':
-        return this.config.mcpPath;
+        return scope.server?.path;
       case 'health':
         return '/health';
       case 'metrics':

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { AuthContext, AuthDecision, Authenticator, RouteHandler } from '../auth/authenticator.js';
 import type { Challenge } from '../auth/challenge.js';
-import type { Config } from '../config/types.js';
+import type { Config, ServerConfig } from '../config/types.js';
 import type { ErrorAnswer, HeaderList } from '../http/errors.js';
 import { addressBudget, type RateLimiter, type RateLimits, tooManyRequests } from '../limits/rate-limit.js';
 import type { McpAccessPolicy } from '../mcp/access-policy.js';
@@ -45,6 +45,8 @@ export interface RequestScope {
   auth?: string;
   /** The request's SERVER span; none while tracing is off. */
   trace?: TraceSpan;
+  /** The MCP server the request is for, once the path named one. */
+  server?: ServerConfig;
 }
 
 /**
@@ -184,6 +186,7 @@ export function admit(
     return refuse(404, 'not_found', `No MCP server is served at ${path}.`);
   }
   const { server } = backend;
+  scope.server = server;
   const mcpPath = server.path;
   const mcpEndpoint = path === mcpPath || mcpPath === '/' || path.startsWith(`${mcpPath}/`);
   if (!scope.upgrade) scope.route = mcpEndpoint ? 'mcp' : 'proxied';

@@ -131,6 +131,7 @@ export class Pipeline {
       upstreamStatus: undefined,
       outcome: undefined,
       auth: undefined,
+      server: undefined,
       trace: this.accessLog.startSpan(req),
     };
   }

@@ -106,17 +106,24 @@ export class Backends {
    * set up; the running servers are then left as they were.
    */
   async apply(config: Config): Promise<void> {
-    const kept = new Map(this.list.map((backend) => [backend.server.name, backend]));
+    const running = new Map(this.list.map((backend) => [backend.server.name, backend]));
+    // Unchanged servers take their new rules and allow-lists at once (synchronously: the next
+    // request sees them); only new and changed servers wait for their backend to start.
+    const kept = new Set<Backend>();
+    for (const server of config.servers) {
+      const current = running.get(server.name);
+      if (current && sameConnection(current, server, config)) {
+        current.server = server;
+        kept.add(current);
+      }
+    }
     const next: Backend[] = [];
     const started: Backend[] = [];
     try {
       for (const server of config.servers) {
-        const current = kept.get(server.name);
-        if (current && sameConnection(current, server, config)) {
-          kept.delete(server.name);
-          current.server = server;
-          next.push(current);
-        } else {
+        const current = running.get(server.name);
+        if (current && kept.has(current)) next.push(current);
+        else {
           const backend = await this.build(server, config);
           started.push(backend);
           next.push(backend);
@@ -128,7 +135,9 @@ export class Backends {
     }
     this.list = next;
     this.singleTarget = config.singleTarget;
-    for (const backend of kept.values()) this.retire(backend, config.server.shutdownTimeoutMs);
+    for (const backend of running.values()) {
+      if (!kept.has(backend)) this.retire(backend, config.server.shutdownTimeoutMs);
+    }
   }
 
   /**
