@@ -72,7 +72,7 @@ export class StdioBridge {
   private readonly userChildren = new Map<string | undefined, BridgeChild>();
   private readonly backoff = new StartBackoff();
   private notFound: string | undefined;
-  private closing = false;
+  private closed: Promise<void> | undefined;
 
   private constructor(
     private readonly options: StdioBridgeOptions,
@@ -115,8 +115,12 @@ export class StdioBridge {
   }
 
   /** Stops taking requests, ends every child (SIGKILL at the deadline), removes the socket dir. */
-  async close(deadlineMs: number): Promise<void> {
-    this.closing = true;
+  close(deadlineMs: number): Promise<void> {
+    this.closed ??= this.shutDown(deadlineMs);
+    return this.closed;
+  }
+
+  private async shutDown(deadlineMs: number): Promise<void> {
     const stopped = new Promise<void>((resolveClose) => this.server.close(() => resolveClose()));
     const children = [...this.live];
     const ended = Promise.all(children.map((child) => child.end('shutdown')));
@@ -137,7 +141,7 @@ export class StdioBridge {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      if (this.closing) {
+      if (this.closed) {
         sendError(res, { status: 503, error: 'shutting_down', description: 'the proxy is shutting down' });
         return;
       }

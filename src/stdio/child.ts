@@ -231,8 +231,9 @@ export class BridgeChild {
       ...this.logFields(),
       sessions: this.info().sessions,
       reason,
-      code: exit.code,
-      signal: exit.signal,
+      // Not `code`: the logger redacts that name (an OAuth authorization code).
+      exitCode: exit.code,
+      exitSignal: exit.signal,
     };
     if (this.endReason) logger.info(fields, 'stdio server ended');
     else logger.warn(fields, `stdio server ${describeExit(exit)}`);
