@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
  * means the proxy is gone — however it ended, `kill -9` included, since the kernel closes a dead
  * process's descriptors. The watchdog then ends the groups still listed: SIGTERM, a grace period
  * in whole seconds (`sleep` with a fraction is not POSIX), SIGKILL to the groups still there.
- * `kill -s SIG -- -<pgid>` is the spelling dash, bash and busybox all read as a process group.
+ * `kill -SIG -<pgid>` is the spelling dash, bash and busybox ash all take for a process group
+ * (dash rejects `kill -s SIG -<pgid>`, busybox rejects `--`).
  */
 const WATCHDOG_SCRIPT = `
 set -f  # nothing read is ever globbed
@@ -23,16 +24,16 @@ done
 # EOF: the proxy is gone. End the groups still listed.
 set -- $groups
 [ $# -eq 0 ] && exit 0
-for g; do kill -s TERM -- "-$g" 2>/dev/null; done
+for g; do kill -TERM "-$g" 2>/dev/null; done
 waited=0
 while [ "$waited" -lt "$GRACE" ]; do
   alive=
-  for g; do kill -s 0 -- "-$g" 2>/dev/null && alive=1; done
+  for g; do kill -0 "-$g" 2>/dev/null && alive=1; done
   [ -z "$alive" ] && exit 0  # all gone before the grace ran out
   sleep 1
   waited=$((waited + 1))
 done
-for g; do kill -s KILL -- "-$g" 2>/dev/null; done
+for g; do kill -KILL "-$g" 2>/dev/null; done
 `;
 
 /** Ends children's process groups even when this process dies by SIGKILL. */

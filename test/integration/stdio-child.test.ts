@@ -425,6 +425,19 @@ describe('OrphanReaper', () => {
     expect(isGone(t.pid!)).toBe(false);
   });
 
+  it('reports a watchdog that ended early through onError; watch() still does not throw', async () => {
+    const errors: Error[] = [];
+    const ownReaper = OrphanReaper.start({ onError: (error) => errors.push(error) });
+    const watchdog = ownReaper.pid!;
+    pids.add(watchdog);
+    process.kill(watchdog, 'SIGKILL');
+    await waitFor(() => errors.length > 0, 5000, 'the early exit to be reported');
+    expect(errors[0]?.message).toBe('orphan reaper exited early (SIGKILL)');
+    ownReaper.watch(123456);
+    ownReaper.unwatch(123456);
+    ownReaper.close();
+  });
+
   it('a watched group is ended when the watchdog sees EOF, even from close()', async () => {
     const ownReaper = OrphanReaper.start({ graceMs: 0 });
     const t = new ChildProcessTransport(fixture('--stubborn'), { reaper: ownReaper });
