@@ -25,6 +25,7 @@ export const STDERR_LINE_MAX_BYTES = 4096;
 export const STDERR_CUT_MARK = ' [line cut]';
 
 const DEFAULT_KILL_GRACE_MS = 5000;
+const IS_WINDOWS = process.platform === 'win32';
 /** How often an ending looks whether the group's last process is gone: no event tells. */
 const GROUP_POLL_MS = 50;
 /**
@@ -221,10 +222,10 @@ export class ChildProcessTransport implements Transport {
   private async terminateGroup(): Promise<void> {
     const child = this.child!;
     const pgid = child.pid!;
-    signalGroup(pgid, 'SIGTERM');
+    this.signal('SIGTERM');
     const deadline = performance.now() + this.killGraceMs;
     if (!(await this.groupGoneBy(deadline))) {
-      signalGroup(pgid, 'SIGKILL');
+      this.signal('SIGKILL');
       await this.leaderExited;
     }
     this.options.reaper.unwatch(pgid);
@@ -240,6 +241,12 @@ export class ChildProcessTransport implements Transport {
     }
   }
 
+  private signal(signal: NodeJS.Signals): void {
+    // Windows has no process groups: only the child itself can be ended there.
+    if (IS_WINDOWS) this.child?.kill(signal);
+    else signalGroup(this.child!.pid!, signal);
+  }
+
   /** Whether the child exited and no process of its group is left, by `deadline`. */
   private async groupGoneBy(deadline: number): Promise<boolean> {
     const untilDeadline = Math.max(0, deadline - performance.now());
@@ -250,7 +257,7 @@ export class ChildProcessTransport implements Transport {
     ]);
     timeout.abort();
     if (!this.exitInfo) return false;
-    while (groupExists(this.child!.pid!)) {
+    while (!IS_WINDOWS && groupExists(this.child!.pid!)) {
       const left = deadline - performance.now();
       if (left <= 0) return false;
       await delay(Math.min(GROUP_POLL_MS, left));
