@@ -46,9 +46,9 @@ export class OrphanReaper {
   ) {}
 
   /**
-   * Spawns the watchdog. Start it before the first child: nothing depends on the order, since
-   * Node opens every pipe close-on-exec and no child inherits the watchdog's, but it keeps the
-   * watchdog's descriptor table free of children's pipes as well.
+   * Spawns the watchdog; start it before the first child. Node opens every pipe close-on-exec,
+   * so no child inherits the proxy's end of the watchdog's pipe (which would keep EOF from
+   * coming while that child lives), and the watchdog holds none of a child's pipes.
    *
    * `onError` hears that the watchdog could not start or ended early: children then run
    * without the protection (the proxy still ends them itself on a normal shutdown).
@@ -91,7 +91,10 @@ export class OrphanReaper {
     this.tell(`-${pgid}`);
   }
 
-  /** Ends the watchdog (after the proxy ended its children itself). */
+  /**
+   * Ends the watchdog (after the proxy ended its children itself). Groups still watched are
+   * then ended by the watchdog as if the proxy had died.
+   */
   close(): void {
     if (this.closed) return;
     this.closed = true;
