@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // A stdio MCP server for tests of the stdio bridge and the process layer: it reports what a child
 // sees of itself (pid, process group, environment) and can be made to stall, stream progress,
-// ask the client something, crash, fail at start, ignore SIGTERM or flood stderr.
+// ask the client something, count what it received, crash, fail at start, ignore SIGTERM or
+// flood stderr.
 //
 // Flags: --exit-at-start (exit 1 before reading anything), --ignore-sigterm (only SIGKILL ends
 // it), --stderr-lines N (N lines on stderr at start).
@@ -123,4 +124,17 @@ server.registerTool('notify', { description: 'Sends tools/list_changed and a log
   return text('notified');
 });
 
-await server.connect(new StdioServerTransport());
+// Counted beneath the SDK, so a test can tell what reached this process (one `initialize`?).
+/** @type {Map<string, number>} */
+const seen = new Map();
+server.registerTool('seen', { description: 'How many of each method the probe has received' }, async () =>
+  text(Object.fromEntries(seen)),
+);
+
+const transport = new StdioServerTransport();
+await server.connect(transport);
+const handle = transport.onmessage;
+transport.onmessage = (message) => {
+  if ('method' in message) seen.set(message.method, (seen.get(message.method) ?? 0) + 1);
+  handle?.(message);
+};

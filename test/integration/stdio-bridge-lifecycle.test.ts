@@ -60,8 +60,10 @@ describe('stdio bridge: lifecycle', () => {
     const startedAt = Date.now();
     const slow = client.callTool({ name: 'sleep', arguments: { ms: 20_000 } });
     const crash = client.callTool({ name: 'crash', arguments: {} });
-    await expect(slow).rejects.toThrow(/exited with code 3/);
-    await expect(crash).rejects.toThrow(/exited with code 3/);
+    await Promise.all([
+      expect(slow).rejects.toThrow(/exited with code 3/),
+      expect(crash).rejects.toThrow(/exited with code 3/),
+    ]);
     expect(Date.now() - startedAt).toBeLessThan(5000);
     expect(await statusIn(target, sessionId)).toBe(404);
     expect(target.bridge.children()).toEqual([]);
