@@ -206,12 +206,18 @@ export class BridgeChild {
     this.lastActivityAt = Date.now();
   }
 
-  /** Arms the idle timeout while nothing is in flight and no stream is open; disarms it otherwise. */
+  /**
+   * The idle clock runs from the moment nothing is in flight and no stream is open, and stops when
+   * either changes; the child's own notifications meanwhile do not restart it.
+   */
   private checkIdle(): void {
-    clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
-    if (!this.usable || this.options.idleTimeoutMs <= 0) return;
-    if (this.router.inFlight() > 0 || this.openStreams > 0) return;
+    const idle = this.usable && this.router.inFlight() === 0 && this.openStreams === 0;
+    if (!idle || this.options.idleTimeoutMs <= 0) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+      return;
+    }
+    if (this.idleTimer) return;
     this.idleTimer = setTimeout(() => void this.end('idle'), this.options.idleTimeoutMs);
     this.idleTimer.unref();
   }

@@ -150,3 +150,12 @@ export function postInitialize(
     }),
   });
 }
+
+/** A metric's samples as exposition lines, without the HELP and TYPE lines. */
+export async function metric(registry: Registry, name: string): Promise<string> {
+  const text = await registry.getSingleMetricAsString(name);
+  return text
+    .split('\n')
+    .filter((line) => line !== '' && !line.startsWith('#'))
+    .join('\n');
+}

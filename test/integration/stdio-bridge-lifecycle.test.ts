@@ -8,6 +8,7 @@ import {
   alive,
   connect,
   identityHeaders,
+  metric,
   postInitialize,
   probeCommand,
   startBridge,
@@ -43,13 +44,6 @@ async function statusIn(target: TestBridge, sessionId: string): Promise<number> 
   return response.status;
 }
 
-async function metric(target: TestBridge, name: string): Promise<string> {
-  return (await target.registry.getSingleMetricAsString(name))
-    .split('\n')
-    .filter((line) => !line.startsWith('#'))
-    .join('\n');
-}
-
 describe('stdio bridge: lifecycle', () => {
   it('fails pending requests at once when the child crashes, then answers 404 for its session', async () => {
     const logs = captureLogs('info');
@@ -68,13 +62,13 @@ describe('stdio bridge: lifecycle', () => {
     expect(await statusIn(target, sessionId)).toBe(404);
     expect(target.bridge.children()).toEqual([]);
 
-    expect(await metric(target, 'mcp_oidc_proxy_stdio_crashes_total')).toBe(
+    expect(await metric(target.registry, 'mcp_oidc_proxy_stdio_crashes_total')).toBe(
       'mcp_oidc_proxy_stdio_crashes_total{server="probe"} 1',
     );
-    expect(await metric(target, 'mcp_oidc_proxy_stdio_exits_total')).toBe(
+    expect(await metric(target.registry, 'mcp_oidc_proxy_stdio_exits_total')).toBe(
       'mcp_oidc_proxy_stdio_exits_total{server="probe",reason="crash"} 1',
     );
-    expect(await metric(target, 'mcp_oidc_proxy_stdio_processes')).toBe(
+    expect(await metric(target.registry, 'mcp_oidc_proxy_stdio_processes')).toBe(
       'mcp_oidc_proxy_stdio_processes{server="probe"} 0',
     );
     const lines = logs.lines();
@@ -96,7 +90,7 @@ describe('stdio bridge: lifecycle', () => {
     await client.close();
     await waitFor(() => !alive(pid), 5000, `idle child ${pid} to end`);
     expect(await statusIn(target, sessionId)).toBe(404);
-    expect(await metric(target, 'mcp_oidc_proxy_stdio_exits_total')).toBe(
+    expect(await metric(target.registry, 'mcp_oidc_proxy_stdio_exits_total')).toBe(
       'mcp_oidc_proxy_stdio_exits_total{server="probe",reason="idle"} 1',
     );
   });
@@ -221,7 +215,7 @@ describe('stdio bridge: lifecycle', () => {
     for (const pid of pids) expect(alive(pid)).toBe(false);
     expect(await failed).toMatch(/ended \(shutdown\)/);
     expect(existsSync(dirname(target.bridge.socketPath))).toBe(false);
-    expect(await metric(target, 'mcp_oidc_proxy_stdio_exits_total')).toBe(
+    expect(await metric(target.registry, 'mcp_oidc_proxy_stdio_exits_total')).toBe(
       'mcp_oidc_proxy_stdio_exits_total{server="probe",reason="shutdown"} 2',
     );
   });

@@ -5,6 +5,7 @@ import {
   connect,
   identityEnvironment,
   identityHeaders,
+  metric,
   postInitialize,
   startBridge,
   toolText,
@@ -90,6 +91,12 @@ describe('stdio bridge: session isolation', () => {
     });
     expect(after.status).toBe(404);
     expect(target.bridge.children()).toEqual([]);
+    expect(await metric(target.registry, 'mcp_oidc_proxy_stdio_spawns_total')).toBe(
+      'mcp_oidc_proxy_stdio_spawns_total{server="probe"} 1',
+    );
+    expect(await metric(target.registry, 'mcp_oidc_proxy_stdio_exits_total')).toBe(
+      'mcp_oidc_proxy_stdio_exits_total{server="probe",reason="session_end"} 1',
+    );
   });
 
   it("answers 404 Session not found to another user's session id and to an unknown one", async () => {
