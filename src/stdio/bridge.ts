@@ -87,19 +87,24 @@ export class StdioBridge {
   /** Listens on a unix socket in a fresh directory only this user can enter. */
   static async start(options: StdioBridgeOptions): Promise<StdioBridge> {
     const socketDir = await mkdtemp(join(tmpdir(), 'mcp-oidc-proxy-stdio-'));
-    await chmod(socketDir, 0o700);
-    const socketPath = join(socketDir, 'bridge.sock');
-    const server = createServer();
-    const bridge = new StdioBridge(options, server, socketDir, socketPath);
-    server.on('request', (req, res) => void bridge.handle(req, res));
-    await new Promise<void>((resolveListen, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => {
-        server.off('error', reject);
-        resolveListen();
+    try {
+      await chmod(socketDir, 0o700);
+      const socketPath = join(socketDir, 'bridge.sock');
+      const server = createServer();
+      const bridge = new StdioBridge(options, server, socketDir, socketPath);
+      server.on('request', (req, res) => void bridge.handle(req, res));
+      await new Promise<void>((resolveListen, reject) => {
+        server.once('error', reject);
+        server.listen(socketPath, () => {
+          server.off('error', reject);
+          resolveListen();
+        });
       });
-    });
-    return bridge;
+      return bridge;
+    } catch (error) {
+      await rm(socketDir, { recursive: true, force: true });
+      throw error;
+    }
   }
 
   children(): StdioChildInfo[] {

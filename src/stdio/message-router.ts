@@ -34,6 +34,8 @@ interface Pending {
   initialize: boolean;
   /** The progress token the client chose, if it asked for progress. */
   progressToken?: ProgressToken;
+  /** Its session ended while the child was answering (an `initialize` other sessions wait for). */
+  orphaned?: boolean;
 }
 
 /**
@@ -87,6 +89,11 @@ export class ChildRouter {
     this.initializeWaiters = this.initializeWaiters.filter((waiter) => waiter.session !== session);
     for (const [innerId, request] of this.pending) {
       if (request.session !== session) continue;
+      if (request.initialize) {
+        // `initialize` may not be cancelled, and other sessions may wait for its result.
+        request.orphaned = true;
+        continue;
+      }
       this.pending.delete(innerId);
       this.toChild(cancelled(innerId, 'the MCP session ended'));
     }
@@ -100,7 +107,7 @@ export class ChildRouter {
   /** Answers every request still waiting with an error (the child is gone). */
   failAll(message: string): void {
     for (const request of this.pending.values()) {
-      request.session.deliver(errorResponse(request.id, message));
+      if (!request.orphaned) request.session.deliver(errorResponse(request.id, message));
     }
     for (const waiter of this.initializeWaiters) waiter.session.deliver(errorResponse(waiter.id, message));
     this.pending.clear();
@@ -174,7 +181,7 @@ export class ChildRouter {
     if (!request) return; // cancelled, or its session ended
     this.pending.delete(innerId as number);
     const answer = { ...response, id: request.id } as JSONRPCMessage;
-    request.session.deliver(answer);
+    if (!request.orphaned) request.session.deliver(answer);
     if (!request.initialize) return;
     const result = 'result' in response ? (response.result as Record<string, unknown>) : undefined;
     for (const waiter of this.initializeWaiters) waiter.session.deliver({ ...answer, id: waiter.id });
