@@ -60,6 +60,7 @@ const KIND_NAMES: Record<SettingKind, string> = {
   file: 'file path',
   number: 'number',
   json: 'JSON',
+  command: 'command line',
 };
 
 /** An environment-style name (`AUTH_MODE`, `OTEL_*`), with an `=value` when one follows. */
