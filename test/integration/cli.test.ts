@@ -101,7 +101,7 @@ describe('mcp-oidc-proxy CLI', () => {
     const r = await run(['--help']);
     expect(r.code).toBe(0);
     for (const spec of SETTINGS as readonly SettingSpec[]) {
-      for (const name of [spec.env, ...(spec.aliases ?? []), spec.yaml])
+      for (const name of spec.yamlOnly ? [spec.yaml] : [spec.env, ...(spec.aliases ?? []), spec.yaml])
         expect(r.stdout, name).toContain(name);
     }
     expect(r.stdout).toContain('check-config');
