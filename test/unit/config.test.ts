@@ -791,6 +791,35 @@ describe('parseArgs', () => {
     expect(usage(['check-config', '--port', '1', '2'])).toMatch(/unexpected argument "2"/);
   });
 
+  it('takes everything after the first -- as the command, quoted to split back into the same words', () => {
+    expect(
+      parseArgs(['--auth-mode', 'bypass', '--', 'npx', '-y', '@modelcontextprotocol/server-memory']),
+    ).toEqual({
+      command: 'serve',
+      flags: { AUTH_MODE: 'bypass', PROXY_TARGET_COMMAND: 'npx -y @modelcontextprotocol/server-memory' },
+    });
+    // Flags and commands after -- belong to the command.
+    expect(parseArgs(['check-config', '--', 'server', '--port', '1', 'a b', '--', 'help']).flags).toEqual({
+      PROXY_TARGET_COMMAND: "server --port 1 'a b' -- help",
+    });
+    expect(parseArgs(['--target-command', 'npx server']).flags).toEqual({
+      PROXY_TARGET_COMMAND: 'npx server',
+    });
+  });
+
+  it('rejects -- with nothing after it, with --target-command too, or for a command without a target', () => {
+    expect(usage(['--'])).toBe(
+      'nothing follows --; give the MCP server to run after it, e.g. -- npx -y @modelcontextprotocol/server-memory',
+    );
+    expect(usage(['--target-command', 'a', '--', 'b'])).toBe(
+      'the command is given twice, by --target-command and after --; give it once',
+    );
+    expect(usage(['demo', '--', 'server'])).toBe(
+      '"demo" takes no command after --; only serve and check-config do',
+    );
+    expect(parseArgs(['--help', '--', 'server']).command).toBe('help');
+  });
+
   it('feeds loadConfig so that flags win', () => {
     const args = parseArgs(['--port', '7000', '--log-level=warn']);
     const c = loadConfig({ flags: args.flags, env: { ...BYPASS, SERVER_PORT: '6000', LOG_LEVEL: 'debug' } });
