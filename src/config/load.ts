@@ -30,19 +30,13 @@ export function loadConfig(input: LoadInput = {}): Config {
   // A file that cannot be read or parsed may hold the settings reported missing below
   // (OIDC_DISCOVERY_URL is required...): naming them would only hide the cause.
   const fileFailed = problems.length > 0;
-  /** A problem with a setting, or with one part of it (`servers[1].url`), named as users know it. */
-  const report = (
-    key: SettingEnv,
-    message: string,
-    value = raw.get(key)?.value ?? '',
-    part?: PartProblem,
-  ): void => {
-    problems.push({
-      key: part?.path ?? nameOf(key),
-      value: part ? (part.value ?? '') : value,
-      source: raw.get(key)?.source ?? 'unset',
-      message,
-    });
+  const sourceOf = (key: SettingEnv): Source => raw.get(key)?.source ?? 'unset';
+  const report = (key: SettingEnv, message: string, value = raw.get(key)?.value ?? ''): void => {
+    problems.push({ key: nameOf(key), value, source: sourceOf(key), message });
+  };
+  /** A problem with one part of a structured setting, named by that part's path (`servers[1].url`). */
+  const reportPart = (key: SettingEnv, part: PartProblem): void => {
+    problems.push({ key: part.path, value: part.value ?? '', source: sourceOf(key), message: part.message });
   };
 
   const parsed = parseSettings(new Map([...raw].map(([key, r]) => [key, r.value])));
@@ -57,14 +51,14 @@ export function loadConfig(input: LoadInput = {}): Config {
     for (const problem of asList(check.run())) {
       if (typeof problem === 'string')
         report(check.key, problem, UNQUOTED_IN_CHECKS.has(check.key) ? '' : undefined);
-      else report(check.key, problem.message, undefined, problem);
+      else reportPart(check.key, problem);
       refused.add(check.key);
     }
   }
   const given = new Set(raw.keys());
   for (const problem of crossFieldProblems({ values, given, explicit: explicitlySet(raw), refused })) {
     const { key, message, path } = problem;
-    if (path !== undefined) report(key, message, undefined, { path, message });
+    if (path !== undefined) reportPart(key, { path, message });
     else report(key, message, UNQUOTED_IN_CHECKS.has(key) ? '' : undefined);
   }
 

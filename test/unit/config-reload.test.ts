@@ -174,6 +174,11 @@ describe('which settings reload', () => {
       'CONTENT_SECURITY_POLICY',
       'ALLOWED_ORIGINS',
       'TRUSTED_PROXIES',
+      'SERVERS',
+      'PROXY_TARGET_COMMAND',
+      'STDIO_ISOLATION',
+      'STDIO_MAX_PROCESSES',
+      'STDIO_IDLE_TIMEOUT',
     ] as const)
       expect(RELOADABLE_SETTINGS.has(key), key).toBe(true);
     for (const key of [
@@ -188,6 +193,7 @@ describe('which settings reload', () => {
       'REDIS_URL',
       'ADMIN_TOKEN',
       'TRACING_ENABLED',
+      'STDIO_ENV',
     ] as const)
       expect(RELOADABLE_SETTINGS.has(key), key).toBe(false);
   });
