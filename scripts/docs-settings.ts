@@ -21,6 +21,8 @@ export interface DocumentedSetting {
   derivedDefault?: string;
   reloadable?: boolean;
   secret?: boolean;
+  /** Set only in the YAML file: named by its YAML key, with no flag. */
+  yamlOnly?: boolean;
   doc: string;
 }
 
@@ -33,6 +35,8 @@ export const END = '<!-- settings-reference:end -->';
 const SECTION_TITLES: Record<string, string> = {
   server: 'Server',
   proxy: 'Target (the MCP server)',
+  stdio: 'stdio MCP servers',
+  servers: 'Several MCP servers',
   security: 'Security headers',
   auth: 'Authentication mode',
   oidc: 'Upstream identity provider',
@@ -60,6 +64,7 @@ const KIND_NAMES: Record<SettingKind, string> = {
   file: 'file path',
   number: 'number',
   json: 'JSON',
+  command: 'command line',
 };
 
 /** An environment-style name (`AUTH_MODE`, `OTEL_*`), with an `=value` when one follows. */
@@ -90,9 +95,10 @@ function code(text: string): string {
   return `\`${text}\``;
 }
 
-function flagsOf(s: DocumentedSetting): string[] {
+function flagsOf(s: DocumentedSetting): string {
+  if (s.yamlOnly) return 'YAML only';
   const derived = `--${s.env.toLowerCase().replaceAll('_', '-')}`;
-  return [...new Set([...(s.flags ?? []), derived])];
+  return [...new Set([...(s.flags ?? []), derived])].map(code).join(' ');
 }
 
 function defaultOf(s: DocumentedSetting): string {
@@ -124,9 +130,9 @@ export function renderSettingsReference(settings: readonly DocumentedSetting[]):
     out.push('|---|---|---|---|---|---|---|');
     for (const s of list) {
       const cells = [
-        code(s.env),
+        code(s.yamlOnly ? s.yaml : s.env),
         code(s.yaml),
-        flagsOf(s).map(code).join(' '),
+        flagsOf(s),
         kindOf(s),
         defaultOf(s),
         s.reloadable ? 'at once' : 'restart',

@@ -1,5 +1,12 @@
 import { editDistance } from '../config/edit-distance.js';
-import { flagFor, SETTING_SPECS, type SettingSpec } from '../config/settings.js';
+import {
+  flagFor,
+  SETTING_SPECS,
+  type SettingEnv,
+  type SettingSpec,
+  settingName,
+} from '../config/settings.js';
+import { quoteCommand } from '../stdio/command.js';
 
 export type Command = 'serve' | 'demo' | 'check-config' | 'version' | 'help';
 
@@ -16,10 +23,21 @@ export class UsageError extends Error {
 
 const COMMANDS = new Set<string>(['serve', 'demo', 'check-config', 'version', 'help']);
 
+/** The setting that the words after `--` set. */
+const COMMAND_SETTING: SettingEnv = 'PROXY_TARGET_COMMAND';
+
+/** The commands that take a stdio MCP server's command after `--`. */
+const TAKES_TARGET_COMMAND = new Set<Command>(['serve', 'check-config']);
+
+/** The settings a flag can set (not the YAML-only ones). */
+function flagSettings(): SettingSpec[] {
+  return SETTING_SPECS.filter((spec) => !spec.yamlOnly);
+}
+
 /** Every flag name -> the setting it sets. */
 function flagTable(): Map<string, SettingSpec> {
   const table = new Map<string, SettingSpec>();
-  for (const spec of SETTING_SPECS) {
+  for (const spec of flagSettings()) {
     table.set(flagFor(spec), spec);
     for (const f of spec.flags ?? []) table.set(f, spec);
   }
@@ -40,8 +58,31 @@ function suggestFlag(name: string, table: Map<string, SettingSpec>): string | un
   return best?.flag;
 }
 
-/** `mcp-oidc-proxy [command] [--flag value | --flag=value ...]` */
+/**
+ * `mcp-oidc-proxy [command] [--flag value | --flag=value ...] [-- PROGRAM ARGS...]`: the words
+ * after the first `--` are a stdio MCP server's command (PROXY_TARGET_COMMAND), taken as the
+ * shell that ran us split them.
+ */
 export function parseArgs(argv: readonly string[]): ParsedArgs {
+  const end = argv.indexOf('--');
+  const out = parseOptions(end < 0 ? argv : argv.slice(0, end));
+  if (end < 0 || out.command === 'help' || out.command === 'version') return out;
+  const words = argv.slice(end + 1);
+  if (!TAKES_TARGET_COMMAND.has(out.command))
+    throw new UsageError(`"${out.command}" takes no command after --; only serve and check-config do`);
+  if (words.length === 0)
+    throw new UsageError(
+      'nothing follows --; give the MCP server to run after it, e.g. -- npx -y @modelcontextprotocol/server-memory',
+    );
+  if (out.flags[COMMAND_SETTING] !== undefined)
+    throw new UsageError('the command is given twice, by --target-command and after --; give it once');
+  // Quoted so that the setting's own splitting gives back exactly these words.
+  out.flags[COMMAND_SETTING] = quoteCommand(words);
+  return out;
+}
+
+/** The command and the flags, up to any `--`. */
+function parseOptions(argv: readonly string[]): ParsedArgs {
   const table = flagTable();
   const out: ParsedArgs = { command: 'serve', flags: {} };
   let sawCommand = false;
@@ -102,7 +143,10 @@ export function helpText(version: string): string {
     '',
     'Usage:',
     '  mcp-oidc-proxy [serve] [flags]             run the proxy (default)',
-    '  mcp-oidc-proxy check-config [flags]        validate and print the effective config (secrets masked)',
+    '  mcp-oidc-proxy [serve] [flags] -- PROGRAM [ARGS...]',
+    '                                             run a stdio MCP server and serve it at MCP_PATH',
+    '  mcp-oidc-proxy check-config [flags] [-- PROGRAM [ARGS...]]',
+    '                                             validate and print the effective config (secrets masked)',
     '  mcp-oidc-proxy demo [--port N] [--host H]  sample MCP server with the proxy in front of it',
     '  mcp-oidc-proxy --version                   print the version',
     '  mcp-oidc-proxy --help                      this text',
@@ -112,7 +156,7 @@ export function helpText(version: string): string {
     'Flags (each also an environment variable and a YAML key; configs/config.example.yaml shows them all):',
     '  --config FILE                       YAML config file',
   ];
-  for (const spec of SETTING_SPECS) {
+  for (const spec of flagSettings()) {
     const names = [...new Set([...(spec.flags ?? []), flagFor(spec)])].join(', ');
     const env = [spec.env, ...(spec.aliases ?? [])].join(' / ');
     const shown = spec.default || spec.derivedDefault;
@@ -123,6 +167,9 @@ export function helpText(version: string): string {
     else lines.push(head, `${' '.repeat(38)}${where}`);
     lines.push(`${' '.repeat(40)}${spec.doc}`);
   }
+  lines.push('', 'Only in the YAML file (docs/configuration.md):');
+  for (const spec of SETTING_SPECS.filter((s) => s.yamlOnly))
+    lines.push(`  ${settingName(spec)}`, `${' '.repeat(40)}${spec.doc}`);
   lines.push(
     '',
     'Exit status: 0 ok, 2 invalid configuration, 64 usage error, 1 any other failure (e.g. port in use).',

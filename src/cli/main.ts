@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { describeConfig, type LoadInput, loadConfig } from '../config/load.js';
+import { describeConfig, describeServers, type LoadInput, loadConfig } from '../config/load.js';
 import { ConfigReloader } from '../config/reload.js';
 import { ConfigError } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/logger.js';
@@ -88,8 +88,9 @@ async function demo(args: ParsedArgs): Promise<void> {
 
 function checkConfig(args: ParsedArgs): void {
   let problems = '';
+  let servers: string[] = [];
   try {
-    loadConfig({ flags: args.flags, configFile: args.configFile });
+    servers = describeServers(loadConfig({ flags: args.flags, configFile: args.configFile }));
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     problems = err.message;
@@ -105,6 +106,7 @@ function checkConfig(args: ParsedArgs): void {
     '',
     ...rows.map((r) => `${r.key.padEnd(keyWidth)} = ${r.value.padEnd(valueWidth)}  # ${r.source}`),
     '',
+    ...(servers.length > 0 ? [...servers, ''] : []),
   ];
   process.stdout.write(`${out.join('\n')}\n`);
   if (problems) {

@@ -10,7 +10,8 @@ import {
   type ParsedValues,
   type SettingValue,
 } from './parse.js';
-import type { Config, Source } from './types.js';
+import { readServers, type ServerEntry } from './servers.js';
+import type { Config, ServerConfig, Source, StdioIsolation } from './types.js';
 
 /** `values`: every setting's value, from a load without problems; `sources`: where each came from. */
 export function buildConfig(values: ParsedValues, sources: Record<string, Source>): Config {
@@ -42,18 +43,13 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       sseKeepaliveMs: ms('SSE_KEEPALIVE_INTERVAL'),
     },
     mcpPath: value('MCP_PATH'),
-    // TODO(servers): YAML `servers:` and PROXY_TARGET_COMMAND; until then the one URL server.
-    servers: [
-      {
-        name: 'default',
-        path: value('MCP_PATH'),
-        target: { kind: 'url', url: targetUrl },
-        policy: { emails: [], domains: [], groups: [] },
-        access,
-      },
-    ],
-    singleTarget: true,
-    stdio: { isolation: 'session', env: [], maxProcesses: 100, idleTimeoutMs: 900_000 },
+    ...serversOf(values, targetUrl, access),
+    stdio: {
+      isolation: value('STDIO_ISOLATION'),
+      env: value('STDIO_ENV'),
+      maxProcesses: value('STDIO_MAX_PROCESSES'),
+      idleTimeoutMs: ms('STDIO_IDLE_TIMEOUT'),
+    },
     mcp: {
       access,
       maxBodyBytes: value('MCP_MAX_BODY_BYTES'),
@@ -132,4 +128,42 @@ function targetUrlOf(values: ParsedValues): URL {
   const host = unbracketed(defaultedValue(values, 'PROXY_TARGET_HOST'));
   const port = defaultedValue(values, 'PROXY_TARGET_PORT');
   return new URL(`http://${isIP(host) === 6 ? `[${host}]` : host}:${port}`);
+}
+
+/**
+ * The YAML `servers:` list, or else the one server the single-target settings describe, named
+ * `default`: at MCP_PATH, running PROXY_TARGET_COMMAND or forwarding to the target URL, with the
+ * MCP_ACCESS rules (the same policy object as `config.mcp.access`).
+ */
+function serversOf(
+  values: ParsedValues,
+  targetUrl: URL,
+  access: McpAccessPolicy | undefined,
+): Pick<Config, 'servers' | 'singleTarget'> {
+  const isolation = defaultedValue(values, 'STDIO_ISOLATION');
+  if (values.SERVERS !== undefined) {
+    const entries = readServers(values.SERVERS).entries;
+    return { servers: entries.map((entry) => serverConfigOf(entry, isolation)), singleTarget: false };
+  }
+  const command = values.PROXY_TARGET_COMMAND;
+  const server: ServerConfig = {
+    name: 'default',
+    path: defaultedValue(values, 'MCP_PATH'),
+    target: command ? { kind: 'command', command, isolation } : { kind: 'url', url: targetUrl },
+    policy: { emails: [], domains: [], groups: [] },
+    access,
+  };
+  return { servers: [server], singleTarget: true };
+}
+
+/** A checked `servers:` entry; a command server without its own isolation gets STDIO_ISOLATION's. */
+function serverConfigOf(entry: ServerEntry, defaultIsolation: StdioIsolation): ServerConfig {
+  const { target } = entry;
+  return {
+    name: entry.name,
+    path: entry.path,
+    target: target.kind === 'url' ? target : { ...target, isolation: target.isolation ?? defaultIsolation },
+    policy: entry.policy,
+    access: entry.access && McpAccessPolicy.compile(entry.access),
+  };
 }

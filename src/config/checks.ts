@@ -91,6 +91,28 @@ export function hostNameOrAddress(host: string): string | undefined {
   return 'is not a host name or IP address; give e.g. localhost, mcp.internal or 10.0.0.5 (the port goes in PROXY_TARGET_PORT)';
 }
 
+/** The protocols of an HTTP target: PROXY_TARGET_URL, a `servers:` entry's url. */
+export const TARGET_URL_PROTOCOLS = ['http:', 'https:'] as const;
+
+/**
+ * A URL setting's text as a URL of one of `protocols`, or what is wrong with it: the `url` kind's
+ * parser, and a `servers:` entry's url. Credentials and fragments are refused: the first would be
+ * shown wherever the URL is, the second is never sent.
+ */
+export function absoluteUrl(text: string, protocols: readonly string[], example?: string): URL | string {
+  const wanted = `must be an absolute ${protocols.map((p) => p.replace(':', '')).join(' or ')} URL${example ? `, e.g. ${example}` : ''}`;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    return wanted;
+  }
+  if (!protocols.includes(url.protocol)) return wanted;
+  if (url.username || url.password) return 'must not contain credentials (user:password@); remove them';
+  if (url.hash) return 'must not contain a #fragment; remove it';
+  return url;
+}
+
 /** PROXY_TARGET_URL: requests are forwarded under its path; a query could not be combined with theirs. */
 export function noQuery(url: URL): string | undefined {
   return url.search ? 'must not contain a query string; remove the ?... part' : undefined;
@@ -160,6 +182,18 @@ export function headerNameProblem(name: string): string | undefined {
   return /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)
     ? undefined
     : 'must be an HTTP header name such as X-Forwarded-User';
+}
+
+/**
+ * A STDIO_ENV entry: an environment variable name (POSIX: letters, digits, _) that is not one of
+ * `secrets`, the proxy's own (compared in capitals: on Windows names are case-insensitive).
+ */
+export function stdioEnvNameProblem(name: string, secrets: ReadonlySet<string>): string | undefined {
+  if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+    return `"${name}" is not an environment variable name; use letters, digits and _, not starting with a digit`;
+  if (secrets.has(name.toUpperCase()))
+    return `names ${name}, one of the proxy's secrets, which a stdio server must never get; remove it from STDIO_ENV (give the server a credential of its own, under another name)`;
+  return undefined;
 }
 
 /** The hosts for which plain http is still local traffic. */

@@ -5,14 +5,15 @@
  * one run shows everything to fix.
  */
 import { isIP } from 'node:net';
+import { quoteCommand } from '../stdio/command.js';
 import { buildConfig } from './build.js';
-import { maskProblem, shownValue } from './mask.js';
+import { maskProblem, maskUrlCredentials, shownValue } from './mask.js';
 import { type ParsedValues, parseSettings } from './parse.js';
 import { crossFieldProblems } from './rules.js';
-import type { CheckProblems, SettingSpec } from './setting-spec.js';
-import { SETTING_SPECS, SETTINGS, type SettingEnv } from './settings.js';
+import type { CheckProblems, PartProblem, SettingSpec } from './setting-spec.js';
+import { nameOf, SETTING_SPECS, SETTINGS, type SettingEnv, settingName } from './settings.js';
 import { type LoadInput, type RawValue, readRawValues } from './sources.js';
-import { type Config, ConfigError, type ConfigProblem, type Source } from './types.js';
+import { type Config, ConfigError, type ConfigProblem, type ServerConfig, type Source } from './types.js';
 
 export type { LoadInput } from './sources.js';
 
@@ -29,8 +30,13 @@ export function loadConfig(input: LoadInput = {}): Config {
   // A file that cannot be read or parsed may hold the settings reported missing below
   // (OIDC_DISCOVERY_URL is required...): naming them would only hide the cause.
   const fileFailed = problems.length > 0;
+  const sourceOf = (key: SettingEnv): Source => raw.get(key)?.source ?? 'unset';
   const report = (key: SettingEnv, message: string, value = raw.get(key)?.value ?? ''): void => {
-    problems.push({ key, value, source: raw.get(key)?.source ?? 'unset', message });
+    problems.push({ key: nameOf(key), value, source: sourceOf(key), message });
+  };
+  /** A problem with one part of a structured setting, named by that part's path (`servers[1].url`). */
+  const reportPart = (key: SettingEnv, part: PartProblem): void => {
+    problems.push({ key: part.path, value: part.value ?? '', source: sourceOf(key), message: part.message });
   };
 
   const parsed = parseSettings(new Map([...raw].map(([key, r]) => [key, r.value])));
@@ -41,14 +47,20 @@ export function loadConfig(input: LoadInput = {}): Config {
     refused.add(key);
   }
   for (const check of parsed.checks) {
-    if (check.ignoredWhenSet !== undefined && values[check.ignoredWhenSet] !== undefined) continue;
-    for (const message of asList(check.run())) {
-      report(check.key, message, UNQUOTED_IN_CHECKS.has(check.key) ? '' : undefined);
+    if (check.ignoredWhenSet.some((other) => values[other] !== undefined)) continue;
+    for (const problem of asList(check.run())) {
+      if (typeof problem === 'string')
+        report(check.key, problem, UNQUOTED_IN_CHECKS.has(check.key) ? '' : undefined);
+      else reportPart(check.key, problem);
       refused.add(check.key);
     }
   }
-  for (const { key, message } of crossFieldProblems({ values, given: new Set(raw.keys()), refused }))
-    report(key, message, UNQUOTED_IN_CHECKS.has(key) ? '' : undefined);
+  const given = new Set(raw.keys());
+  for (const problem of crossFieldProblems({ values, given, explicit: explicitlySet(raw), refused })) {
+    const { key, message, path } = problem;
+    if (path !== undefined) reportPart(key, { path, message });
+    else report(key, message, UNQUOTED_IN_CHECKS.has(key) ? '' : undefined);
+  }
 
   const reported = fileFailed ? problems.filter((p) => p.source !== 'unset') : problems;
   if (reported.length > 0) throw new ConfigError(reported.map(maskProblem));
@@ -57,9 +69,24 @@ export function loadConfig(input: LoadInput = {}): Config {
   return config;
 }
 
-function asList(problems: CheckProblems): readonly string[] {
+function asList(problems: CheckProblems): ReadonlyArray<string | PartProblem> {
   if (problems === undefined) return [];
   return typeof problems === 'string' ? [problems] : problems;
+}
+
+/**
+ * The settings a flag, the environment or the file gave a value other than the default: the
+ * ones that conflict with another (`servers:` with PROXY_TARGET_URL). A default written out, as
+ * configs/config.example.yaml does, is no conflict.
+ */
+function explicitlySet(raw: ReadonlyMap<SettingEnv, RawValue>): Set<SettingEnv> {
+  const out = new Set<SettingEnv>();
+  for (const spec of SETTINGS) {
+    const r = raw.get(spec.env);
+    if (r && r.source !== 'default' && r.value.trim() !== ('default' in spec ? spec.default : undefined))
+      out.add(spec.env);
+  }
+  return out;
 }
 
 /** Every set setting's effective value, comparable as text: what a reload compares. */
@@ -89,7 +116,7 @@ export function settingValues(config: Config): SettingValues {
 }
 
 export interface DescribedSetting {
-  /** Environment name. */
+  /** The setting's name: its environment name, or its YAML key for a YAML-only one (`servers`). */
   key: string;
   /** The value as given (secrets masked), or the derived value when unset. */
   value: string;
@@ -103,12 +130,15 @@ export function describeConfig(input: LoadInput): DescribedSetting[] {
   const picked: ReadonlyMap<string, RawValue> = readRawValues(input, []);
   return SETTING_SPECS.map((spec) => {
     const r = picked.get(spec.env);
-    if (r === undefined) return describeUnset(spec, picked);
-    const ignored =
-      spec.ignoredWhenSet !== undefined && picked.has(spec.ignoredWhenSet)
-        ? `, ignored: ${spec.ignoredWhenSet} is set`
-        : '';
-    return { key: spec.env, value: shownValue(spec, r.value), source: `${r.source}${ignored}` };
+    const described = r
+      ? { key: settingName(spec), value: shownValue(spec, r.value), source: r.source }
+      : describeUnset(spec, picked);
+    const replacedBy = spec.ignoredWhenSet?.find((other) => picked.has(other));
+    if (replacedBy === undefined || described.source === 'unset') return described;
+    return {
+      ...described,
+      source: `${described.source}, ignored: ${nameOf(replacedBy as SettingEnv)} is set`,
+    };
   });
 }
 
@@ -129,5 +159,33 @@ function describeUnset(spec: SettingSpec, picked: ReadonlyMap<string, RawValue>)
       source: 'derived from PROXY_TARGET_HOST/PORT',
     };
   }
-  return { key: spec.env, value: '', source: 'unset' };
+  return { key: settingName(spec), value: '', source: 'unset' };
+}
+
+/**
+ * The servers the proxy serves, one line each (name, path, target, restrictions), under a
+ * heading that says where they came from: what `check-config` prints after the settings.
+ */
+export function describeServers(config: Config): string[] {
+  const heading = config.singleTarget
+    ? `# server: one, from ${config.servers[0]?.target.kind === 'command' ? 'PROXY_TARGET_COMMAND' : 'PROXY_TARGET_URL (or host/port)'} and MCP_PATH; it also gets every path the proxy does not answer itself`
+    : `# servers: ${config.servers.length}, from servers:; a path no server owns gets 404`;
+  const rows = config.servers.map((server) => [server.name, server.path, describeServer(server)]);
+  const width = (column: number): number => Math.max(...rows.map((row) => (row[column] as string).length));
+  return [
+    heading,
+    ...rows.map(([name, path, rest]) => `${name?.padEnd(width(0))}  ${path?.padEnd(width(1))}  ${rest}`),
+  ];
+}
+
+function describeServer(server: ServerConfig): string {
+  const { target, policy } = server;
+  const parts =
+    target.kind === 'url'
+      ? [`url ${maskUrlCredentials(target.url.href)}`]
+      : [`command ${quoteCommand(target.command)}`, `isolation ${target.isolation}`];
+  for (const [key, list] of Object.entries(policy))
+    if (list.length > 0) parts.push(`allowed_${key} ${list.join(',')}`);
+  if (server.access) parts.push('mcp_access rules');
+  return parts.join('; ');
 }

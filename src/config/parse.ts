@@ -2,6 +2,8 @@
  * Turns each setting's text into the value its kind says (settings.ts), and types those values
  * from the table: `values.AUTH_MODE` is `'oidc' | 'bypass' | undefined`, `values.PUBLIC_URL` a URL.
  */
+import { splitCommand } from '../stdio/command.js';
+import { absoluteUrl } from './checks.js';
 import { readSmallTextFile } from './read-file.js';
 import {
   type CheckProblems,
@@ -38,8 +40,8 @@ export type DefaultedEnv = Extract<Setting, { default: string }>['env'];
 /** A setting's own check, bound to its parsed value, to run once every setting has parsed. */
 export interface PendingCheck {
   key: SettingEnv;
-  /** The setting that replaces this one when set: the check is skipped then. */
-  ignoredWhenSet: SettingEnv | undefined;
+  /** The settings that replace this one when set: the check is skipped then. */
+  ignoredWhenSet: readonly SettingEnv[];
   run(): CheckProblems;
 }
 
@@ -60,7 +62,7 @@ export function parseSettings(texts: ReadonlyMap<SettingEnv, string>): ParsedSet
     key: E,
     parsed: Parsed<SettingValue<E> | undefined>,
     check: ((value: SettingValue<E>) => CheckProblems) | undefined,
-    ignoredWhenSet?: SettingEnv,
+    ignoredWhenSet: readonly SettingEnv[] = [],
   ): void => {
     if ('error' in parsed) out.errors.set(key, parsed.error);
     else if (parsed.value !== undefined) {
@@ -101,6 +103,9 @@ export function parseSettings(texts: ReadonlyMap<SettingEnv, string>): ParsedSet
         break;
       case 'json':
         settle(spec.env, parseJson(text), checkOf(spec), ignoredWhenSet);
+        break;
+      case 'command':
+        settle(spec.env, parseCommand(text), checkOf(spec), ignoredWhenSet);
         break;
     }
   }
@@ -189,20 +194,8 @@ function parseChoice<V extends string>(values: readonly V[], v: string): Parsed<
 }
 
 function parseUrl(spec: SpecOfKind<'url'>, v: string): Parsed<URL> {
-  const protocols = spec.protocols.map((p) => p.replace(':', '')).join(' or ');
-  const example = spec.example ? `, e.g. ${spec.example}` : '';
-  let url: URL;
-  try {
-    url = new URL(v);
-  } catch {
-    return { error: `must be an absolute ${protocols} URL${example}` };
-  }
-  if (!spec.protocols.includes(url.protocol))
-    return { error: `must be an absolute ${protocols} URL${example}` };
-  if (url.username || url.password)
-    return { error: 'must not contain credentials (user:password@); remove them' };
-  if (url.hash) return { error: 'must not contain a #fragment; remove it' };
-  return { value: url };
+  const url = absoluteUrl(v, spec.protocols, spec.example);
+  return typeof url === 'string' ? { error: url } : { value: url };
 }
 
 function parseJson(v: string): Parsed<unknown> {
@@ -210,5 +203,14 @@ function parseJson(v: string): Parsed<unknown> {
     return { value: JSON.parse(v) };
   } catch {
     return { error: 'must be JSON (in a YAML file: YAML lists and mappings)' };
+  }
+}
+
+/** A command line as its words (a YAML list arrives quoted, see sources.ts). */
+function parseCommand(v: string): Parsed<string[]> {
+  try {
+    return { value: splitCommand(v) };
+  } catch (err) {
+    return { error: (err as Error).message };
   }
 }

@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import type { Logger } from '../observability/logger.js';
 import { type LoadInput, loadConfig, type SettingValues } from './load.js';
 import { MAX_CONFIG_FILE_BYTES, readSmallTextFile } from './read-file.js';
-import { SETTINGS, type SettingEnv, type SettingSpec } from './settings.js';
+import { nameOf, SETTINGS, type SettingEnv, type SettingSpec } from './settings.js';
 import { type Config, ConfigError, formatProblem } from './types.js';
 
 /** The settings a running proxy takes over on reload (`reloadable: true` in the settings table). */
@@ -51,7 +51,8 @@ export function valuesAfterReload(
  * Copies the reloadable parts of `next` into the running `live` config, in place: everything
  * that reads them per request (the allow-lists, identity headers) sees the new values on its
  * next request. Every other setting keeps its running value. Must cover exactly the settings
- * marked `reloadable` (a unit test holds it to that).
+ * marked `reloadable` (a unit test holds it to that). `live.servers` is always a new array
+ * afterwards: whoever runs the servers compares them by name to see what changed.
  */
 export function takeReloadable(live: Config, next: Config): void {
   live.server.allowedOrigins = next.server.allowedOrigins;
@@ -59,6 +60,15 @@ export function takeReloadable(live: Config, next: Config): void {
   live.server.shutdownTimeoutMs = next.server.shutdownTimeoutMs;
   live.target = next.target;
   live.mcp = next.mcp;
+  // The one server of the single-target case stays at the running MCP_PATH, which needs a
+  // restart; its target and rules are next's (the same objects as next.target.url and next.mcp).
+  live.servers = next.singleTarget
+    ? next.servers.map((server) => ({ ...server, path: live.mcpPath }))
+    : next.servers;
+  live.singleTarget = next.singleTarget;
+  live.stdio.isolation = next.stdio.isolation;
+  live.stdio.maxProcesses = next.stdio.maxProcesses;
+  live.stdio.idleTimeoutMs = next.stdio.idleTimeoutMs;
   live.security = next.security;
   live.auth.policy = next.auth.policy;
   live.auth.identityHeaders = next.auth.identityHeaders;
@@ -76,9 +86,9 @@ export function takeReloadable(live: Config, next: Config): void {
 /** The log message of an accepted reload. Names only: a value may be a secret. */
 export function describeChanges(changes: ConfigChanges): string {
   const parts: string[] = [];
-  if (changes.applied.length > 0) parts.push(`applied ${changes.applied.join(', ')}`);
+  if (changes.applied.length > 0) parts.push(`applied ${changes.applied.map(nameOf).join(', ')}`);
   if (changes.needsRestart.length > 0)
-    parts.push(`changed but needs a restart: ${changes.needsRestart.join(', ')}`);
+    parts.push(`changed but needs a restart: ${changes.needsRestart.map(nameOf).join(', ')}`);
   return `configuration reloaded: ${parts.length > 0 ? parts.join('; ') : 'nothing changed'}`;
 }
 

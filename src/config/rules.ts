@@ -2,10 +2,11 @@
  * Cross-field rules: what must hold between settings, one rule per function, each named for
  * what it checks. A rule about a single setting belongs in that setting's table entry instead.
  */
-import { isMcpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
+import { isMcpAccessConfig, type McpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
 import { isLoopbackHost, pathsOverlap } from './checks.js';
 import { oidcScopes, publicUrlOf } from './derived.js';
 import type { ParsedValues } from './parse.js';
+import { readServers, type ServerEntry } from './servers.js';
 import { flagFor, SETTINGS, type SettingEnv } from './settings.js';
 
 export interface RuleInput {
@@ -13,6 +14,8 @@ export interface RuleInput {
   values: ParsedValues;
   /** The settings given a value (flag, environment, file or default), valid or not. */
   given: ReadonlySet<SettingEnv>;
+  /** The settings given a value other than their default (by flag, environment or file), valid or not. */
+  explicit: ReadonlySet<SettingEnv>;
   /** The settings whose own value was already reported wrong (by its kind or its check). */
   refused: ReadonlySet<SettingEnv>;
 }
@@ -21,6 +24,8 @@ export interface RuleInput {
 export interface RuleProblem {
   key: SettingEnv;
   message: string;
+  /** The part of a structured setting at fault (`servers[1].path`), reported instead of its name. */
+  path?: string;
 }
 
 export type CrossFieldRule = (input: RuleInput) => RuleProblem[];
@@ -28,10 +33,73 @@ export type CrossFieldRule = (input: RuleInput) => RuleProblem[];
 /** MCP_PATH and a served METRICS_PATH: neither may be the other or under it. */
 export function mcpPathClearOfMetricsPath({ values, refused }: RuleInput): RuleProblem[] {
   const { MCP_PATH: mcpPath, METRICS_PATH: metricsPath } = values;
-  // An MCP_PATH already reported wrong is not compared: its own fix comes first.
-  if (mcpPath === undefined || refused.has('MCP_PATH') || metricsPath === undefined) return [];
-  if (!values.METRICS_ENABLED || !pathsOverlap(mcpPath, metricsPath)) return [];
+  // An MCP_PATH already reported wrong is not compared: its own fix comes first. With
+  // `servers:` it is not used.
+  if (mcpPath === undefined || refused.has('MCP_PATH') || values.SERVERS !== undefined) return [];
+  if (metricsPath === undefined || !values.METRICS_ENABLED || !pathsOverlap(mcpPath, metricsPath)) return [];
   return [{ key: 'MCP_PATH', message: `overlaps METRICS_PATH (${metricsPath}); give them different paths` }];
+}
+
+/** The `servers:` entries, once every one of them passed its check; none otherwise. */
+function checkedServers({ values, refused }: RuleInput): ServerEntry[] {
+  return values.SERVERS === undefined || refused.has('SERVERS') ? [] : readServers(values.SERVERS).entries;
+}
+
+/** Each `servers:` path and a served METRICS_PATH, as for MCP_PATH. */
+export function serverPathsClearOfMetricsPath(input: RuleInput): RuleProblem[] {
+  const { METRICS_PATH: metricsPath, METRICS_ENABLED: served } = input.values;
+  if (metricsPath === undefined || !served) return [];
+  return checkedServers(input).flatMap((server, i) =>
+    pathsOverlap(server.path, metricsPath)
+      ? [
+          {
+            key: 'SERVERS' as const,
+            path: `servers[${i}].path`,
+            message: `${server.path} overlaps METRICS_PATH (${metricsPath}); give them different paths`,
+          },
+        ]
+      : [],
+  );
+}
+
+/** What each single-target setting becomes with `servers:`, for the message that refuses it. */
+const REPLACED_BY_SERVERS = {
+  PROXY_TARGET_URL: "a servers: entry's url",
+  PROXY_TARGET_HOST: "a servers: entry's url",
+  PROXY_TARGET_PORT: "a servers: entry's url",
+  PROXY_TARGET_COMMAND: "a servers: entry's command",
+  MCP_PATH: "each servers: entry's path",
+  MCP_ACCESS: "a servers: entry's mcp_access",
+} as const satisfies Partial<Record<SettingEnv, string>>;
+
+/**
+ * `servers:` names every server's target, path and rules; the single-target settings beside it
+ * would be silently ignored, which is more likely a half-done migration than meant.
+ */
+export function serversReplaceSingleTargetSettings({ given, explicit }: RuleInput): RuleProblem[] {
+  if (!given.has('SERVERS')) return [];
+  return Object.entries(REPLACED_BY_SERVERS).flatMap(([key, instead]) =>
+    explicit.has(key as SettingEnv)
+      ? [
+          {
+            key: key as SettingEnv,
+            message: `cannot be used with servers: (the list names each server's target, path and rules); use ${instead} instead, and remove ${key}`,
+          },
+        ]
+      : [],
+  );
+}
+
+/** PROXY_TARGET_COMMAND is the target: a target URL beside it would be silently ignored. */
+export function targetCommandExcludesTargetUrl({ given, explicit }: RuleInput): RuleProblem[] {
+  // With `servers:` too, serversReplaceSingleTargetSettings names both already.
+  if (!explicit.has('PROXY_TARGET_COMMAND') || given.has('SERVERS')) return [];
+  return (['PROXY_TARGET_URL', 'PROXY_TARGET_HOST', 'PROXY_TARGET_PORT'] as const)
+    .filter((key) => explicit.has(key))
+    .map((key) => ({
+      key,
+      message: `cannot be used with PROXY_TARGET_COMMAND: the proxy runs that command as the MCP server; remove ${key}, or PROXY_TARGET_COMMAND to forward to a URL`,
+    }));
 }
 
 /** AUTH_MODE=oidc needs the upstream provider's settings; GitHub has no discovery document. */
@@ -106,15 +174,34 @@ export function adminGroupsNeedOidcLogin({ values }: RuleInput): RuleProblem[] {
 }
 
 /** A rule's `allow` that names people cannot be judged in AUTH_MODE=bypass: nobody logs in. */
-export function mcpAccessIdentityNeedsOidcLogin({ values, refused }: RuleInput): RuleProblem[] {
+export function mcpAccessIdentityNeedsOidcLogin(input: RuleInput): RuleProblem[] {
+  const { values, refused } = input;
+  if (values.AUTH_MODE !== 'bypass') return [];
   const raw = values.MCP_ACCESS;
-  if (values.AUTH_MODE !== 'bypass' || refused.has('MCP_ACCESS') || !isMcpAccessConfig(raw)) return [];
-  const named = McpAccessPolicy.compile(raw).identityRules;
+  const single =
+    !refused.has('MCP_ACCESS') && isMcpAccessConfig(raw)
+      ? identityRulesProblem(raw, 'mcp_access.rules', { key: 'MCP_ACCESS' })
+      : [];
+  const perServer = checkedServers(input).flatMap((server, i) =>
+    server.access
+      ? identityRulesProblem(server.access, 'rules', { key: 'SERVERS', path: `servers[${i}].mcp_access` })
+      : [],
+  );
+  return [...single, ...perServer];
+}
+
+/** The problem of rules whose `allow` names people, if any; `rulesPath` names their list. */
+function identityRulesProblem(
+  config: McpAccessConfig,
+  rulesPath: string,
+  at: Omit<RuleProblem, 'message'>,
+): RuleProblem[] {
+  const named = McpAccessPolicy.compile(config).identityRules;
   if (named.length === 0) return [];
-  const which = named.map((i) => `mcp_access.rules[${i}].allow`).join(', ');
+  const which = named.map((i) => `${rulesPath}[${i}].allow`).join(', ');
   return [
     {
-      key: 'MCP_ACCESS',
+      ...at,
       message: `${which} ${named.length === 1 ? 'names' : 'name'} emails, domains or groups, but in bypass mode there is no user: use \`allow: {}\` or AUTH_MODE=oidc`,
     },
   ];
@@ -122,7 +209,10 @@ export function mcpAccessIdentityNeedsOidcLogin({ values, refused }: RuleInput):
 
 /** Every cross-field rule, in the order their problems are reported. */
 export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
+  serversReplaceSingleTargetSettings,
+  targetCommandExcludesTargetUrl,
   mcpPathClearOfMetricsPath,
+  serverPathsClearOfMetricsPath,
   oidcModeHasProviderSettings,
   secureCookieNeedsHttpsPublicUrl,
   oidcScopesIncludeOpenid,

@@ -20,6 +20,11 @@ export interface KindValues {
   enum: string;
   url: URL;
   json: unknown;
+  /**
+   * A command line, split into words like a shell would (src/stdio/command.ts) but never run by
+   * one; in YAML also a list of words.
+   */
+  command: string[];
 }
 
 export type SettingKind = keyof KindValues;
@@ -27,8 +32,20 @@ export type SettingKind = keyof KindValues;
 /**
  * What a check found wrong with a value: nothing, one message, or one per entry at fault.
  * A message says what is wrong and how to fix it; the loader adds the key, value and source.
+ * A structured value's problem may name the part at fault instead (a PartProblem).
  */
-export type CheckProblems = string | readonly string[] | undefined;
+export type CheckProblems = string | readonly (string | PartProblem)[] | undefined;
+
+/**
+ * A problem with one part of a structured setting, reported under that part's YAML path
+ * (`servers[1].url`) rather than the setting's name, with the setting's source.
+ */
+export interface PartProblem {
+  path: string;
+  /** The part's value as it may be shown (never a secret); omitted for a structure. */
+  value?: string;
+  message: string;
+}
 
 /** A `file` setting's value: the path given, and the text read from it when the config loaded. */
 export interface LoadedFile {
@@ -43,6 +60,12 @@ interface CommonSpec {
   aliases?: readonly string[];
   /** Dotted key in the YAML file. */
   yaml: string;
+  /**
+   * Set only in the YAML file (a structure too large for a variable): no environment variable
+   * or flag reads it, and it is named by its YAML key wherever it is shown. `env` is then only
+   * its name inside the program.
+   */
+  yamlOnly?: boolean;
   /** Extra short CLI flags besides the one derived from `env`. */
   flags?: readonly string[];
   default?: string;
@@ -60,10 +83,11 @@ interface CommonSpec {
   /** A URL whose password part (only) is masked wherever the value is shown. */
   maskUrlPassword?: boolean;
   /**
-   * Another setting that replaces this one when it has a value (PROXY_TARGET_URL replaces the
-   * target host and port): this one's check is skipped then, and `check-config` says it is ignored.
+   * Other settings that replace this one when one of them has a value (PROXY_TARGET_URL replaces
+   * the target host and port): this one's check is skipped then, and `check-config` says it is
+   * ignored.
    */
-  ignoredWhenSet?: string;
+  ignoredWhenSet?: readonly string[];
   doc: string;
 }
 
@@ -90,6 +114,7 @@ interface KindExtras {
     protocols: readonly string[];
   };
   json: object;
+  command: object;
 }
 
 interface NumberRange {

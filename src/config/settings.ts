@@ -26,8 +26,11 @@ import {
   pemCertificateProblem,
   randomSecretProblem,
   redisUrlProblem,
+  stdioEnvNameProblem,
+  TARGET_URL_PROTOCOLS,
 } from './checks.js';
 import { MAX_CA_FILE_BYTES } from './read-file.js';
+import { serversProblems } from './servers.js';
 import type { SettingSpec } from './setting-spec.js';
 
 export type { SettingKind, SettingSpec } from './setting-spec.js';
@@ -101,7 +104,7 @@ export const SETTINGS = [
     kind: 'string',
     reloadable: true,
     default: 'localhost',
-    ignoredWhenSet: 'PROXY_TARGET_URL',
+    ignoredWhenSet: ['PROXY_TARGET_URL', 'PROXY_TARGET_COMMAND', 'SERVERS'],
     check: hostNameOrAddress,
     doc: 'MCP server host.',
   },
@@ -114,7 +117,7 @@ export const SETTINGS = [
     min: 1,
     max: 65535,
     default: '3000',
-    ignoredWhenSet: 'PROXY_TARGET_URL',
+    ignoredWhenSet: ['PROXY_TARGET_URL', 'PROXY_TARGET_COMMAND', 'SERVERS'],
     doc: 'MCP server port.',
   },
   {
@@ -123,11 +126,21 @@ export const SETTINGS = [
     flags: ['--target', '--target-url'],
     kind: 'url',
     reloadable: true,
-    protocols: ['http:', 'https:'],
+    protocols: TARGET_URL_PROTOCOLS,
     derivedDefault: 'http://$PROXY_TARGET_HOST:$PROXY_TARGET_PORT',
     example: 'http://localhost:3000/api',
+    ignoredWhenSet: ['PROXY_TARGET_COMMAND', 'SERVERS'],
     check: noQuery,
     doc: 'Full target URL (http or https, optional path prefix); overrides host/port.',
+  },
+  {
+    env: 'PROXY_TARGET_COMMAND',
+    yaml: 'proxy.target_command',
+    flags: ['--target-command'],
+    kind: 'command',
+    reloadable: true,
+    example: 'npx -y @modelcontextprotocol/server-memory',
+    doc: 'Run a stdio MCP server as a child process and serve it at MCP_PATH, instead of forwarding to PROXY_TARGET_URL: the program and its arguments, split into words like a shell would (quotes and backslashes honoured; in YAML also a list) but run without one, so no $VARIABLES, globs, pipes or redirections. On the command line: everything after --. Shown by check-config and in the log: give a secret to the child through STDIO_ENV instead.',
   },
   {
     env: 'PROXY_CA_FILE',
@@ -145,6 +158,7 @@ export const SETTINGS = [
     yaml: 'proxy.mcp_path',
     kind: 'string',
     default: '/mcp',
+    ignoredWhenSet: ['SERVERS'],
     check: mcpPathProblem,
     doc: 'Public path of the MCP endpoint; the protected resource is PUBLIC_URL + MCP_PATH.',
   },
@@ -227,6 +241,57 @@ export const SETTINGS = [
     max: 3600,
     default: '25',
     doc: 'Seconds of silence on an SSE response after which a ": keepalive" comment is written at an event boundary (0 = off).',
+  },
+  // stdio MCP servers
+  {
+    env: 'STDIO_ISOLATION',
+    yaml: 'stdio.isolation',
+    kind: 'enum',
+    reloadable: true,
+    values: ['session', 'user'],
+    default: 'session',
+    doc: "How a command server's children are shared: session (one per MCP session; DELETE ends it at once) or user (one per user, shared by all their sessions). The default of every command server; a servers: entry may set its own isolation.",
+  },
+  {
+    env: 'STDIO_ENV',
+    yaml: 'stdio.env',
+    kind: 'list',
+    default: '',
+    example: 'GITHUB_TOKEN,NODE_OPTIONS',
+    check: eachEntry((name) => stdioEnvNameProblem(name, proxySecretEnvNames())),
+    doc: "Names of the proxy's environment variables a child also gets (comma list), besides PATH, HOME, LANG, TZ, TMPDIR and its user in MCP_USER, MCP_USER_EMAIL, MCP_USER_GROUPS; the proxy's own secrets are refused.",
+  },
+  {
+    env: 'STDIO_MAX_PROCESSES',
+    yaml: 'stdio.max_processes',
+    kind: 'int',
+    reloadable: true,
+    min: 1,
+    max: 100000,
+    default: '100',
+    doc: 'Children alive at once, all command servers together; over it a request that needs a new one gets 503 (lowered by a reload: running children carry on).',
+  },
+  {
+    env: 'STDIO_IDLE_TIMEOUT',
+    yaml: 'stdio.idle_timeout',
+    kind: 'seconds',
+    reloadable: true,
+    min: 1,
+    max: 604800,
+    default: '900',
+    doc: 'Seconds a child with no request in flight and no open stream lives on before it is ended.',
+  },
+  // several servers
+  {
+    env: 'SERVERS',
+    yaml: 'servers',
+    yamlOnly: true,
+    kind: 'json',
+    reloadable: true,
+    example:
+      '[{"name": "files", "path": "/files/mcp", "command": ["npx", "-y", "@modelcontextprotocol/server-filesystem", "/srv/shared"], "isolation": "user"}, {"name": "search", "path": "/search/mcp", "url": "http://127.0.0.1:3001/mcp", "allowed_groups": ["eng"]}]',
+    check: serversProblems,
+    doc: 'Several MCP servers behind one login, each its own protected resource at PUBLIC_URL + path: a YAML list of {name, path, url or command, isolation, allowed_emails, allowed_domains, allowed_groups, mcp_access}. Replaces PROXY_TARGET_*, MCP_PATH and MCP_ACCESS (each entry has its own); a path no server owns gets 404.',
   },
   {
     env: 'SECURITY_HEADERS_ON_PROXIED',
@@ -619,4 +684,34 @@ export const SETTING_SPECS: readonly SettingSpec[] = SETTINGS;
 /** The CLI flag every setting gets: `SERVER_PORT` -> `--server-port`. */
 export function flagFor(spec: SettingSpec): string {
   return `--${spec.env.toLowerCase().replaceAll('_', '-')}`;
+}
+
+/** What users call a setting: its environment name, or its YAML key when it has no other. */
+export function settingName(spec: SettingSpec): string {
+  return spec.yamlOnly ? spec.yaml : spec.env;
+}
+
+/** `settingName` by environment name. */
+export function nameOf(env: SettingEnv): string {
+  const spec = SETTING_SPECS.find((s) => s.env === env);
+  return spec ? settingName(spec) : env;
+}
+
+let secretEnvNames: ReadonlySet<string> | undefined;
+
+/**
+ * The environment variables that hold the proxy's secrets, in capitals: every secret setting
+ * (and credential-bearing URL) with its aliases, and the OTLP exporter's headers (collector
+ * credentials). A stdio child never gets them (STDIO_ENV).
+ */
+export function proxySecretEnvNames(): ReadonlySet<string> {
+  secretEnvNames ??= new Set([
+    ...SETTING_SPECS.filter((s) => s.secret || s.maskUrlPassword).flatMap((s) => [
+      s.env,
+      ...(s.aliases ?? []),
+    ]),
+    'OTEL_EXPORTER_OTLP_HEADERS',
+    'OTEL_EXPORTER_OTLP_TRACES_HEADERS',
+  ]);
+  return secretEnvNames;
 }

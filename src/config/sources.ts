@@ -3,6 +3,7 @@
  * Every value is text here, as in the environment; parse.ts gives it its type.
  */
 import { createRequire } from 'node:module';
+import { quoteCommand } from '../stdio/command.js';
 import { editDistance } from './edit-distance.js';
 import { MAX_CONFIG_FILE_BYTES, readSmallTextFile } from './read-file.js';
 import type { SettingSpec } from './setting-spec.js';
@@ -24,6 +25,8 @@ export interface RawValue {
 }
 
 const JSON_KEYS = new Set(SETTING_SPECS.filter((s) => s.kind === 'json').map((s) => s.yaml));
+/** Command settings: a YAML list of words becomes one command line that splits back into them. */
+const COMMAND_KEYS = new Set(SETTING_SPECS.filter((s) => s.kind === 'command').map((s) => s.yaml));
 const YAML_KEYS = new Set(SETTING_SPECS.map((s) => s.yaml));
 /** `proxy`, `proxy.circuit_breaker`, ...: mapping keys that only group settings. */
 const YAML_SECTIONS = new Set(
@@ -106,7 +109,8 @@ function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, st
       const isMapping = typeof v === 'object' && v !== null && !Array.isArray(v);
       if (JSON_KEYS.has(key)) {
         // Structured settings keep their YAML structure; they are checked like the env's JSON.
-        out.set(key, typeof v === 'string' ? v : JSON.stringify(v));
+        if (typeof v !== 'string') out.set(key, JSON.stringify(v));
+        else if (!isUnsetScalar(v.trim())) out.set(key, v);
       } else if (YAML_KEYS.has(key)) {
         if (isMapping || (Array.isArray(v) && v.some((e) => typeof e !== 'string'))) {
           problems.push({
@@ -115,7 +119,8 @@ function readConfigFile(path: string, problems: ConfigProblem[]): Map<string, st
             source,
             message: 'must be a single value (or a list of values), not a nested mapping',
           });
-        } else if (Array.isArray(v)) out.set(key, v.map((e) => String(e).trim()).join(','));
+        } else if (Array.isArray(v) && COMMAND_KEYS.has(key)) out.set(key, quoteCommand(v));
+        else if (Array.isArray(v)) out.set(key, v.map((e) => String(e).trim()).join(','));
         else if (!isUnsetScalar(String(v).trim())) out.set(key, String(v));
       } else if (YAML_SECTIONS.has(key)) {
         if (isMapping) walk(v as Record<string, unknown>, key);
@@ -183,9 +188,9 @@ function pickRaw(
   file: Map<string, string>,
   filePath: string | undefined,
 ): RawValue | undefined {
-  const flag = flags[spec.env];
+  const flag = spec.yamlOnly ? undefined : flags[spec.env];
   if (flag !== undefined) return { value: flag, source: 'flag' };
-  for (const name of [spec.env, ...(spec.aliases ?? [])]) {
+  for (const name of spec.yamlOnly ? [] : [spec.env, ...(spec.aliases ?? [])]) {
     const v = env[name];
     if (v !== undefined && v !== '') return { value: v, source: name === spec.env ? 'env' : `env ${name}` };
   }

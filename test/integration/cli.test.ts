@@ -101,7 +101,7 @@ describe('mcp-oidc-proxy CLI', () => {
     const r = await run(['--help']);
     expect(r.code).toBe(0);
     for (const spec of SETTINGS as readonly SettingSpec[]) {
-      for (const name of [spec.env, ...(spec.aliases ?? []), spec.yaml])
+      for (const name of spec.yamlOnly ? [spec.yaml] : [spec.env, ...(spec.aliases ?? []), spec.yaml])
         expect(r.stdout, name).toContain(name);
     }
     expect(r.stdout).toContain('check-config');
@@ -193,6 +193,80 @@ describe('mcp-oidc-proxy CLI', () => {
     expect(bypass.stderr).toContain(
       'mcp_access.rules[0].allow names emails, domains or groups, but in bypass mode there is no user: use `allow: {}` or AUTH_MODE=oidc',
     );
+  });
+
+  it('check-config takes a stdio server after -- word for word, and lists the server it would run', async () => {
+    const r = await run([
+      'check-config',
+      '--auth-mode',
+      'bypass',
+      '--',
+      'npx',
+      '-y',
+      'server',
+      'a b',
+      '$HOME',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^PROXY_TARGET_COMMAND\s+= npx -y server 'a b' '\$HOME'\s+# flag$/m);
+    expect(r.stdout).toMatch(
+      /^PROXY_TARGET_URL\s+= .*# derived from PROXY_TARGET_HOST\/PORT, ignored: PROXY_TARGET_COMMAND is set$/m,
+    );
+    expect(r.stdout).toContain('# server: one, from PROXY_TARGET_COMMAND and MCP_PATH');
+    expect(r.stdout).toMatch(
+      /^default {2}\/mcp {2}command npx -y server 'a b' '\$HOME'; isolation session$/m,
+    );
+    expect(r.stdout).toMatch(/configuration OK\n$/);
+
+    const demo = await run(['demo', '--', 'npx', 'server']);
+    expect(demo.code).toBe(64);
+    expect(demo.stderr).toContain('"demo" takes no command after --; only serve and check-config do');
+  });
+
+  it('check-config lists the servers of servers:, and exits 2 naming each bad entry by its key', async () => {
+    const file = join(dir, 'servers.yaml');
+    writeFileSync(
+      file,
+      [
+        'servers:',
+        '  - name: files',
+        '    path: /files/mcp',
+        '    command: [npx, -y, "@modelcontextprotocol/server-filesystem", /srv/shared]',
+        '    isolation: user',
+        '  - name: search',
+        '    path: /search/mcp',
+        '    url: http://127.0.0.1:3001/mcp',
+        '    allowed_groups: [eng]',
+        '',
+      ].join('\n'),
+    );
+    const ok = await run(['check-config', '--config', file], { AUTH_MODE: 'bypass' });
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toMatch(/^servers\s+= \[\{"name":"files".*# file /m);
+    expect(ok.stdout).toMatch(/^MCP_PATH\s+= \/mcp\s+# default, ignored: servers is set$/m);
+    expect(ok.stdout).toContain(
+      [
+        '# servers: 2, from servers:; a path no server owns gets 404',
+        'files   /files/mcp   command npx -y @modelcontextprotocol/server-filesystem /srv/shared; isolation user',
+        'search  /search/mcp  url http://127.0.0.1:3001/mcp; allowed_groups eng',
+      ].join('\n'),
+    );
+
+    writeFileSync(file, 'servers:\n  - name: files\n    path: /files/mcp\n    url: http://x/mcp?y=1\n');
+    const bad = await run(['check-config', '--config', file], {
+      AUTH_MODE: 'bypass',
+      PROXY_TARGET_URL: 'http://backend:3000',
+    });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(
+      `servers[0].url (from file ${file}): must not contain a query string; remove the ?... part`,
+    );
+    expect(bad.stderr).toContain(
+      'PROXY_TARGET_URL="http://backend:3000" (from env): cannot be used with servers: (the list names each server\'s target, path and rules); use a servers: entry\'s url instead, and remove PROXY_TARGET_URL',
+    );
+    expect(bad.stdout).not.toContain('configuration OK');
   });
 
   it('check-config accepts configs/config.example.yaml in bypass mode', async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
-import { loadConfig } from '../../src/config/load.js';
+import { type LoadInput, loadConfig } from '../../src/config/load.js';
 import type { ParsedValues, SettingValue } from '../../src/config/parse.js';
 import type { LoadedFile, SettingSpec } from '../../src/config/setting-spec.js';
 import { SETTINGS } from '../../src/config/settings.js';
@@ -25,8 +25,21 @@ type CheckedSetting = Extract<(typeof SETTINGS)[number], { check: unknown }>['en
 interface CheckCases {
   /** Values the check accepts. */
   good: string[];
-  /** Values it refuses, each with (the start of) its message. */
-  bad: Array<[value: string, message: string]>;
+  /**
+   * Values it refuses, each with (the start of) its message, and the key reported when it is a
+   * part of the setting (`servers[0].url`) rather than the setting itself.
+   */
+  bad: Array<[value: string, message: string, part?: string]>;
+}
+
+let files = 0;
+
+/** A setting given `value`: in the environment, or for a YAML-only one in a file. */
+function givenAs(spec: SettingSpec, value: string): LoadInput {
+  if (!spec.yamlOnly) return { env: { ...BYPASS, [spec.env]: value } };
+  const file = join(dir, `${spec.yaml}-${++files}.yaml`);
+  writeFileSync(file, `${spec.yaml}: ${JSON.stringify(value)}\n`);
+  return { env: BYPASS, configFile: file };
 }
 
 /** One row per setting with a check: a check added to the table without cases here fails to compile. */
@@ -118,6 +131,24 @@ const CASES: Record<CheckedSetting, CheckCases> = {
     good: ['x'.repeat(32)],
     bad: [['short', 'must be at least 32 characters']],
   },
+  STDIO_ENV: {
+    good: ['GITHUB_TOKEN, NODE_OPTIONS, _X1'],
+    bad: [
+      ['GITHUB-TOKEN', '"GITHUB-TOKEN" is not an environment variable name'],
+      ['ADMIN_TOKEN', "names ADMIN_TOKEN, one of the proxy's secrets"],
+    ],
+  },
+  SERVERS: {
+    good: ['[{"name": "a", "path": "/a/mcp", "url": "http://127.0.0.1:3001/mcp"}]'],
+    bad: [
+      ['{"name": "a"}', 'must be a list of servers', 'servers'],
+      [
+        '[{"name": "a", "path": "/a/mcp", "url": "ftp://x/mcp"}]',
+        'must be an absolute http or https URL',
+        'servers[0].url',
+      ],
+    ],
+  },
 };
 
 const specs: readonly SettingSpec[] = SETTINGS;
@@ -136,12 +167,12 @@ describe('per-setting checks declared in the settings table', () => {
     const spec = specs.find((s) => s.env === env);
 
     it(`${env}: accepts ${good.length} and refuses ${bad.length} values`, () => {
-      for (const value of good)
-        expect(configProblems({ env: { ...BYPASS, [env]: value } }), value).toEqual([]);
-      for (const [value, message] of bad) {
-        const found = configProblems({ env: { ...BYPASS, [env]: value } });
+      const setting = spec as SettingSpec;
+      for (const value of good) expect(configProblems(givenAs(setting, value)), value).toEqual([]);
+      for (const [value, message, part] of bad) {
+        const found = configProblems(givenAs(setting, value));
         expect(found, value).toHaveLength(1);
-        expect(found[0]?.key).toBe(env);
+        expect(found[0]?.key).toBe(part ?? env);
         expect(found[0]?.message.startsWith(message), found[0]?.message).toBe(true);
         // Secrets stay masked; a structured value is not repeated (each message names the entry).
         const shown = spec?.kind === 'json' ? '' : spec?.secret ? '********' : value;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { describeConfig, loadConfig } from '../../src/config/load.js';
-import { flagFor, SETTINGS, type SettingSpec } from '../../src/config/settings.js';
+import { flagFor, SETTINGS, type SettingSpec, settingName } from '../../src/config/settings.js';
 import { ConfigError } from '../../src/config/types.js';
 
 const EXAMPLE = new URL('../../configs/config.example.yaml', import.meta.url);
@@ -71,11 +71,14 @@ describe('configs/config.example.yaml', () => {
       expect(entry, spec.yaml).toBeDefined();
       const comment = commentAbove((entry as KeyLine).line);
       expect(comment, spec.yaml).toContain(spec.doc.replace(/\s+/g, ' '));
-      const env = spec.aliases?.length
-        ? `Env: ${spec.env} (alias ${spec.aliases.join(', ')})`
-        : `Env: ${spec.env}`;
+      const env = spec.yamlOnly
+        ? 'YAML only'
+        : spec.aliases?.length
+          ? `Env: ${spec.env} (alias ${spec.aliases.join(', ')})`
+          : `Env: ${spec.env}`;
       expect(comment, spec.yaml).toContain(env);
-      for (const flag of [...(spec.flags ?? []), flagFor(spec)]) expect(comment, spec.yaml).toContain(flag);
+      const flags = spec.yamlOnly ? [] : [...(spec.flags ?? []), flagFor(spec)];
+      for (const flag of flags) expect(comment, spec.yaml).toContain(flag);
       const shownDefault =
         spec.default === undefined
           ? (spec.derivedDefault ?? 'none')
@@ -117,12 +120,16 @@ describe('configs/config.example.yaml', () => {
   });
 
   it('has valid example values for the commented-out keys', () => {
-    const uncommented = lines.map((l) => l.replace(COMMENTED_KEY, '$1$2:$3')).join('\n');
-    const path = join(dir, 'uncommented.yaml');
-    writeFileSync(path, uncommented);
     for (const spec of specs.filter((s) => s.default === undefined)) {
       expect(spec.example, `${spec.env} needs an example value`).toBeDefined();
     }
+    // Each of these replaces the target the others describe: uncommented together they conflict.
+    const exclusive = new Set(['servers', 'proxy.target_command']);
+    const path = join(dir, 'uncommented.yaml');
+    writeFileSync(
+      path,
+      uncommented((key) => !exclusive.has(key)),
+    );
     // The example CA files do not exist here; everything else must be valid.
     try {
       loadConfig({ configFile: path, env: {} });
@@ -132,9 +139,28 @@ describe('configs/config.example.yaml', () => {
       expect((err as ConfigError).problems.map((p) => p.key)).toEqual(['PROXY_CA_FILE', 'REDIS_CA_FILE']);
     }
     const rows = describeConfig({ configFile: path, env: {} });
+    for (const key of exclusive) {
+      const alone = join(dir, `${key}.yaml`);
+      writeFileSync(
+        alone,
+        uncommented((k) => k === key),
+      );
+      expect(() => loadConfig({ configFile: alone, env: { AUTH_MODE: 'bypass' } }), key).not.toThrow();
+      rows.push(...describeConfig({ configFile: alone, env: {} }).filter((r) => r.source !== 'unset'));
+    }
     for (const spec of specs.filter((s) => s.default === undefined)) {
-      const row = rows.find((r) => r.key === spec.env);
+      const row = rows.find((r) => r.key === settingName(spec) && r.source.startsWith('file'));
       expect(row?.value, spec.env).toBe(spec.secret ? '********' : spec.example);
     }
   });
 });
+
+/** The example with the commented-out keys that `uncomment` picks (by dotted path) uncommented. */
+function uncommented(uncomment: (path: string) => boolean): string {
+  const picked = new Set(
+    keyLines()
+      .filter((k) => k.commented && uncomment(k.path))
+      .map((k) => k.line),
+  );
+  return lines.map((l, i) => (picked.has(i) ? l.replace(COMMENTED_KEY, '$1$2:$3') : l)).join('\n');
+}

@@ -96,7 +96,31 @@ function alternatives(): Record<SettingEnv, string> {
     ADMIN_TOKEN: 'an-admin-token-of-at-least-32-characters',
     ADMIN_GROUPS: 'mcp-admins',
     CONFIG_WATCH: 'true',
+    PROXY_TARGET_COMMAND: 'npx -y @modelcontextprotocol/server-memory',
+    STDIO_ISOLATION: 'user',
+    STDIO_ENV: 'GITHUB_TOKEN',
+    STDIO_MAX_PROCESSES: '5',
+    STDIO_IDLE_TIMEOUT: '60',
+    SERVERS: JSON.stringify([
+      {
+        name: 'files',
+        path: '/files/mcp',
+        command: ['npx', '-y', '@modelcontextprotocol/server-filesystem'],
+      },
+      { name: 'search', path: '/search/mcp', url: 'http://127.0.0.1:3001/mcp' },
+    ]),
   };
+}
+
+let files = 0;
+
+/** Loads `values` as a proxy started with them would: `servers` (YAML only) from a file, the rest from the environment. */
+function load(values: Record<string, string>): Config {
+  const { SERVERS: servers, ...env } = values;
+  if (servers === undefined) return loadConfig({ env });
+  const configFile = join(dir, `servers-${++files}.yaml`);
+  writeFileSync(configFile, `servers: ${JSON.stringify(servers)}\n`);
+  return loadConfig({ env, configFile });
 }
 
 /** The config without its sources, as comparable JSON. */
@@ -111,6 +135,21 @@ function pick(keys: Iterable<SettingEnv>): Record<string, string> {
 
 const ALL = SETTINGS.map((s) => s.env);
 const RESTART_ONLY = ALL.filter((k) => !RELOADABLE_SETTINGS.has(k));
+/**
+ * The reloadable settings in groups that can be set together: each way of naming the target
+ * (URL, command, servers:) excludes the others.
+ */
+const URL_TARGET: SettingEnv[] = ['PROXY_TARGET_URL', 'PROXY_TARGET_HOST', 'PROXY_TARGET_PORT'];
+const ALONE_WITH_SERVERS: SettingEnv[] = [...URL_TARGET, 'PROXY_TARGET_COMMAND', 'MCP_ACCESS'];
+const RELOADABLE_GROUPS: Record<string, SettingEnv[]> = {
+  'a target URL': ALL.filter(
+    (k) => RELOADABLE_SETTINGS.has(k) && k !== 'PROXY_TARGET_COMMAND' && k !== 'SERVERS',
+  ),
+  'a target command': ALL.filter(
+    (k) => RELOADABLE_SETTINGS.has(k) && !URL_TARGET.includes(k) && k !== 'SERVERS',
+  ),
+  'servers:': ALL.filter((k) => RELOADABLE_SETTINGS.has(k) && !ALONE_WITH_SERVERS.includes(k)),
+};
 
 describe('which settings reload', () => {
   it('has an alternative value for every setting (a new setting must decide whether it reloads)', () => {
@@ -135,6 +174,11 @@ describe('which settings reload', () => {
       'CONTENT_SECURITY_POLICY',
       'ALLOWED_ORIGINS',
       'TRUSTED_PROXIES',
+      'SERVERS',
+      'PROXY_TARGET_COMMAND',
+      'STDIO_ISOLATION',
+      'STDIO_MAX_PROCESSES',
+      'STDIO_IDLE_TIMEOUT',
     ] as const)
       expect(RELOADABLE_SETTINGS.has(key), key).toBe(true);
     for (const key of [
@@ -149,25 +193,80 @@ describe('which settings reload', () => {
       'REDIS_URL',
       'ADMIN_TOKEN',
       'TRACING_ENABLED',
+      'STDIO_ENV',
     ] as const)
       expect(RELOADABLE_SETTINGS.has(key), key).toBe(false);
   });
 
-  it('takes over every reloadable setting, and only those', () => {
-    const running = loadConfig({ env: BASE });
-    const next = loadConfig({ env: { ...BASE, ...pick(RELOADABLE_SETTINGS) } });
-    const changes = compareSettings(settingValues(running), settingValues(next));
-    expect(changes).toEqual({ applied: ALL.filter((k) => RELOADABLE_SETTINGS.has(k)), needsRestart: [] });
-    expect(shape(running)).not.toEqual(shape(next));
-    takeReloadable(running, next);
-    expect(shape(running)).toEqual(shape(next));
-    expect(running.sources.PROXY_TARGET_URL).toBe('env');
+  it('groups every reloadable setting with the ones it can be set with', () => {
+    expect(new Set(Object.values(RELOADABLE_GROUPS).flat())).toEqual(RELOADABLE_SETTINGS);
+  });
+
+  for (const [target, group] of Object.entries(RELOADABLE_GROUPS)) {
+    it(`takes over every reloadable setting, and only those: with ${target}`, () => {
+      const running = load(BASE);
+      const next = load({ ...BASE, ...pick(group) });
+      const changes = compareSettings(settingValues(running), settingValues(next));
+      expect(changes).toEqual({ applied: group, needsRestart: [] });
+      expect(shape(running)).not.toEqual(shape(next));
+      takeReloadable(running, next);
+      expect(shape(running)).toEqual(shape(next));
+      expect(running.sources[group[0] as SettingEnv]).toBe('env');
+    });
+  }
+
+  it('takes over servers: and back, keeping the one server at the running MCP_PATH', () => {
+    const running = load({ ...BASE, MCP_PATH: '/api/mcp' });
+    let values = settingValues(running);
+    const reload = (next: Config) => {
+      const changes = compareSettings(values, settingValues(next));
+      takeReloadable(running, next);
+      values = valuesAfterReload(values, settingValues(next), changes.applied);
+      return changes;
+    };
+
+    expect(reload(load({ ...BASE, ...pick(['SERVERS']) }))).toEqual({
+      applied: ['SERVERS'],
+      needsRestart: ['MCP_PATH'],
+    });
+    expect(running.singleTarget).toBe(false);
+    expect(running.servers.map((s) => [s.name, s.path])).toEqual([
+      ['files', '/files/mcp'],
+      ['search', '/search/mcp'],
+    ]);
+
+    const changes = reload(load({ ...BASE, ...pick(['PROXY_TARGET_COMMAND']) }));
+    expect(changes).toEqual({ applied: ['PROXY_TARGET_COMMAND', 'SERVERS'], needsRestart: ['MCP_PATH'] });
+    expect(describeChanges(changes)).toBe(
+      'configuration reloaded: applied PROXY_TARGET_COMMAND, servers; changed but needs a restart: MCP_PATH',
+    );
+    expect(running.singleTarget).toBe(true);
+    expect(running.servers).toEqual([
+      {
+        name: 'default',
+        path: '/api/mcp',
+        target: {
+          kind: 'command',
+          command: ['npx', '-y', '@modelcontextprotocol/server-memory'],
+          isolation: 'session',
+        },
+        policy: { emails: [], domains: [], groups: [] },
+        access: undefined,
+      },
+    ]);
+  });
+
+  it("keeps the one server's rules the same object as config.mcp.access after a reload", () => {
+    const running = load(BASE);
+    takeReloadable(running, load({ ...BASE, ...pick(['MCP_ACCESS']) }));
+    expect(running.mcp.access).toBeDefined();
+    expect(running.servers[0]?.access).toBe(running.mcp.access);
   });
 
   it('keeps every restart-only setting at its running value, and names it', () => {
-    const running = loadConfig({ env: BASE });
+    const running = load(BASE);
     const before = shape(running);
-    const next = loadConfig({ env: { ...BASE, ...pick(RESTART_ONLY) } });
+    const next = load({ ...BASE, ...pick(RESTART_ONLY) });
     const changes = compareSettings(settingValues(running), settingValues(next));
     expect(changes).toEqual({ applied: [], needsRestart: RESTART_ONLY });
     takeReloadable(running, next);

@@ -10,14 +10,22 @@ import {
   oidcScopesIncludeOpenid,
   type RuleInput,
   secureCookieNeedsHttpsPublicUrl,
+  serverPathsClearOfMetricsPath,
+  serversReplaceSingleTargetSettings,
+  targetCommandExcludesTargetUrl,
 } from '../../src/config/rules.js';
 import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
 import { configProblems } from '../helpers/config-problems.js';
 
-/** A rule's input: `values` as parsed, every one of them given, and nothing refused. */
+/** A rule's input: `values` as parsed, every one of them given (explicitly), and nothing refused. */
 function input(values: ParsedValues, more: Partial<Omit<RuleInput, 'values'>> = {}): RuleInput {
   const given = new Set(SETTINGS.map((s) => s.env).filter((env) => values[env] !== undefined));
-  return { values, given: more.given ?? given, refused: more.refused ?? new Set() };
+  return {
+    values,
+    given: more.given ?? given,
+    explicit: more.explicit ?? more.given ?? given,
+    refused: more.refused ?? new Set(),
+  };
 }
 
 function keysOf(problems: Array<{ key: string }>): string[] {
@@ -27,7 +35,10 @@ function keysOf(problems: Array<{ key: string }>): string[] {
 describe('cross-field rules', () => {
   it('runs every rule, each once', () => {
     expect(CROSS_FIELD_RULES.map((rule) => rule.name)).toEqual([
+      'serversReplaceSingleTargetSettings',
+      'targetCommandExcludesTargetUrl',
       'mcpPathClearOfMetricsPath',
+      'serverPathsClearOfMetricsPath',
       'oidcModeHasProviderSettings',
       'secureCookieNeedsHttpsPublicUrl',
       'oidcScopesIncludeOpenid',
@@ -35,6 +46,100 @@ describe('cross-field rules', () => {
       'adminGroupsNeedOidcLogin',
       'mcpAccessIdentityNeedsOidcLogin',
     ]);
+  });
+
+  describe('serversReplaceSingleTargetSettings', () => {
+    const servers = [{ name: 'a', path: '/a/mcp', url: 'http://127.0.0.1:3001/mcp' }];
+    const replaced = [
+      'PROXY_TARGET_URL',
+      'PROXY_TARGET_HOST',
+      'PROXY_TARGET_PORT',
+      'PROXY_TARGET_COMMAND',
+      'MCP_PATH',
+      'MCP_ACCESS',
+    ] as const;
+
+    it('refuses each single-target setting set beside servers:, naming the entry key to use instead', () => {
+      const explicit = new Set<SettingEnv>(['SERVERS', ...replaced]);
+      const found = serversReplaceSingleTargetSettings(input({ SERVERS: servers }, { explicit }));
+      expect(keysOf(found)).toEqual([...replaced]);
+      const message = (key: string) => found.find((p) => p.key === key)?.message;
+      expect(message('PROXY_TARGET_URL')).toBe(
+        "cannot be used with servers: (the list names each server's target, path and rules); use a servers: entry's url instead, and remove PROXY_TARGET_URL",
+      );
+      expect(message('PROXY_TARGET_COMMAND')).toContain("use a servers: entry's command instead");
+      expect(message('MCP_PATH')).toContain("use each servers: entry's path instead");
+      expect(message('MCP_ACCESS')).toContain("use a servers: entry's mcp_access instead");
+    });
+
+    it('accepts the single-target settings at their defaults, and anything without servers:', () => {
+      const given = new Set<SettingEnv>(['SERVERS', 'PROXY_TARGET_HOST', 'PROXY_TARGET_PORT', 'MCP_PATH']);
+      const explicit = new Set<SettingEnv>(['SERVERS']);
+      expect(serversReplaceSingleTargetSettings(input({ SERVERS: servers }, { given, explicit }))).toEqual(
+        [],
+      );
+      const noServers = new Set<SettingEnv>(replaced);
+      expect(serversReplaceSingleTargetSettings(input({}, { given: noServers }))).toEqual([]);
+    });
+  });
+
+  describe('targetCommandExcludesTargetUrl', () => {
+    it('refuses a target URL, host or port set beside PROXY_TARGET_COMMAND', () => {
+      const explicit = new Set<SettingEnv>(['PROXY_TARGET_COMMAND', 'PROXY_TARGET_URL', 'PROXY_TARGET_PORT']);
+      expect(targetCommandExcludesTargetUrl(input({}, { explicit }))).toEqual([
+        {
+          key: 'PROXY_TARGET_URL',
+          message:
+            'cannot be used with PROXY_TARGET_COMMAND: the proxy runs that command as the MCP server; remove PROXY_TARGET_URL, or PROXY_TARGET_COMMAND to forward to a URL',
+        },
+        expect.objectContaining({ key: 'PROXY_TARGET_PORT' }),
+      ]);
+    });
+
+    it('accepts host and port at their defaults, and leaves servers: to its own rule', () => {
+      const given = new Set<SettingEnv>(['PROXY_TARGET_COMMAND', 'PROXY_TARGET_HOST', 'PROXY_TARGET_PORT']);
+      const explicit = new Set<SettingEnv>(['PROXY_TARGET_COMMAND']);
+      expect(targetCommandExcludesTargetUrl(input({}, { given, explicit }))).toEqual([]);
+      const withServers = new Set<SettingEnv>(['SERVERS', 'PROXY_TARGET_COMMAND', 'PROXY_TARGET_URL']);
+      expect(
+        targetCommandExcludesTargetUrl(input({}, { explicit: withServers, given: withServers })),
+      ).toEqual([]);
+    });
+  });
+
+  describe('serverPathsClearOfMetricsPath', () => {
+    const servers = [
+      { name: 'a', path: '/a/mcp', url: 'http://127.0.0.1:3001/mcp' },
+      { name: 'b', path: '/metrics/mcp', command: ['server'] },
+    ];
+
+    it('refuses a servers: path on or under a served METRICS_PATH, by its entry', () => {
+      const values = { SERVERS: servers, METRICS_ENABLED: true, METRICS_PATH: '/metrics' } as const;
+      expect(serverPathsClearOfMetricsPath(input(values))).toEqual([
+        {
+          key: 'SERVERS',
+          path: 'servers[1].path',
+          message: '/metrics/mcp overlaps METRICS_PATH (/metrics); give them different paths',
+        },
+      ]);
+    });
+
+    it('accepts them while metrics are off, and leaves a refused list to its check', () => {
+      const off = { SERVERS: servers, METRICS_ENABLED: false, METRICS_PATH: '/metrics' } as const;
+      expect(serverPathsClearOfMetricsPath(input(off))).toEqual([]);
+      const on = { ...off, METRICS_ENABLED: true };
+      expect(serverPathsClearOfMetricsPath(input(on, { refused: new Set(['SERVERS']) }))).toEqual([]);
+    });
+
+    it('leaves MCP_PATH out of it with servers: (MCP_PATH is not used then)', () => {
+      const values = {
+        SERVERS: servers,
+        MCP_PATH: '/mcp',
+        METRICS_ENABLED: true,
+        METRICS_PATH: '/mcp',
+      } as const;
+      expect(mcpPathClearOfMetricsPath(input(values))).toEqual([]);
+    });
   });
 
   describe('mcpPathClearOfMetricsPath', () => {
@@ -221,6 +326,22 @@ describe('cross-field rules', () => {
       expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'bypass' }))).toEqual([]);
       const broken = { rules: [{ tool: ['x'], allow: { groups: ['admins'] } }] };
       expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'bypass', MCP_ACCESS: broken }))).toEqual([]);
+    });
+
+    it('refuses them in a servers: entry too, by its path', () => {
+      const servers = [
+        { name: 'a', path: '/a/mcp', url: 'http://127.0.0.1:3001/mcp' },
+        { name: 'b', path: '/b/mcp', url: 'http://127.0.0.1:3002/mcp', mcp_access: rules },
+      ];
+      expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'bypass', SERVERS: servers }))).toEqual([
+        {
+          key: 'SERVERS',
+          path: 'servers[1].mcp_access',
+          message:
+            'rules[1].allow, rules[2].allow name emails, domains or groups, but in bypass mode there is no user: use `allow: {}` or AUTH_MODE=oidc',
+        },
+      ]);
+      expect(mcpAccessIdentityNeedsOidcLogin(input({ AUTH_MODE: 'oidc', SERVERS: servers }))).toEqual([]);
     });
   });
 });

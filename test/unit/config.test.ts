@@ -5,7 +5,7 @@ import { rootCertificates } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
 import { helpText, parseArgs, UsageError } from '../../src/cli/args.js';
 import { describeConfig, type LoadInput, loadConfig } from '../../src/config/load.js';
-import { SETTINGS, type SettingSpec } from '../../src/config/settings.js';
+import { SETTINGS, type SettingSpec, settingName } from '../../src/config/settings.js';
 import { ConfigError, type ConfigProblem } from '../../src/config/types.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-config-'));
@@ -672,7 +672,7 @@ describe('MCP_ACCESS and MCP_MAX_BODY_BYTES', () => {
 describe('describeConfig', () => {
   it('lists every setting once with its source, and the derived defaults', () => {
     const rows = describeConfig({ env: { SERVER_PORT: '9000', PROXY_TARGET_HOST: 'mcp.internal' } });
-    expect(rows.map((r) => r.key)).toEqual((SETTINGS as readonly SettingSpec[]).map((s) => s.env));
+    expect(rows.map((r) => r.key)).toEqual((SETTINGS as readonly SettingSpec[]).map(settingName));
     const row = (key: string) => rows.find((r) => r.key === key);
     expect(row('SERVER_PORT')).toEqual({ key: 'SERVER_PORT', value: '9000', source: 'env' });
     expect(row('PUBLIC_URL')).toEqual({
@@ -791,6 +791,35 @@ describe('parseArgs', () => {
     expect(usage(['check-config', '--port', '1', '2'])).toMatch(/unexpected argument "2"/);
   });
 
+  it('takes everything after the first -- as the command, quoted to split back into the same words', () => {
+    expect(
+      parseArgs(['--auth-mode', 'bypass', '--', 'npx', '-y', '@modelcontextprotocol/server-memory']),
+    ).toEqual({
+      command: 'serve',
+      flags: { AUTH_MODE: 'bypass', PROXY_TARGET_COMMAND: 'npx -y @modelcontextprotocol/server-memory' },
+    });
+    // Flags and commands after -- belong to the command.
+    expect(parseArgs(['check-config', '--', 'server', '--port', '1', 'a b', '--', 'help']).flags).toEqual({
+      PROXY_TARGET_COMMAND: "server --port 1 'a b' -- help",
+    });
+    expect(parseArgs(['--target-command', 'npx server']).flags).toEqual({
+      PROXY_TARGET_COMMAND: 'npx server',
+    });
+  });
+
+  it('rejects -- with nothing after it, with --target-command too, or for a command without a target', () => {
+    expect(usage(['--'])).toBe(
+      'nothing follows --; give the MCP server to run after it, e.g. -- npx -y @modelcontextprotocol/server-memory',
+    );
+    expect(usage(['--target-command', 'a', '--', 'b'])).toBe(
+      'the command is given twice, by --target-command and after --; give it once',
+    );
+    expect(usage(['demo', '--', 'server'])).toBe(
+      '"demo" takes no command after --; only serve and check-config do',
+    );
+    expect(parseArgs(['--help', '--', 'server']).command).toBe('help');
+  });
+
   it('feeds loadConfig so that flags win', () => {
     const args = parseArgs(['--port', '7000', '--log-level=warn']);
     const c = loadConfig({ flags: args.flags, env: { ...BYPASS, SERVER_PORT: '6000', LOG_LEVEL: 'debug' } });
@@ -804,10 +833,14 @@ describe('helpText', () => {
     const text = helpText('1.2.3');
     expect(text).toContain('mcp-oidc-proxy 1.2.3');
     for (const spec of SETTINGS as readonly SettingSpec[]) {
-      for (const name of [spec.env, ...(spec.aliases ?? []), spec.yaml, ...(spec.flags ?? [])])
-        expect(text, name).toContain(name);
+      const names = spec.yamlOnly
+        ? [spec.yaml]
+        : [spec.env, ...(spec.aliases ?? []), spec.yaml, ...(spec.flags ?? [])];
+      for (const name of names) expect(text, name).toContain(name);
     }
-    // Each flag listed once per setting.
+    // Each flag listed once per setting; none for a YAML-only one.
     expect(text).not.toMatch(/--public-url, --public-url/);
+    expect(text).not.toContain('--servers');
+    expect(text).toContain('-- PROGRAM [ARGS...]');
   });
 });

@@ -12,6 +12,8 @@ const DOCS = readdirSync(join(ROOT, 'docs'))
 const README = join(ROOT, 'README.md');
 const PAGES = [README, ...DOCS];
 const SETTINGS = documentedSettings();
+/** What the page calls a setting: its environment name, or its YAML key for a YAML-only one. */
+const nameOf = (s: (typeof SETTINGS)[number]): string => (s.yamlOnly ? s.yaml : s.env);
 
 const read = (file: string): string => readFileSync(file, 'utf8');
 const name = (file: string): string => relative(ROOT, file);
@@ -123,8 +125,8 @@ describe('docs/configuration.md', () => {
   });
 
   it('documents every setting of the table in the reference, and nothing else', () => {
-    const rows = [...(generatedPart(page) ?? '').matchAll(/^\| `([A-Z0-9_]+)` \|/gm)].map((m) => m[1]);
-    expect(rows).toEqual(SETTINGS.map((s) => s.env));
+    const rows = [...(generatedPart(page) ?? '').matchAll(/^\| `([A-Za-z0-9_]+)` \|/gm)].map((m) => m[1]);
+    expect(rows).toEqual(SETTINGS.map(nameOf));
   });
 
   it('names each reloadable setting in "Reloading", and every other one by name or prefix', () => {
@@ -133,8 +135,8 @@ describe('docs/configuration.md', () => {
     const restart = /\*\*Need a restart\*\*([\s\S]*?)\n\n/.exec(section)?.[1] ?? '';
     const named = (text: string, key: string): boolean =>
       text.includes(`\`${key}\``) || text.includes(`\`${key.split('_')[0]}_*\``);
-    const reloadable = SETTINGS.filter((s) => s.reloadable).map((s) => s.env);
-    const restartOnly = SETTINGS.filter((s) => !s.reloadable).map((s) => s.env);
+    const reloadable = SETTINGS.filter((s) => s.reloadable).map(nameOf);
+    const restartOnly = SETTINGS.filter((s) => !s.reloadable).map(nameOf);
     expect(reloadable.length).toBeGreaterThan(0);
     for (const key of reloadable) expect(applied.includes(`\`${key}\``), key).toBe(true);
     for (const key of restartOnly) {
