@@ -32,7 +32,7 @@ export interface ServerEntry {
 }
 
 export interface ReadServers {
-  /** The entries without a problem, in the order written. */
+  /** The entries in the order written, once the whole list is free of problems; none otherwise. */
   entries: ServerEntry[];
   /** A problem with the list as a whole (not a list, empty), reported under `servers`. */
   listProblem: string | undefined;
@@ -92,7 +92,7 @@ export function readServers(value: unknown): ReadServers {
   return { entries: problems.length === 0 ? entries : [], listProblem: undefined, problems };
 }
 
-/** Collects an entry's problems; `at` is its path (`servers[1]`). */
+/** Reports a problem with one key of the entry being read (`''`: with the entry itself). */
 type Report = (key: string, message: string, value?: string) => void;
 
 function readEntry(raw: unknown, at: string, problems: PartProblem[]): ServerEntry | undefined {
