@@ -145,7 +145,8 @@ export class Backends {
    * new forwarders (response headers, timeouts) for all.
    */
   settingsChanged(): void {
-    const { target } = this.options.config;
+    const { target, stdio } = this.options.config;
+    if (this.stdio) this.stdio.processes.max = stdio.maxProcesses;
     for (const backend of this.list) {
       if (!backend.bridge) {
         const settings = { threshold: target.breakerThreshold, resetMs: target.breakerResetMs };
@@ -243,7 +244,10 @@ export class Backends {
       command: target.command,
       isolation: target.isolation,
       environment,
-      idleTimeoutMs: config.stdio.idleTimeoutMs,
+      // Read at each spawn: a reload's STDIO_IDLE_TIMEOUT applies to the children started after it.
+      get idleTimeoutMs() {
+        return config.stdio.idleTimeoutMs;
+      },
       processes: this.stdio.processes,
       identityHeaders: config.auth.identityHeaders,
       logger,
