@@ -6,6 +6,8 @@ import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.js';
 import { type Finished, firstHealthy, terminate, untilExit } from '../helpers/process.js';
@@ -148,6 +150,29 @@ describe('single executable (dist/bin/mcp-oidc-proxy-linux-x64)', () => {
         await receiver.close();
       }
     });
+  });
+
+  it('serves a stdio MCP server given after --, and ends its child on SIGTERM', async () => {
+    const port = await freePort();
+    const probe = fileURLToPath(new URL('../helpers/stdio-probe-server.mjs', import.meta.url));
+    const child = launch(
+      ['--auth-mode', 'bypass', '--host', '127.0.0.1', '--port', String(port), '--', process.execPath, probe],
+      { SESSION_SECRET: 'binary-stdio-secret-value-0123456789' },
+    );
+    await firstHealthy(`http://127.0.0.1:${port}/health`, child, performance.now());
+    const client = new Client({ name: 'binary-stdio', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`)));
+    const whoami = await client.callTool({ name: 'whoami', arguments: {} });
+    const seen = JSON.parse((whoami.content as Array<{ text: string }>)[0]?.text ?? '{}') as {
+      pid: number;
+      env: Record<string, string>;
+    };
+    expect(seen.env.PATH).toBe(process.env.PATH);
+    expect(JSON.stringify(seen.env)).not.toContain('binary-stdio-secret-value');
+    expect(await terminate(child)).toBe(0);
+    // The child went with the proxy.
+    expect(() => process.kill(seen.pid, 0)).toThrow();
+    await client.close();
   });
 
   it('demo serves the sample MCP server behind the proxy', async () => {
