@@ -21,6 +21,11 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The probe stdio server as the words after `--` on the command line. */
 export const PROBE_ARGS = ['node', fileURLToPath(new URL('./stdio-probe-server.mjs', import.meta.url))];
 
+/** A command line for PROXY_TARGET_COMMAND, each word single-quoted (split back like a shell would). */
+export function commandLine(words: string[]): string {
+  return words.map((word) => `'${word.replaceAll("'", `'\\''`)}'`).join(' ');
+}
+
 export interface CliProxy {
   child: ChildProcess;
   /** http://127.0.0.1:PORT, the port the proxy reported listening on. */

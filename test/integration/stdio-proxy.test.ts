@@ -3,13 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { hostOf, rawRequest } from '../helpers/raw-http.js';
 import { startTestProxy, type TestProxy } from '../helpers/servers.js';
 import { probeCommand, toolText, whoami } from '../helpers/stdio-bridge.js';
-import { connectClient, gone, sampleValue } from '../helpers/stdio-proxy.js';
+import { commandLine, connectClient, gone, sampleValue } from '../helpers/stdio-proxy.js';
 import { waitFor } from '../helpers/wait.js';
-
-/** A command line for PROXY_TARGET_COMMAND, each word single-quoted. */
-function commandLine(words: string[]): string {
-  return words.map((word) => `'${word.replaceAll("'", `'\\''`)}'`).join(' ');
-}
 
 const proxies: TestProxy[] = [];
 afterEach(async () => {
