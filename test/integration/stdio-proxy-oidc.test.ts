@@ -91,6 +91,31 @@ describe('a stdio server behind the OIDC login (STDIO_ISOLATION=user)', () => {
     expect(seen.pid).toBe((await whoami(aliceClient.client)).pid);
   });
 
+  it("another user's session id gets 404, and the session it names lives on", async () => {
+    const victim = await anotherSession(stack, aliceClient);
+    opened.push(victim);
+    const { pid } = await whoami(victim);
+    const sessionId = victim.transport?.sessionId as string;
+    const asBob = (method: string, body?: string): Promise<Response> =>
+      fetch(`${stack.url}/mcp`, {
+        method,
+        headers: {
+          authorization: `Bearer ${bobClient.accessToken}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': sessionId,
+          'mcp-protocol-version': '2025-06-18',
+        },
+        ...(body ? { body } : {}),
+      });
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name: 'whoami' } });
+    expect((await asBob('POST', call)).status).toBe(404);
+    expect((await asBob('DELETE')).status).toBe(404);
+    const after = await whoami(victim);
+    expect(after.pid).toBe(pid);
+    expect(after.env.MCP_USER).toBe('alice');
+  });
+
   it('an unauthenticated POST gets 401 with a challenge and starts no child', async () => {
     const before = children(stack);
     const res = await fetch(`${stack.url}/mcp`, {

@@ -89,6 +89,7 @@ describe('the lifecycle of stdio children, through the proxy', () => {
     expect(performance.now() - start).toBeLessThan(1000);
     expect(res.status).toBe(503);
     expect(res.headers.get('content-type')).toContain('application/json');
+    expect(res.headers.get('retry-after')).toBe('5');
     expect(JSON.stringify(await res.json())).toContain('STDIO_MAX_PROCESSES');
     await client.close();
   });
@@ -154,11 +155,14 @@ describe('the lifecycle of stdio children, through the proxy', () => {
     };
     expect(health.status).toBe('unhealthy');
     expect(health.checks.proxy_target.status).toBe('unhealthy');
-    expect(health.checks.proxy_target.error).toContain('/nonexistent/x');
+    expect(health.checks.proxy_target.error).toBe('command not found: /nonexistent/x');
 
     const init = await postInitialize(proxy);
     expect(init.status).toBe(503);
-    expect(await init.text()).toContain('/nonexistent/x');
+    expect(await init.json()).toMatchObject({
+      error: 'server_start_failed',
+      error_description: expect.stringContaining('command not found: /nonexistent/x'),
+    });
     expect(sampleValue(await metrics(proxy), 'mcp_oidc_proxy_stdio_spawns_total{server="default"}')).toBe(0);
   });
 });
