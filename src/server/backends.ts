@@ -322,10 +322,19 @@ function proxySecrets(config: Config): string[] {
   for (const name of ['OTEL_EXPORTER_OTLP_HEADERS', 'OTEL_EXPORTER_OTLP_TRACES_HEADERS', 'TRACING_HEADERS']) {
     for (const pair of (process.env[name] ?? '').split(',')) {
       const value = pair.slice(pair.indexOf('=') + 1).trim();
-      if (pair.includes('=') && value) secrets.push(value, decoded(value));
+      if (pair.includes('=') && value) secrets.push(value, decoded(value), ...credentials(decoded(value)));
     }
   }
   return [...new Set(secrets.filter((s): s is string => typeof s === 'string' && s !== ''))];
+}
+
+/**
+ * The credentials of an authorization header value (`Bearer abc` → `abc`): the token alone is
+ * the secret, and a variable holding just the token would not contain the whole header value.
+ */
+function credentials(headerValue: string): string[] {
+  const match = /^[A-Za-z][\w.+-]*\s+(\S.*)$/.exec(headerValue);
+  return match?.[1] ? [match[1].trim()] : [];
 }
 
 function decoded(text: string): string {

@@ -60,7 +60,8 @@ async function buildOidcStack(
       AUTH_MODE: 'oidc',
       SERVER_PORT: String(port),
       PUBLIC_URL: url,
-      PROXY_TARGET_URL: backend.url,
+      // A stdio server (PROXY_TARGET_COMMAND) replaces the backend, which then only idles.
+      ...(env.PROXY_TARGET_COMMAND === undefined ? { PROXY_TARGET_URL: backend.url } : {}),
       OIDC_DISCOVERY_URL: `${idp.issuer}/.well-known/openid-configuration`,
       OIDC_CLIENT_ID: CLIENT_ID,
       OIDC_CLIENT_SECRET: CLIENT_SECRET,
