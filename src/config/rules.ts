@@ -190,6 +190,23 @@ export function mcpAccessIdentityNeedsOidcLogin(input: RuleInput): RuleProblem[]
   return [...single, ...perServer];
 }
 
+/**
+ * A server's own allow-lists cannot be applied in AUTH_MODE=bypass (nobody logs in): left in
+ * place they would let everyone in while reading as a restriction.
+ */
+export function serverAllowListsNeedOidcLogin(input: RuleInput): RuleProblem[] {
+  if (input.values.AUTH_MODE !== 'bypass') return [];
+  return checkedServers(input).flatMap((server, i) =>
+    (['emails', 'domains', 'groups'] as const)
+      .filter((list) => server.policy[list].length > 0)
+      .map((list) => ({
+        key: 'SERVERS' as const,
+        path: `servers[${i}].allowed_${list}`,
+        message: 'cannot be applied in bypass mode, where nobody logs in: remove it or use AUTH_MODE=oidc',
+      })),
+  );
+}
+
 /** The problem of rules whose `allow` names people, if any; `rulesPath` names their list. */
 function identityRulesProblem(
   config: McpAccessConfig,
@@ -219,6 +236,7 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   adminApiHasAWayIn,
   adminGroupsNeedOidcLogin,
   mcpAccessIdentityNeedsOidcLogin,
+  serverAllowListsNeedOidcLogin,
 ];
 
 /** Runs every rule over the loaded values. */

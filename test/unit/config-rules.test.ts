@@ -45,6 +45,7 @@ describe('cross-field rules', () => {
       'adminApiHasAWayIn',
       'adminGroupsNeedOidcLogin',
       'mcpAccessIdentityNeedsOidcLogin',
+      'serverAllowListsNeedOidcLogin',
     ]);
   });
 

@@ -11,6 +11,13 @@ const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-servers-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const BYPASS = { AUTH_MODE: 'bypass' };
+/** Allow-lists need a login. */
+const OIDC = {
+  AUTH_MODE: 'oidc',
+  OIDC_DISCOVERY_URL: 'https://idp.example.com/.well-known/openid-configuration',
+  OIDC_CLIENT_ID: 'proxy',
+  OIDC_CLIENT_SECRET: 'proxy-secret',
+};
 
 let fileCount = 0;
 function yamlFile(lines: string[]): string {
@@ -178,7 +185,7 @@ describe('servers: (YAML only)', () => {
       '    isolation: user',
       SEARCH.replace(' }', ', allowed_groups: [eng], allowed_emails: "a@example.com, b@example.com" }'),
     );
-    const config = loadConfig({ env: BYPASS, configFile });
+    const config = loadConfig({ env: OIDC, configFile });
     expect(config.singleTarget).toBe(false);
     expect(config.mcp.access).toBeUndefined();
     expect(config.servers).toEqual([
@@ -212,7 +219,7 @@ describe('servers: (YAML only)', () => {
         access: undefined,
       },
     ]);
-    const userDefault = loadConfig({ env: { ...BYPASS, STDIO_ISOLATION: 'user' }, configFile });
+    const userDefault = loadConfig({ env: { ...OIDC, STDIO_ISOLATION: 'user' }, configFile });
     expect(userDefault.servers[0]?.target).toMatchObject({ isolation: 'user' });
     expect(config.sources.SERVERS).toBe(`file ${configFile}`);
   });
@@ -560,6 +567,15 @@ describe('servers: (YAML only)', () => {
         ],
       ]);
     });
+
+    it('allow-lists in bypass mode, which would let everyone in', () => {
+      const entry = `${SEARCH.slice(0, -2)}, allowed_groups: [eng], allowed_emails: [a@example.com] }`;
+      const refusal = 'cannot be applied in bypass mode, where nobody logs in: remove it or use AUTH_MODE=oidc';
+      expect(serverProblems(entry)).toEqual([
+        ['servers[0].allowed_emails', '', refusal],
+        ['servers[0].allowed_groups', '', refusal],
+      ]);
+    });
   });
 });
 
@@ -632,7 +648,7 @@ describe('describeServers (check-config)', () => {
       FILES.replace('/srv', '"/srv/my files"'),
       `${SEARCH.slice(0, -2)}, allowed_groups: [eng, ops], mcp_access: { rules: [{ tools: ["*"], allow: {} }] } }`,
     );
-    expect(describeServers(loadConfig({ env: BYPASS, configFile }))).toEqual([
+    expect(describeServers(loadConfig({ env: OIDC, configFile }))).toEqual([
       '# servers: 2, from servers:; a path no server owns gets 404',
       "files   /files/mcp   command npx -y @modelcontextprotocol/server-filesystem '/srv/my files'; isolation session",
       'search  /search/mcp  url http://127.0.0.1:3001/mcp; allowed_groups eng,ops; mcp_access rules',
