@@ -11,6 +11,8 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePorts } from '../helpers/ports.js';
 import { type Finished, untilExit } from '../helpers/process.js';
@@ -96,43 +98,65 @@ describe('the npm package', () => {
   });
 
   it('runs the demo, which answers /health with 200', async () => {
-    const [port] = await freePorts(1);
-    const child = spawn('npx', ['--no', '--', 'mcp-oidc-proxy', 'demo', '--port', String(port)], {
-      cwd: project,
-      env: childEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group: npx's child node is stopped with it
+    await withInstalledCommand(['demo'], async () => {});
+  });
+
+  it('serves a stdio MCP server given after --', async () => {
+    const probe = fileURLToPath(new URL('../helpers/stdio-probe-server.mjs', import.meta.url));
+    const args = ['--auth-mode', 'bypass', '--host', '127.0.0.1', '--', process.execPath, probe];
+    await withInstalledCommand(args, async (url) => {
+      const client = new Client({ name: 'package-stdio', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`)));
+      const echoed = await client.callTool({ name: 'echo', arguments: { text: 'through the package' } });
+      expect(echoed.content).toEqual([{ type: 'text', text: 'through the package' }]);
+      await client.close();
     });
-    children.add(child);
-    let output = '';
-    child.stdout?.on('data', (c: Buffer) => {
-      output += c;
-    });
-    child.stderr?.on('data', (c: Buffer) => {
-      output += c;
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-    try {
-      let status = 0;
-      const deadline = Date.now() + 30_000;
-      while (Date.now() < deadline && child.exitCode === null) {
-        try {
-          status = (await fetch(`http://127.0.0.1:${port}/health`)).status;
-          if (status === 200) break;
-        } catch {
-          // not listening yet
-        }
-        await new Promise((r) => setTimeout(r, 200));
-      }
-      expect(status, output).toBe(200);
-    } finally {
-      if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGTERM');
-      const timer = setTimeout(() => {
-        if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
-      }, 5_000);
-      await exited;
-      clearTimeout(timer);
-      children.delete(child);
-    }
   });
 });
+
+/**
+ * Runs the installed command (`npx --no -- mcp-oidc-proxy ...args --port P`) until /health
+ * answers 200, hands its URL to `use`, then stops it (its whole process group: npx's child node
+ * goes with it).
+ */
+async function withInstalledCommand(args: string[], use: (url: string) => Promise<void>): Promise<void> {
+  const [port] = await freePorts(1);
+  const child = spawn('npx', ['--no', '--', 'mcp-oidc-proxy', '--port', String(port), ...args], {
+    cwd: project,
+    env: childEnv(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  children.add(child);
+  let output = '';
+  child.stdout?.on('data', (c: Buffer) => {
+    output += c;
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    output += c;
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  try {
+    let status = 0;
+    const deadline = Date.now() + 30_000;
+    while (Date.now() < deadline && child.exitCode === null) {
+      try {
+        status = (await fetch(`http://127.0.0.1:${port}/health`)).status;
+        if (status === 200) break;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(status, output).toBe(200);
+    await use(`http://127.0.0.1:${port}`);
+  } finally {
+    if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGTERM');
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined && child.exitCode === null) process.kill(-child.pid, 'SIGKILL');
+    }, 5_000);
+    await exited;
+    clearTimeout(timer);
+    children.delete(child);
+  }
+}
