@@ -4,8 +4,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type McpTestServer, startMcpServer } from '../helpers/mcp-server.js';
 import { rawGet, startRecordingEcho } from '../helpers/raw-http.js';
-import { PROBE_COMMAND, type ServersProxy, startServersProxy } from '../helpers/servers-config.js';
 import { type Listening, waitFor } from '../helpers/servers.js';
+import { PROBE_COMMAND, type ServersProxy, startServersProxy } from '../helpers/servers-config.js';
 
 /** Every request target `backend` received, in order. */
 function recordRequests(backend: Listening): string[] {
