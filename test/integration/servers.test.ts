@@ -1,8 +1,14 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type McpTestServer, startMcpServer } from '../helpers/mcp-server.js';
+import { untilExit } from '../helpers/process.js';
 import { rawGet, startRecordingEcho } from '../helpers/raw-http.js';
 import { type Listening, waitFor } from '../helpers/servers.js';
 import { PROBE_COMMAND, type ServersProxy, startServersProxy } from '../helpers/servers-config.js';
@@ -249,5 +255,47 @@ describe('several servers: /health when their backends go down', () => {
     expect(metrics).toMatch(
       /mcp_oidc_proxy_proxy_requests_total\{server="alpha",method="GET",outcome="(error|refused)"/,
     );
+  });
+});
+
+// The built CLI: `npm test` builds before vitest; run `npm run build` before running this alone.
+const MAIN = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+describe('check-config with servers:', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-servers-cli-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('exits 2 naming each entry at fault: a path taken twice, a name taken twice, PROXY_TARGET_URL beside it', async () => {
+    const file = join(dir, 'servers.yaml');
+    writeFileSync(
+      file,
+      [
+        'servers:',
+        '  - {name: search, path: /search/mcp, url: "http://127.0.0.1:3001/mcp"}',
+        '  - {name: files, path: /search/mcp, command: [node, server.js]}',
+        '  - {name: search, path: /search/mcp/deeper, url: "http://127.0.0.1:3002/mcp"}',
+        '',
+      ].join('\n'),
+    );
+    const child = spawn(process.execPath, [MAIN, 'check-config', '--config', file], {
+      env: { PATH: process.env.PATH ?? '', AUTH_MODE: 'bypass', PROXY_TARGET_URL: 'http://127.0.0.1:3000' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const checked = await untilExit(child, 'check-config', 15_000);
+    expect(checked.code).toBe(2);
+    const source = `(from file ${file})`;
+    expect(checked.stderr).toContain(
+      `servers[1].path="/search/mcp" ${source}: overlaps servers[0].path (/search/mcp): a server owns its path and every path below it`,
+    );
+    expect(checked.stderr).toContain(
+      `servers[2].path="/search/mcp/deeper" ${source}: overlaps servers[0].path`,
+    );
+    expect(checked.stderr).toContain(
+      `servers[2].name="search" ${source}: is already the name of servers[0]; give every server its own name`,
+    );
+    expect(checked.stderr).toContain(
+      'PROXY_TARGET_URL="http://127.0.0.1:3000" (from env): cannot be used with servers:',
+    );
+    expect(checked.stdout).not.toContain('configuration OK');
   });
 });
