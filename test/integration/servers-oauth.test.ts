@@ -11,6 +11,7 @@ import {
   walkAuthorization,
 } from '../helpers/mcp-oauth-client.js';
 import { type McpTestServer, startMcpServer } from '../helpers/mcp-server.js';
+import { rawGet } from '../helpers/raw-http.js';
 import { waitFor } from '../helpers/servers.js';
 import {
   PROBE_COMMAND,
@@ -128,6 +129,21 @@ describe('several servers behind one login (servers:, oidc mode)', () => {
     expect((await (await fetch(metadataUrl('/other/mcp'))).json()) as unknown).toMatchObject({
       error: 'not_found',
     });
+
+    // A path no server owns is no protected resource: 404, not a challenge to log in somewhere.
+    for (const path of ['/', '/mcp', '/files', '/files/mcpx']) {
+      const res = await fetch(`${stack.url}${path}`, { method: 'POST' });
+      expect(res.status, path).toBe(404);
+      expect(res.headers.get('www-authenticate'), path).toBeNull();
+    }
+    for (const target of [
+      '/files/mcp/../../search/mcp',
+      '/files/mcp/%2e%2e/%2e%2e/search/mcp',
+      '//search/mcp',
+    ]) {
+      expect((await rawGet(stack.url, target)).status, target).toBe(400);
+    }
+    expect((await fetch(metadataUrl('/search/mcp/x'))).status).toBe(404);
 
     // One authorization server for both: its scopes are the union.
     const as = (await (await fetch(`${stack.url}/.well-known/oauth-authorization-server`)).json()) as {
