@@ -61,12 +61,33 @@ export async function authorizeInBrowser(
   jar: CookieJar,
   user: { username: string; password: string } = alice,
 ): Promise<URL> {
+  return (await walkAuthorization(url, jar, user)).callback;
+}
+
+/** Where the browser part of an authorization ended, and the requests it took to get there. */
+export interface AuthorizationWalk {
+  /** The client's redirect URL, with `code` or `error`. */
+  callback: URL;
+  /** Every URL requested, in order ("POST " prefixed for form submissions). */
+  visited: string[];
+}
+
+/**
+ * The browser part of an authorization: signs the user in at the IdP when the browser has no
+ * proxy session yet, approves the consent page when one is shown, and stops at the redirect
+ * back to the client (with a code, or an error).
+ */
+export async function walkAuthorization(
+  url: URL,
+  jar: CookieJar,
+  user: { username: string; password: string } = alice,
+): Promise<AuthorizationWalk> {
   const result = await loginThroughBrowserless(url.href, user, {
     jar,
     stopAt: (target) => target.href.startsWith(REDIRECT_URL),
     onPage: approveConsent,
   });
-  return new URL(result.finalUrl);
+  return { callback: new URL(result.finalUrl), visited: result.visited };
 }
 
 /** An official SDK client that went through the whole authorization (DCR, login, consent, PKCE). */
@@ -78,18 +99,25 @@ export interface ConnectedMcpClient {
   clientId: string;
   accessToken: string;
   refreshToken: string;
+  /** The browser's requests during the authorization (IdP login, consent page: or not). */
+  visited: string[];
+}
+
+export interface ConnectOptions {
+  /** The MCP endpoint's path on the proxy; `/mcp` unless told. */
+  path?: string;
+  /** A browser that may already hold a proxy session (a second server behind the same login). */
+  jar?: CookieJar;
+  /** A registration the client already has (no DCR then), e.g. one made for another server. */
+  clientInformation?: OAuthClientInformationFull;
 }
 
 /**
- * Connects the SDK client to `proxyUrl/mcp` as `user`: the first attempt gets 401 and starts
- * discovery and registration, the browser part runs headlessly, and the second attempt connects.
+ * The SDK client's first attempt at `endpoint`: refused with 401, it discovers the protected
+ * resource and the authorization server, registers unless it already is, and asks the user to
+ * authorize. Returns the authorization URL it would open in a browser.
  */
-export async function connectMcpClient(
-  proxyUrl: string,
-  user: { username: string; password: string } = alice,
-): Promise<ConnectedMcpClient> {
-  const endpoint = new URL(`${proxyUrl}/mcp`);
-  const provider = new HeadlessOAuthProvider();
+export async function requestAuthorization(endpoint: URL, provider: HeadlessOAuthProvider): Promise<URL> {
   const probe = new Client({ name: 'mcp-oidc-proxy-tests', version: '1.0.0' });
   const unauthorized = await probe
     .connect(new StreamableHTTPClientTransport(endpoint, { authProvider: provider }))
@@ -100,8 +128,27 @@ export async function connectMcpClient(
   if (!unauthorized || !provider.authorizationUrl) {
     throw new Error('the MCP endpoint did not ask the SDK client to authorize');
   }
-  const jar = new CookieJar();
-  const callback = await authorizeInBrowser(provider.authorizationUrl, jar, user);
+  return provider.authorizationUrl;
+}
+
+/**
+ * Connects the SDK client to `proxyUrl` + path (`/mcp`) as `user`: the first attempt gets 401
+ * and starts discovery and registration, the browser part runs headlessly, and the second
+ * attempt connects.
+ */
+export async function connectMcpClient(
+  proxyUrl: string,
+  user: { username: string; password: string } = alice,
+  { path = '/mcp', jar = new CookieJar(), clientInformation }: ConnectOptions = {},
+): Promise<ConnectedMcpClient> {
+  const endpoint = new URL(`${proxyUrl}${path}`);
+  const provider = new HeadlessOAuthProvider();
+  provider.info = clientInformation;
+  const { callback, visited } = await walkAuthorization(
+    await requestAuthorization(endpoint, provider),
+    jar,
+    user,
+  );
   const code = callback.searchParams.get('code');
   if (!code) throw new Error(`the authorization ended without a code: ${callback.href}`);
   await new StreamableHTTPClientTransport(endpoint, { authProvider: provider }).finishAuth(code);
@@ -114,5 +161,6 @@ export async function connectMcpClient(
     clientId: provider.info?.client_id ?? '',
     accessToken: provider.saved?.access_token ?? '',
     refreshToken: provider.saved?.refresh_token ?? '',
+    visited,
   };
 }

@@ -35,14 +35,9 @@ export async function startOidcStack(
   }
 }
 
-async function buildOidcStack(
-  env: Record<string, string>,
-  idpOptions: Partial<DevIdpOptions>,
-  startBackend: () => Promise<Listening>,
-): Promise<OidcStack> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const idp = await startDevIdp({
+/** The dev IdP, with the proxy at `url` (its public URL) registered as its client. */
+export function startIdpFor(url: string, idpOptions: Partial<DevIdpOptions> = {}): Promise<DevIdp> {
+  return startDevIdp({
     clients: [
       {
         client_id: CLIENT_ID,
@@ -53,19 +48,36 @@ async function buildOidcStack(
     ],
     ...idpOptions,
   });
+}
+
+/** The settings of a proxy in oidc mode at `url` (port and public URL) logging users in at `idp`. */
+export function oidcProxyEnv(idp: DevIdp, url: string): Record<string, string> {
+  return {
+    AUTH_MODE: 'oidc',
+    SERVER_PORT: new URL(url).port,
+    PUBLIC_URL: url,
+    OIDC_DISCOVERY_URL: `${idp.issuer}/.well-known/openid-configuration`,
+    OIDC_CLIENT_ID: CLIENT_ID,
+    OIDC_CLIENT_SECRET: CLIENT_SECRET,
+    OIDC_SCOPES: 'openid email profile groups offline_access',
+  };
+}
+
+async function buildOidcStack(
+  env: Record<string, string>,
+  idpOptions: Partial<DevIdpOptions>,
+  startBackend: () => Promise<Listening>,
+): Promise<OidcStack> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const idp = await startIdpFor(url, idpOptions);
   const backend = await startBackend();
   let proxy: TestProxy;
   try {
     proxy = await startTestProxy({
-      AUTH_MODE: 'oidc',
-      SERVER_PORT: String(port),
-      PUBLIC_URL: url,
+      ...oidcProxyEnv(idp, url),
       // A stdio server (PROXY_TARGET_COMMAND) replaces the backend, which then only idles.
       ...(env.PROXY_TARGET_COMMAND === undefined ? { PROXY_TARGET_URL: backend.url } : {}),
-      OIDC_DISCOVERY_URL: `${idp.issuer}/.well-known/openid-configuration`,
-      OIDC_CLIENT_ID: CLIENT_ID,
-      OIDC_CLIENT_SECRET: CLIENT_SECRET,
-      OIDC_SCOPES: 'openid email profile groups offline_access',
       ...env,
     });
   } catch (err) {

@@ -78,16 +78,21 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-/** A test proxy's config from env-style settings (bypass mode unless told otherwise): a start's, or a reload's. */
-export function testProxyConfig(env: Record<string, string>): Config {
+/**
+ * A test proxy's config from env-style settings (bypass mode unless told otherwise), and the
+ * YAML file `configFile` when given (`--config`: the only place for `servers:`): a start's, or
+ * a reload's.
+ */
+export function testProxyConfig(env: Record<string, string>, configFile?: string): Config {
   return loadConfig({
     env: { AUTH_MODE: 'bypass', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'debug', ...env },
+    ...(configFile === undefined ? {} : { configFile }),
   });
 }
 
-/** Starts the proxy on a free port with env-style settings; bypass mode unless told otherwise. */
-export async function startTestProxy(env: Record<string, string>): Promise<TestProxy> {
-  const config = testProxyConfig(env);
+/** Starts the proxy on a free port with env-style settings (and a YAML file); bypass mode unless told otherwise. */
+export async function startTestProxy(env: Record<string, string>, configFile?: string): Promise<TestProxy> {
+  const config = testProxyConfig(env, configFile);
   const log = captureLogs(config.log.level);
   const proxy = await startProxy({ config, logger: log.logger });
   return {

@@ -608,6 +608,20 @@ describe('refresh tokens', () => {
     await expect(refresh.rotate(first.token, { clientId: 'client-1' })).resolves.toBeTruthy();
   });
 
+  it('refuses a request its check throws for without spending the token', async () => {
+    const { refresh } = instance(newStore());
+    const first = await refresh.issue(family);
+    const wrongResource = new Error('the authorization was for another resource');
+    const check = (): void => {
+      throw wrongResource;
+    };
+    await expect(refresh.rotate(first.token, { check })).rejects.toBe(wrongResource);
+    const seen: string[] = [];
+    const rotated = await refresh.rotate(first.token, { check: (f) => void seen.push(f.resource) });
+    expect(seen).toEqual([RESOURCE]);
+    expect(rotated.family.id).toBe(first.family.id);
+  });
+
   it('refuses unknown and malformed tokens as invalid', async () => {
     const { refresh } = instance(newStore());
     await refresh.issue(family);

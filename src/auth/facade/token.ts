@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import type { PolicySubject } from '../policy/policy.js';
 import type { GrantTimes } from '../tokens/access-tokens.js';
-import type { IssuedRefreshToken } from '../tokens/refresh-tokens.js';
+import type { IssuedRefreshToken, RefreshFamily } from '../tokens/refresh-tokens.js';
 import type { IssuedFromCode } from './authorization-codes.js';
 import type { AuthorizationServer } from './authorization-server.js';
 import { clientEndpoint } from './client-auth.js';
@@ -183,9 +183,19 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
     const requestedScope = scopeParam(params, server.scopesSupported());
     const resource = param(params, 'resource');
 
+    // Checked before the token is spent: a refused request leaves the client its grant.
+    const covered = (family: RefreshFamily): void => {
+      if (resource !== undefined && resource !== family.resource) {
+        throw new InvalidTargetError(`the authorization was for the resource ${family.resource}`);
+      }
+      const granted = family.scope.split(' ');
+      if (requestedScope !== undefined && !requestedScope.every((s) => granted.includes(s))) {
+        throw new InvalidScopeError('a refresh may narrow the granted scope, never widen it');
+      }
+    };
     let rotated: IssuedRefreshToken;
     try {
-      rotated = await server.grants.rotate(token, { clientId: client.client_id });
+      rotated = await server.grants.rotate(token, { clientId: client.client_id, check: covered });
     } catch (error) {
       if (!(error instanceof InvalidGrantError)) throw error;
       if (error.reason === 'reuse_detected') {
@@ -194,13 +204,6 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
       throw new InvalidGrantError('the refresh token is invalid, expired or revoked', { cause: error });
     }
     const { family } = rotated;
-    if (resource !== undefined && resource !== family.resource) {
-      throw new InvalidTargetError(`the authorization was for the resource ${family.resource}`);
-    }
-    const granted = family.scope.split(' ');
-    if (requestedScope !== undefined && !requestedScope.every((s) => granted.includes(s))) {
-      throw new InvalidScopeError('a refresh may narrow the granted scope, never widen it');
-    }
     const subject = {
       sub: family.sub,
       email: family.email,

@@ -163,9 +163,14 @@ export class RefreshTokens {
   /**
    * Exchanges a refresh token for its successor. The presented token is spent whatever happens
    * next; presenting a spent one revokes its family and throws `reuse_detected`. With `clientId`,
-   * a token issued to another client is refused (RFC 6749 §6) without being spent.
+   * a token issued to another client is refused (RFC 6749 §6) without being spent; so is a
+   * request `check` throws for (a `resource` or `scope` the grant does not cover): a client
+   * that asked wrongly keeps its grant instead of losing it to reuse detection at its next try.
    */
-  async rotate(token: string, options: { clientId?: string } = {}): Promise<IssuedRefreshToken> {
+  async rotate(
+    token: string,
+    options: { clientId?: string; check?: (family: RefreshFamily) => void } = {},
+  ): Promise<IssuedRefreshToken> {
     const hash = this.hashIfWellFormed(token);
     const record =
       hash === undefined ? undefined : parseTokenRecord(await this.store.get(TOKEN_PREFIX + hash));
@@ -178,6 +183,7 @@ export class RefreshTokens {
     if (options.clientId !== undefined && options.clientId !== family.clientId) {
       throw refused('client_mismatch', 'the refresh token was issued to another client');
     }
+    options.check?.(family);
     const first = await this.store.setIfAbsent(USED_PREFIX + hash, family.id, record.expiresAt - now);
     if (!first) {
       await this.revokeFamily(family.id);
