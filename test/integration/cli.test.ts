@@ -241,7 +241,12 @@ describe('mcp-oidc-proxy CLI', () => {
         '',
       ].join('\n'),
     );
-    const ok = await run(['check-config', '--config', file], { AUTH_MODE: 'bypass' });
+    const ok = await run(['check-config', '--config', file], {
+      AUTH_MODE: 'oidc',
+      OIDC_DISCOVERY_URL: 'https://idp.example.com/.well-known/openid-configuration',
+      OIDC_CLIENT_ID: 'proxy',
+      OIDC_CLIENT_SECRET: 'proxy-secret',
+    });
     expect(ok.stderr).toBe('');
     expect(ok.code).toBe(0);
     expect(ok.stdout).toMatch(/^servers\s+= \[\{"name":"files".*# file /m);

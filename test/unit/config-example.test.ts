@@ -55,6 +55,13 @@ function commentAbove(i: number): string {
 const dir = mkdtempSync(join(tmpdir(), 'mcp-oidc-proxy-example-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+const OIDC_LOGIN = {
+  AUTH_MODE: 'oidc',
+  OIDC_DISCOVERY_URL: 'https://idp.example.com/.well-known/openid-configuration',
+  OIDC_CLIENT_ID: 'proxy',
+  OIDC_CLIENT_SECRET: 'proxy-secret',
+};
+
 describe('configs/config.example.yaml', () => {
   const found = keyLines();
   const leaves = found.filter((k) => k.value !== '' || k.commented);
@@ -145,7 +152,8 @@ describe('configs/config.example.yaml', () => {
         alone,
         uncommented((k) => k === key),
       );
-      expect(() => loadConfig({ configFile: alone, env: { AUTH_MODE: 'bypass' } }), key).not.toThrow();
+      // With a login: the example's `servers:` has allow-lists, which bypass mode refuses.
+      expect(() => loadConfig({ configFile: alone, env: OIDC_LOGIN }), key).not.toThrow();
       rows.push(...describeConfig({ configFile: alone, env: {} }).filter((r) => r.source !== 'unset'));
     }
     for (const spec of specs.filter((s) => s.default === undefined)) {
