@@ -79,15 +79,19 @@ export interface TestProxy {
 }
 
 /** A test proxy's config from env-style settings (bypass mode unless told otherwise): a start's, or a reload's. */
-export function testProxyConfig(env: Record<string, string>): Config {
+export function testProxyConfig(env: Record<string, string>, configFile?: string): Config {
   return loadConfig({
     env: { AUTH_MODE: 'bypass', SERVER_HOST: '127.0.0.1', SERVER_PORT: '0', LOG_LEVEL: 'debug', ...env },
+    configFile,
   });
 }
 
-/** Starts the proxy on a free port with env-style settings; bypass mode unless told otherwise. */
-export async function startTestProxy(env: Record<string, string>): Promise<TestProxy> {
-  const config = testProxyConfig(env);
+/**
+ * Starts the proxy on a free port with env-style settings; bypass mode unless told otherwise.
+ * `configFile` adds a YAML file's (`servers:`, which has no environment variable).
+ */
+export async function startTestProxy(env: Record<string, string>, configFile?: string): Promise<TestProxy> {
+  const config = testProxyConfig(env, configFile);
   const log = captureLogs(config.log.level);
   const proxy = await startProxy({ config, logger: log.logger });
   return {
