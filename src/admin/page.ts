@@ -47,6 +47,10 @@ export const ADMIN_PAGE_HTML = `<!DOCTYPE html>
     <div class="card"><h3>Upstream</h3><p class="big" id="upstream-status">–</p><p class="muted">breaker <span id="breaker">–</span></p><p class="muted small" id="upstream-target"></p></div>
     <div class="card"><h3>Proxy</h3><p class="big" id="uptime">–</p><p class="muted">version <span id="version">–</span> · RSS <span id="memory">–</span></p><p class="muted small">identity provider <span id="idp-status">–</span></p></div>
   </div>
+  <section id="servers-section">
+    <h2>Servers</h2>
+    <table><thead><tr><th>Name</th><th>Path</th><th>Target</th><th>Status</th><th>Breaker</th></tr></thead><tbody id="servers"></tbody></table>
+  </section>
   <section id="funnel-section">
     <h2>Login funnel</h2>
     <ol id="funnel"></ol>
@@ -104,6 +108,9 @@ th{font-size:.78rem;color:var(--muted);font-weight:600;background:#fafbfc}
 td.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.8rem;word-break:break-all}
 tbody tr:last-child td{border-bottom:0}
 td.empty{color:var(--muted);text-align:center}
+tr.children>td{padding:0 .6rem .6rem 2rem;background:#fafbfc}
+tr.children table{font-size:.85rem}
+tr.children caption{text-align:left;font-size:.78rem;color:var(--muted);padding:.3rem 0}
 #funnel{list-style:none;margin:0;padding:0;display:grid;gap:.3rem;max-width:760px}
 #funnel li{display:grid;grid-template-columns:11rem 1fr 4rem;gap:.6rem;align-items:center}
 #funnel progress{width:100%;height:.9rem}
@@ -243,8 +250,56 @@ export const ADMIN_PAGE_JS = `'use strict';
     var idp = $('idp-status');
     idp.textContent = s.identity_provider ? s.identity_provider.status : 'n/a';
     idp.className = s.identity_provider ? s.identity_provider.status : '';
+    renderServers(s.servers);
     renderFunnel(s.auth.funnel);
     renderAudit(s.recent_audit);
+  }
+
+  var CHILD_COLUMNS = ['PID', 'User', 'Sessions', 'Age', 'Idle', 'In flight', 'Streams'];
+  /** Each server, and below a stdio server the table of its child processes. */
+  function renderServers(servers) {
+    var body = $('servers');
+    var rows = [];
+    servers.forEach(function (s) {
+      var tr = document.createElement('tr');
+      tr.dataset.server = s.name;
+      var status = cell(s.status, s.status);
+      status.title = s.error || '';
+      tr.append(cell(s.name), cell(s.path, 'id'), cell(s.target, 'id'), status, cell(s.breaker.replace('_', '-'), s.breaker));
+      rows.push(tr);
+      if (s.children) rows.push(childrenRow(s));
+    });
+    body.replaceChildren.apply(body, rows);
+  }
+
+  function childrenRow(server) {
+    var tr = document.createElement('tr');
+    tr.className = 'children';
+    tr.dataset.childrenOf = server.name;
+    var td = document.createElement('td');
+    td.colSpan = 5;
+    var table = document.createElement('table');
+    var caption = document.createElement('caption');
+    caption.textContent = 'stdio processes: ' + server.children.length;
+    var head = document.createElement('thead');
+    var headRow = document.createElement('tr');
+    headRow.append.apply(headRow, CHILD_COLUMNS.map(function (name) {
+      var th = document.createElement('th');
+      th.textContent = name;
+      return th;
+    }));
+    head.append(headRow);
+    var rows = document.createElement('tbody');
+    fillBody(rows, server.children, CHILD_COLUMNS.length, function (c) {
+      var sessions = cell(c.sessions.length);
+      sessions.title = c.sessions.join(' ');
+      return [cell(c.pid, 'id'), cell(c.user), sessions, cell(duration(c.age_seconds)), cell(duration(c.idle_seconds)),
+        cell(c.in_flight), cell(c.open_streams)];
+    }, 'no process running');
+    table.append(caption, head, rows);
+    td.append(table);
+    tr.append(td);
+    return tr;
   }
 
   function renderFunnel(steps) {
@@ -288,8 +343,8 @@ export const ADMIN_PAGE_JS = `'use strict';
     }, filter && recentCalls.length ? 'no call matches' : undefined);
   }
 
-  function fill(id, rows, columns, toCells, emptyText) {
-    var body = $(id);
+  function fill(id, rows, columns, toCells, emptyText) { fillBody($(id), rows, columns, toCells, emptyText); }
+  function fillBody(body, rows, columns, toCells, emptyText) {
     if (!rows.length) {
       var tr = document.createElement('tr');
       var td = cell(emptyText || 'nothing yet', 'empty');

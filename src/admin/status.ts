@@ -4,6 +4,7 @@ import type { HealthChecker, HealthReport, TargetHealth } from '../observability
 import type { Metrics } from '../observability/metrics.js';
 import type { BreakerState } from '../proxy/breaker.js';
 import type { StdioChildInfo } from '../stdio/bridge.js';
+import { quoteCommand } from '../stdio/command.js';
 
 /**
  * `GET /admin/api/status`: one JSON document with what the monitoring page shows. Every counter
@@ -184,7 +185,8 @@ export class StatusReporter {
       const status: ServerStatus = {
         name: server.name,
         path: server.path,
-        target: target.kind === 'url' ? displayTarget(target.url) : target.command.join(' '),
+        // Quoted as check-config shows it: an argument with a space reads as one.
+        target: target.kind === 'url' ? displayTarget(target.url) : quoteCommand(target.command),
         status: health?.status ?? 'unhealthy',
         ...(health?.error ? { error: health.error } : {}),
         breaker: breaker.state,

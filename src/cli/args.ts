@@ -6,7 +6,7 @@ import {
   type SettingSpec,
   settingName,
 } from '../config/settings.js';
-import { quoteCommand } from '../stdio/command.js';
+import { quoteCommand, splitCommand } from '../stdio/command.js';
 
 export type Command = 'serve' | 'demo' | 'check-config' | 'version' | 'help';
 
@@ -15,6 +15,8 @@ export interface ParsedArgs {
   configFile?: string;
   /** Setting values from flags, keyed by the setting's environment name. */
   flags: Record<string, string>;
+  /** `demo --stdio "PROGRAM ARGS"`: the stdio MCP server the demo fronts instead of its sample one. */
+  demoStdio?: string;
 }
 
 export class UsageError extends Error {
@@ -28,6 +30,11 @@ const COMMAND_SETTING: SettingEnv = 'PROXY_TARGET_COMMAND';
 
 /** The commands that take a stdio MCP server's command after `--`. */
 const TAKES_TARGET_COMMAND = new Set<Command>(['serve', 'check-config']);
+
+/** The flags that are no setting: read by the CLI itself. */
+const CLI_FLAGS = ['--config', '--stdio'];
+
+const STDIO_EXAMPLE = '--stdio "npx -y @modelcontextprotocol/server-memory"';
 
 /** The settings a flag can set (not the YAML-only ones). */
 function flagSettings(): SettingSpec[] {
@@ -49,9 +56,9 @@ const BOOL_WORDS = new Set(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off']
 /** The flag a mistyped one most likely meant (`--SERVER_PORT`, `--prot`). */
 function suggestFlag(name: string, table: Map<string, SettingSpec>): string | undefined {
   const normal = `--${name.replace(/^-+/, '').toLowerCase().replaceAll('_', '-')}`;
-  if (table.has(normal) || normal === '--config') return normal;
+  if (table.has(normal) || CLI_FLAGS.includes(normal)) return normal;
   let best: { flag: string; distance: number } | undefined;
-  for (const flag of [...table.keys(), '--config']) {
+  for (const flag of [...table.keys(), ...CLI_FLAGS]) {
     const distance = editDistance(normal, flag);
     if (distance <= 2 && (!best || distance < best.distance)) best = { flag, distance };
   }
@@ -69,7 +76,9 @@ export function parseArgs(argv: readonly string[]): ParsedArgs {
   if (end < 0 || out.command === 'help' || out.command === 'version') return out;
   const words = argv.slice(end + 1);
   if (!TAKES_TARGET_COMMAND.has(out.command))
-    throw new UsageError(`"${out.command}" takes no command after --; only serve and check-config do`);
+    throw new UsageError(
+      `"${out.command}" takes no command after --; only serve and check-config do${out.command === 'demo' ? ` (the demo takes one as ${STDIO_EXAMPLE})` : ''}`,
+    );
   if (words.length === 0)
     throw new UsageError(
       'nothing follows --; give the MCP server to run after it, e.g. -- npx -y @modelcontextprotocol/server-memory',
@@ -106,7 +115,7 @@ function parseOptions(argv: readonly string[]): ParsedArgs {
     const eq = arg.indexOf('=');
     const name = eq < 0 ? arg : arg.slice(0, eq);
     let value: string | undefined = eq < 0 ? undefined : arg.slice(eq + 1);
-    if (name !== '--config' && !table.has(name)) {
+    if (!CLI_FLAGS.includes(name) && !table.has(name)) {
       const guess = suggestFlag(name, table);
       throw new UsageError(
         `unknown flag "${name}"${guess ? `; did you mean ${guess}?` : ''} (see --help for the flags)`,
@@ -123,6 +132,8 @@ function parseOptions(argv: readonly string[]): ParsedArgs {
           i++;
         }
       } else if (next === undefined || next.startsWith('--')) {
+        if (name === '--stdio')
+          throw new UsageError(`flag --stdio needs the stdio MCP server's command: ${STDIO_EXAMPLE}`);
         throw new UsageError(`flag ${name} needs a value: ${name} VALUE or ${name}=VALUE`);
       } else {
         value = next;
@@ -132,9 +143,31 @@ function parseOptions(argv: readonly string[]): ParsedArgs {
     if (name === '--config') {
       if (value === '') throw new UsageError('flag --config needs a value: --config FILE');
       out.configFile = value;
-    } else out.flags[(spec as SettingSpec).env] = value;
+    } else if (name === '--stdio') out.demoStdio = stdioCommand(value);
+    else out.flags[(spec as SettingSpec).env] = value;
   }
+  if (out.demoStdio !== undefined) checkDemoStdio(out);
   return out;
+}
+
+/** `--stdio`'s value, refused here (exit 64) when it does not split into a command. */
+function stdioCommand(value: string): string {
+  try {
+    splitCommand(value);
+  } catch (err) {
+    throw new UsageError(`the --stdio command ${(err as Error).message}`);
+  }
+  return value;
+}
+
+/** `--stdio` belongs to the demo, and names its target: no other flag may name another. */
+function checkDemoStdio(args: ParsedArgs): void {
+  if (args.command !== 'demo')
+    throw new UsageError(
+      `--stdio is a flag of demo; to run a stdio MCP server with "${args.command}", give its command after --: mcp-oidc-proxy -- PROGRAM [ARGS...]`,
+    );
+  if (args.flags[COMMAND_SETTING] !== undefined)
+    throw new UsageError('the command is given twice, by --target-command and --stdio; give it once');
 }
 
 export function helpText(version: string): string {
@@ -148,6 +181,8 @@ export function helpText(version: string): string {
     '  mcp-oidc-proxy check-config [flags] [-- PROGRAM [ARGS...]]',
     '                                             validate and print the effective config (secrets masked)',
     '  mcp-oidc-proxy demo [--port N] [--host H]  sample MCP server with the proxy in front of it',
+    '  mcp-oidc-proxy demo --stdio "PROGRAM [ARGS...]"',
+    '                                             the demo in front of a stdio MCP server instead',
     '  mcp-oidc-proxy --version                   print the version',
     '  mcp-oidc-proxy --help                      this text',
     '',

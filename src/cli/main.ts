@@ -75,7 +75,11 @@ async function demo(args: ParsedArgs): Promise<void> {
   const { runDemo } = await import('../demo/demo.js');
   let logger: Logger | undefined;
   const armReload = reloadOnSignal(() => logger ?? createLogger('info'));
-  const running = await runDemo({ flags: args.flags, configFile: args.configFile });
+  const running = await runDemo({
+    flags: args.flags,
+    configFile: args.configFile,
+    stdioCommand: args.demoStdio,
+  });
   logger = running.logger;
   const reloader = armReload(running.input, running.proxy, running.config.watchConfig);
   const onSignal = (): void => {

@@ -5,6 +5,7 @@ import { type LoadInput, loadConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { type RunningProxy, startProxy } from '../server/app.js';
+import { quoteCommand } from '../stdio/command.js';
 import { DEFAULT_DEV_USERS, type DevIdp, startDevIdp } from './dev-idp.js';
 import { createSampleMcpServer } from './sample-mcp-server.js';
 
@@ -16,6 +17,11 @@ export interface DemoOptions {
    * SIGHUP or CONFIG_WATCH reload it like `serve` does.
    */
   configFile?: string;
+  /**
+   * `--stdio "PROGRAM ARGS"`: a stdio MCP server the demo runs and fronts instead of its sample
+   * HTTP server (PROXY_TARGET_COMMAND; already checked to split into words).
+   */
+  stdioCommand?: string;
 }
 
 /** The running demo: the proxy, what its config was loaded from (a reload loads it again), and stop. */
@@ -26,6 +32,34 @@ export interface RunningDemo {
   input: LoadInput;
   logger: Logger;
   stop(): Promise<void>;
+}
+
+/** The MCP server the demo fronts: the setting that names it, and how to stop it. */
+interface DemoTarget {
+  env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+/** The sample HTTP MCP server on a loopback port, or a stdio command the proxy itself runs. */
+async function startTarget(stdioCommand: string | undefined): Promise<DemoTarget> {
+  if (stdioCommand !== undefined)
+    return { env: { PROXY_TARGET_COMMAND: stdioCommand }, close: async () => {} };
+  const sample = createSampleMcpServer();
+  await new Promise<void>((resolve) => sample.server.listen(0, '127.0.0.1', resolve));
+  const samplePort = (sample.server.address() as AddressInfo).port;
+  return { env: { PROXY_TARGET_URL: `http://127.0.0.1:${samplePort}` }, close: () => sample.close() };
+}
+
+/** The banner's lines on what the demo serves. */
+function servedLines(config: Config): string[] {
+  const target = config.servers[0]?.target;
+  if (target?.kind !== 'command')
+    return ['  sample tools   : echo, count (streams progress), whoami (shows who you are)'];
+  const per = target.isolation === 'user' ? 'user' : 'MCP session';
+  return [
+    `  stdio server   : ${quoteCommand(target.command)}`,
+    `                   (run by the proxy: a child process per ${per}, its user in MCP_USER)`,
+  ];
 }
 
 const DEMO_CLIENT_ID = 'mcp-oidc-proxy-demo';
@@ -46,7 +80,8 @@ function freePort(host: string): Promise<number> {
 /**
  * `mcp-oidc-proxy demo`: in one process, a development OIDC provider with test users, a
  * sample MCP server, and the proxy in front of it in oidc mode — the whole login flow with
- * nothing else installed. `--auth-mode bypass` leaves the login out.
+ * nothing else installed. `--auth-mode bypass` leaves the login out; `--stdio` puts a stdio MCP
+ * server of the user's in the sample server's place.
  */
 export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   const host = options.flags.SERVER_HOST ?? '127.0.0.1';
@@ -55,22 +90,21 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
   const publicUrl = new URL(options.flags.PUBLIC_URL ?? `http://localhost:${port}`);
   const bypass = options.flags.AUTH_MODE === 'bypass';
 
-  const sample = createSampleMcpServer();
+  let target: DemoTarget | undefined;
   let idp: DevIdp | undefined;
   let proxy: RunningProxy;
   let config: Config;
   let input: LoadInput;
   let logger: Logger;
   try {
-    await new Promise<void>((resolve) => sample.server.listen(0, '127.0.0.1', resolve));
-    const samplePort = (sample.server.address() as AddressInfo).port;
+    target = await startTarget(options.stdioCommand);
     const secret = randomBytes(24).toString('base64url');
     const env: Record<string, string> = {
       AUTH_MODE: 'oidc',
       SERVER_HOST: host,
       SERVER_PORT: String(port),
       PUBLIC_URL: publicUrl.origin,
-      PROXY_TARGET_URL: `http://127.0.0.1:${samplePort}`,
+      ...target.env,
       // MCP Inspector's web UI, which may call the server straight from the browser.
       ALLOWED_ORIGINS: 'http://localhost:6274,http://127.0.0.1:6274',
     };
@@ -107,7 +141,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     proxy = await startProxy({ config, logger });
   } catch (err) {
     await idp?.close();
-    await sample.close();
+    await target?.close();
     throw err;
   }
   const mcpUrl = `${publicUrl.origin}${config.mcpPath}`;
@@ -134,7 +168,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
           ]
         : []),
       `  health         : ${publicUrl.origin}/health     metrics: ${publicUrl.origin}${config.metrics.path}`,
-      '  sample tools   : echo, count (streams progress), whoami (shows who you are)',
+      ...servedLines(config),
       '',
       `  try it         : npx @modelcontextprotocol/inspector   (Streamable HTTP, URL ${mcpUrl})`,
       `                   npx mcp-remote ${mcpUrl}`,
@@ -150,7 +184,7 @@ export async function runDemo(options: DemoOptions): Promise<RunningDemo> {
     logger,
     stop: async () => {
       await proxy.shutdown();
-      await sample.close();
+      await target?.close();
       await idp?.close();
     },
   };

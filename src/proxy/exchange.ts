@@ -180,6 +180,10 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
         const events = new SseEventEditor(state.editor as ResponseEditor, this.relay, limit);
         this.edit = { kind: 'sse', events };
       }
+      // A stream opened while draining (an MCP client's GET stream reconnecting on a connection
+      // still open) would otherwise hold the shutdown until its deadline: it ends at once, as
+      // the streams open at the start of the shutdown did.
+      if (options.draining()) this.end();
     } else if (options.idleTimeoutMs > 0) {
       this.idleWatched = true;
       if (idleClocksToStart.push(this) === 1) setImmediate(startIdleClocks);

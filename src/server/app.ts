@@ -128,17 +128,7 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const adminModule = config.admin.enabled ? await import('../admin/admin.js') : undefined;
   metrics.sessionsActive.set(0);
 
-  const liveStreams = trackedSet<LiveStream>((n) => metrics.activeStreams.set({ kind: 'sse' }, n));
-  // A stream opened while shutting down (a client reconnecting the one just ended, over a
-  // keep-alive connection) is ended as it starts: it would otherwise hold the shutdown until its deadline.
-  const streams = {
-    items: liveStreams.items,
-    add(stream: LiveStream): void {
-      liveStreams.add(stream);
-      if (draining) queueMicrotask(() => stream.end());
-    },
-    delete: (stream: LiveStream): void => liveStreams.delete(stream),
-  };
+  const streams = trackedSet<LiveStream>((n) => metrics.activeStreams.set({ kind: 'sse' }, n));
   const tunnels = trackedSet<Tunnel>((n) => metrics.activeStreams.set({ kind: 'websocket' }, n));
   let headers = securityHeaders(config.security.contentSecurityPolicy);
   let draining = false;

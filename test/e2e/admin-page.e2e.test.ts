@@ -11,11 +11,13 @@ import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_DEV_USERS, type DevUser } from '../../src/demo/dev-idp.js';
+import { quoteCommand } from '../../src/stdio/command.js';
 import { launchChromium, watchedContext } from '../helpers/chromium.js';
 import { signInThroughProxy } from '../helpers/headless-login.js';
 import { type ConnectedMcpClient, connectMcpClient } from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
+import { probeCommand } from '../helpers/stdio-bridge.js';
 
 const ADMIN_TOKEN = randomBytes(36).toString('base64url');
 /** A display name that would run script if the page ever put it in as markup. */
@@ -111,6 +113,11 @@ describe('the monitoring page in a real browser (Chromium)', () => {
     expect(await page.locator('#p50').textContent()).toMatch(/^\d+(\.\d+)? ms$/);
     expect(await page.locator('#upstream-status').textContent()).toBe('healthy');
     expect(await page.locator('#breaker').textContent()).toBe('closed');
+    // One HTTP server: a row of its own, no process table.
+    expect(await page.locator('#servers tr[data-server="default"] > td').nth(3).textContent()).toBe(
+      'healthy',
+    );
+    expect(await page.locator('#servers tr.children').count()).toBe(0);
     expect(await page.locator('#store-kind').textContent()).toBe('memory');
     expect(await numberIn(page, '#sessions-active')).toBeGreaterThanOrEqual(3);
     expect(await numberIn(page, '#streams-sse')).toBeGreaterThanOrEqual(0);
@@ -167,6 +174,7 @@ describe('the monitoring page in a real browser (Chromium)', () => {
       '#p50',
       '#sessions-active',
       '#upstream-status',
+      '#servers',
       '#funnel',
       '#sessions',
       '#audit',
@@ -250,6 +258,88 @@ describe('the monitoring page in a real browser (Chromium)', () => {
     expect(problems).toEqual([]);
     await context.close();
   });
+});
+
+describe('the Servers section in a real browser: a stdio server and its processes', () => {
+  /** An argument the probe ignores, which would run script if the page put the target in as markup. */
+  const HOSTILE_ARGUMENT = '<img src=x onerror="window.__xss=2">';
+  const command = probeCommand(HOSTILE_ARGUMENT);
+  let stack: OidcStack;
+  let browser: Browser;
+  let bob: ConnectedMcpClient;
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    stack = await startOidcStack({
+      ADMIN_ENABLED: 'true',
+      ADMIN_TOKEN,
+      PROXY_TARGET_URL: '',
+      PROXY_TARGET_COMMAND: quoteCommand(command),
+    });
+    bob = await connectMcpClient(stack.url, { username: 'bob', password: 'bob-password' });
+    browser = await launchChromium();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await bob?.client.close();
+    await stack?.close();
+  });
+
+  it('lists the server and, below it, the child serving bob, with its request in flight while it runs', async () => {
+    const whoami = await bob.client.callTool({ name: 'whoami', arguments: {} });
+    const { pid } = JSON.parse((whoami.content as Array<{ text: string }>)[0]?.text ?? '{}') as {
+      pid: number;
+    };
+    const context = await watchedContext(browser, problems);
+    const page = await context.newPage();
+    await page.goto(`${stack.url}/admin`);
+    await page.locator('#token-input').fill(ADMIN_TOKEN);
+    await page.locator('#token-form button').click();
+    await page.locator('#dashboard').waitFor({ state: 'visible' });
+
+    const server = page.locator('#servers tr[data-server="default"] > td');
+    await server.first().waitFor();
+    expect(await server.allTextContents()).toEqual([
+      'default',
+      '/mcp',
+      quoteCommand(command),
+      'healthy',
+      'closed',
+    ]);
+
+    const child = page.locator('#servers tr[data-children-of="default"] tbody tr', { hasText: String(pid) });
+    await child.waitFor();
+    const cells = child.locator('td');
+    const texts = await cells.allTextContents();
+    expect(texts.slice(0, 3)).toEqual([String(pid), 'bob', '1']);
+    expect(texts[3]).toMatch(/^\d+ (s|min)$/);
+    expect(texts[4]).toMatch(/^\d+ (s|min)$/);
+    expect(texts[5]).toBe('0');
+    expect(await page.locator('#servers tr[data-children-of="default"] caption').textContent()).toBe(
+      'stdio processes: 1',
+    );
+
+    // Live: a call running in the child shows in flight on a later poll, and goes when it answers.
+    const call = bob.client.callTool({ name: 'sleep', arguments: { ms: 6000 } });
+    const inFlight = (n: string) =>
+      page.waitForFunction(
+        ([pidText, want]) =>
+          [...document.querySelectorAll('#servers tr.children tbody tr')].some(
+            (tr) => tr.children[0]?.textContent === pidText && tr.children[5]?.textContent === want,
+          ),
+        [String(pid), n],
+        { timeout: 10_000 },
+      );
+    await inFlight('1');
+    await call;
+    await inFlight('0');
+
+    // The hostile argument stayed text.
+    expect(await page.locator('#dashboard img').count()).toBe(0);
+    expect(await page.evaluate(() => (window as { __xss?: number }).__xss)).toBeUndefined();
+    expect(problems).toEqual([]);
+    await context.close();
+  }, 60_000);
 });
 
 /** Decodes the PNG in a blank page of the browser and measures how much of it is not background. */

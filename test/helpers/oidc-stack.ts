@@ -22,13 +22,15 @@ export async function startOidcStack(
   idpOptions: Partial<DevIdpOptions> = {},
   /** The backend behind the proxy; an echo backend when not given (closed with the stack). */
   startBackend: () => Promise<Listening> = startEchoBackend,
+  /** A YAML file for the proxy too (`servers:`; then give PROXY_TARGET_URL: '' in `env`). */
+  configFile?: string,
 ): Promise<OidcStack> {
   // The proxy's port is released between being chosen and being bound, and the IdP and the
   // backend bind port 0 in between: the kernel may hand one of them that very port. Then the
   // whole stack is built again on another one.
   for (let attempt = 1; ; attempt++) {
     try {
-      return await buildOidcStack(env, idpOptions, startBackend);
+      return await buildOidcStack(env, idpOptions, startBackend, configFile);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt === 3) throw err;
     }
@@ -67,6 +69,7 @@ async function buildOidcStack(
   env: Record<string, string>,
   idpOptions: Partial<DevIdpOptions>,
   startBackend: () => Promise<Listening>,
+  configFile: string | undefined,
 ): Promise<OidcStack> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -74,12 +77,15 @@ async function buildOidcStack(
   const backend = await startBackend();
   let proxy: TestProxy;
   try {
-    proxy = await startTestProxy({
-      ...oidcProxyEnv(idp, url),
-      // A stdio server (PROXY_TARGET_COMMAND) replaces the backend, which then only idles.
-      ...(env.PROXY_TARGET_COMMAND === undefined ? { PROXY_TARGET_URL: backend.url } : {}),
-      ...env,
-    });
+    proxy = await startTestProxy(
+      {
+        ...oidcProxyEnv(idp, url),
+        // A stdio server (PROXY_TARGET_COMMAND) replaces the backend, which then only idles.
+        ...(env.PROXY_TARGET_COMMAND === undefined ? { PROXY_TARGET_URL: backend.url } : {}),
+        ...env,
+      },
+      configFile,
+    );
   } catch (err) {
     await backend.close();
     await idp.close();

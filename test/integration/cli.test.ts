@@ -222,6 +222,39 @@ describe('mcp-oidc-proxy CLI', () => {
     const demo = await run(['demo', '--', 'npx', 'server']);
     expect(demo.code).toBe(64);
     expect(demo.stderr).toContain('"demo" takes no command after --; only serve and check-config do');
+    expect(demo.stderr).toContain(
+      'the demo takes one as --stdio "npx -y @modelcontextprotocol/server-memory"',
+    );
+  });
+
+  it('demo --stdio without a command, or with one that does not split, is a usage error (64) saying why', async () => {
+    const missing = await run(['demo', '--stdio']);
+    expect(missing.code).toBe(64);
+    expect(missing.stderr).toBe(
+      `mcp-oidc-proxy: flag --stdio needs the stdio MCP server's command: --stdio "npx -y @modelcontextprotocol/server-memory"\n`,
+    );
+    const beforeFlag = await run(['demo', '--stdio', '--port', '0']);
+    expect(beforeFlag.code).toBe(64);
+    expect(beforeFlag.stderr).toContain("flag --stdio needs the stdio MCP server's command");
+    const empty = await run(['demo', '--stdio', '  ']);
+    expect(empty.code).toBe(64);
+    expect(empty.stderr).toContain('the --stdio command is empty; give the program and its arguments');
+    const piped = await run(['demo', '--stdio', 'node server.js | tee log']);
+    expect(piped.code).toBe(64);
+    expect(piped.stderr).toContain(
+      'the --stdio command contains the shell operator | at character 16, but no shell runs the command',
+    );
+    const unclosed = await run(['demo', "--stdio=node 'server.js"]);
+    expect(unclosed.code).toBe(64);
+    expect(unclosed.stderr).toContain("the --stdio command has an unclosed single quote (') at character 6");
+    const twice = await run(['demo', '--stdio', 'node a.js', '--target-command', 'node b.js']);
+    expect(twice.code).toBe(64);
+    expect(twice.stderr).toContain('the command is given twice, by --target-command and --stdio');
+    const serve = await run(['--stdio', 'node a.js']);
+    expect(serve.code).toBe(64);
+    expect(serve.stderr).toContain('--stdio is a flag of demo; to run a stdio MCP server with "serve"');
+    // None of them got as far as starting anything.
+    for (const r of [missing, beforeFlag, empty, piped, unclosed, twice, serve]) expect(r.stdout).toBe('');
   });
 
   it('check-config lists the servers of servers:, and exits 2 naming each bad entry by its key', async () => {

@@ -1,43 +1,25 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type DemoProcess, startDemo } from '../helpers/demo.js';
 import { CookieJar, signInThroughProxy } from '../helpers/headless-login.js';
 import { authorizeInBrowser, HeadlessOAuthProvider } from '../helpers/mcp-oauth-client.js';
 import { connectThroughMcpRemote } from '../helpers/mcp-remote.js';
-import { freePort } from '../helpers/servers.js';
-
-const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 describe('mcp-oidc-proxy demo (the built CLI)', () => {
-  let child: ChildProcess;
-  let banner = '';
+  let demo: DemoProcess;
+  let banner: string;
   let mcpUrl: string;
 
   beforeAll(async () => {
-    const port = await freePort();
-    child = spawn(process.execPath, [CLI, 'demo', '--port', String(port), '--log-level', 'warn'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    await new Promise<void>((resolve, reject) => {
-      child.once('exit', (code) => reject(new Error(`demo exited (${code}):\n${banner}`)));
-      child.stderr?.on('data', (d: Buffer) => {
-        banner += d.toString();
-        if (banner.includes('Press Ctrl+C to stop.')) resolve();
-      });
-    });
-    mcpUrl = /MCP server URL : (\S+)/.exec(banner)?.[1] as string;
+    demo = await startDemo();
+    ({ banner, mcpUrl } = demo);
   });
   afterAll(async () => {
-    if (child.exitCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await demo?.stop();
   });
 
   it('prints the MCP URL and the test users', () => {
@@ -115,8 +97,6 @@ describe('mcp-oidc-proxy demo (the built CLI)', () => {
   });
 
   it('stops cleanly on SIGTERM', async () => {
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await demo.stop()).toBe(0);
   });
 });
