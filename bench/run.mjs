@@ -42,7 +42,7 @@
 //   BENCH_BASELINE=DIR       also measure the proxy built in DIR (its dist/cli/main.js), interleaved
 //   BENCH_STDIO=1            also measure stdio MCP servers through the proxy's bridge (bench/stdio.mjs):
 //                            time to first tool call (new child / running child) and tools/call per request
-//                            against an HTTP MCP server; 0 = skip, `only` = this section alone (no nginx)
+//                            against an HTTP MCP server (this build only); 0 = skip, `only` = this section alone (no nginx)
 //   BENCH_STDIO_SPAWNS=20    fresh clients per first-tool-call target (1-100)
 //   BENCH_STDIO_DURATION=5   BENCH_STDIO_WARMUP=2   seconds per per-request target (BENCH_ROUNDS rounds)
 //   BENCH_STDIO_CONNECTIONS=10  wrk connections of the per-request targets (all in one MCP session)
@@ -925,9 +925,14 @@ async function main() {
   say(
     `proxy: dist/ built ${build.dist_mtime}, git ${build.git_head ?? '?'}${build.worktree_dirty ? ' + uncommitted changes' : ''}`,
   );
-  say(
-    `wrk: ${cfg.connections} connections, ${cfg.threads} threads, ${cfg.warmup}s warm-up + ${cfg.duration}s per target; ${nofileNote}`,
-  );
+  if (!stdioOnly)
+    say(
+      `wrk: ${cfg.connections} connections, ${cfg.threads} threads, ${cfg.warmup}s warm-up + ${cfg.duration}s per target; ${nofileNote}`,
+    );
+  if (cfg.stdio)
+    say(
+      `stdio section: ${stdioCfg.spawns} fresh clients per first-call target; wrk ${stdioCfg.connections} connections, ${stdioCfg.warmup}s warm-up + ${stdioCfg.duration}s per per-request target, ${stdioCfg.rounds} round(s) (this build only)`,
+    );
   say();
 
   tmpDir = mkdtempSync(path.join(os.tmpdir(), 'mcp-proxy-bench-'));
