@@ -40,6 +40,12 @@
 //   BENCH_REDIS_URL=         oidc mode with SESSION_STORE=redis at this URL (default: memory store); give it a
 //                            Redis or db of its own: the proxies keep their keys there, under a fixed bench secret
 //   BENCH_BASELINE=DIR       also measure the proxy built in DIR (its dist/cli/main.js), interleaved
+//   BENCH_STDIO=1            also measure stdio MCP servers through the proxy's bridge (bench/stdio.mjs):
+//                            time to first tool call (new child / running child) and tools/call per request
+//                            against an HTTP MCP server (this build only); 0 = skip, `only` = this section alone (no nginx)
+//   BENCH_STDIO_SPAWNS=20    fresh clients per first-tool-call target (1-100)
+//   BENCH_STDIO_DURATION=5   BENCH_STDIO_WARMUP=2   seconds per per-request target (BENCH_ROUNDS rounds)
+//   BENCH_STDIO_CONNECTIONS=10  wrk connections of the per-request targets (all in one MCP session)
 //   NGINX_BIN, WRK_BIN       tool paths (default: /usr/sbin/nginx or PATH, wrk from PATH)
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -62,6 +68,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { obtainAccessToken } from '../scripts/oauth-token.mjs';
+import { printStdio, stdioBench } from './stdio.mjs';
 
 const benchDir = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(benchDir, '..');
@@ -98,6 +105,8 @@ const BENCH_MCP_ACCESS = {
 /** The wrk scripts: GET with the `done` hook printing BENCH_JSON; POST of one tools/call with the same hook. */
 const GET_SCRIPT = path.join(benchDir, 'latency.lua');
 const MCP_CALL_SCRIPT = path.join(benchDir, 'mcp-call.lua');
+/** POST of one tools/call in an open MCP session, a JSON-RPC id of its own per request (stdio section). */
+const MCP_SESSION_SCRIPT = path.join(benchDir, 'mcp-session-call.lua');
 
 const TARGETS = { throughputVsNginx: 0.5, p99AddedMs: 5, idleRssMb: 60, sseStreams: 1000 };
 
@@ -445,6 +454,7 @@ function readIf(p) {
 /**
  * A proxy child from `build` (a checkout with dist/). `oidc`, when given, is the dev IdP's client
  * ({ issuer, clientId, secret }): AUTH_MODE=oidc, else bypass; `port` is then chosen in advance.
+ * Without `backendPort` the target comes from `env` (PROXY_TARGET_COMMAND: a stdio server).
  */
 async function startProxy(
   name,
@@ -474,7 +484,7 @@ async function startProxy(
       ...auth,
       SERVER_HOST: '127.0.0.1',
       SERVER_PORT: String(port),
-      PROXY_TARGET_URL: `http://127.0.0.1:${backendPort}`,
+      ...(backendPort === undefined ? {} : { PROXY_TARGET_URL: `http://127.0.0.1:${backendPort}` }),
       LOG_LEVEL: logLevel,
       ...env,
     },
@@ -822,7 +832,22 @@ async function main() {
     mcp: process.env.BENCH_MCP ? process.env.BENCH_MCP !== '0' : process.env.BENCH_OIDC !== '0',
     redisUrl: process.env.BENCH_REDIS_URL || undefined,
     baseline: process.env.BENCH_BASELINE ? path.resolve(process.env.BENCH_BASELINE) : undefined,
+    stdio: process.env.BENCH_STDIO === 'only' ? 'only' : process.env.BENCH_STDIO !== '0',
   };
+  const stdioCfg = {
+    spawns: num('BENCH_STDIO_SPAWNS', 20),
+    duration: num('BENCH_STDIO_DURATION', 5),
+    warmup: num('BENCH_STDIO_WARMUP', 2),
+    connections: num('BENCH_STDIO_CONNECTIONS', 10),
+    threads: Math.min(cfg.threads, num('BENCH_STDIO_CONNECTIONS', 10)),
+    rounds: cfg.rounds,
+  };
+  if (stdioCfg.spawns < 1 || stdioCfg.spawns > 100)
+    throw new HarnessError('BENCH_STDIO_SPAWNS must be between 1 and 100');
+  if (stdioCfg.duration < 1 || stdioCfg.duration > 60)
+    throw new HarnessError('BENCH_STDIO_DURATION must be between 1 and 60 seconds');
+  if (stdioCfg.connections < 1 || stdioCfg.connections > 1000)
+    throw new HarnessError('BENCH_STDIO_CONNECTIONS must be between 1 and 1000');
   if (cfg.duration < 1 || cfg.duration > 600)
     throw new HarnessError('BENCH_DURATION must be between 1 and 600 seconds');
   if (cfg.rounds < 1 || cfg.rounds > 10) throw new HarnessError('BENCH_ROUNDS must be between 1 and 10');
@@ -837,7 +862,8 @@ async function main() {
 
   const nginxBin = findBin('nginx', 'NGINX_BIN', '/usr/sbin/nginx');
   const wrkBin = findBin('wrk', 'WRK_BIN', '/usr/bin/wrk');
-  if (!nginxBin || !wrkBin) {
+  const stdioOnly = cfg.stdio === 'only';
+  if ((!nginxBin && !stdioOnly) || !wrkBin) {
     process.stderr.write(
       `bench: missing ${[!nginxBin && 'nginx', !wrkBin && 'wrk'].filter(Boolean).join(' and ')}.\n` +
         '  Install them (Debian/Ubuntu):  sudo apt-get update && sudo apt-get install -y nginx-light wrk\n' +
@@ -899,12 +925,32 @@ async function main() {
   say(
     `proxy: dist/ built ${build.dist_mtime}, git ${build.git_head ?? '?'}${build.worktree_dirty ? ' + uncommitted changes' : ''}`,
   );
-  say(
-    `wrk: ${cfg.connections} connections, ${cfg.threads} threads, ${cfg.warmup}s warm-up + ${cfg.duration}s per target; ${nofileNote}`,
-  );
+  if (!stdioOnly)
+    say(
+      `wrk: ${cfg.connections} connections, ${cfg.threads} threads, ${cfg.warmup}s warm-up + ${cfg.duration}s per target; ${nofileNote}`,
+    );
+  if (cfg.stdio)
+    say(
+      `stdio section: ${stdioCfg.spawns} fresh clients per first-call target; wrk ${stdioCfg.connections} connections, ${stdioCfg.warmup}s warm-up + ${stdioCfg.duration}s per per-request target, ${stdioCfg.rounds} round(s) (this build only)`,
+    );
   say();
 
   tmpDir = mkdtempSync(path.join(os.tmpdir(), 'mcp-proxy-bench-'));
+  /** What bench/stdio.mjs uses of this harness. */
+  const harness = () => ({
+    ...{ startProxy, spawnChild, jsonLine, stop, measure, pairedRatio, medianRun, table, say, fmt },
+    ...{ logFile, HarnessError, tmpDir, benchDir, wrkBin, mcpSessionScript: MCP_SESSION_SCRIPT },
+  });
+  if (stdioOnly) {
+    const stdio = await stdioBench(harness(), stdioCfg);
+    say();
+    say('=== stdio ===');
+    printStdio(harness(), stdio);
+    const json = { date: new Date().toISOString(), machine, proxy_build: build, stdio };
+    writeFileSync(path.join(outDir, 'latest.json'), `${JSON.stringify(json, null, 2)}\n`);
+    say(`\nwrote ${path.relative(root, path.join(outDir, 'latest.json'))}`);
+    return;
+  }
   const backend = await startBackend(nofile);
   const nginx = await startNginx(nginxBin, backend.port);
   const proxy = await startProxy('proxy', backend.port, { logLevel: 'warn', nofile });
@@ -1099,6 +1145,8 @@ async function main() {
     } else say('  (no .cpuprofile written: did the proxy exit cleanly?)');
   }
 
+  const stdio = cfg.stdio ? await stdioBench(harness(), stdioCfg) : undefined;
+
   // ------------------------------------------------------------ verdicts
   const d = results.direct;
   const n = results.nginx;
@@ -1241,6 +1289,11 @@ async function main() {
       `              plain GET /mcp through the proxy while holding: ${probe.status ? `${probe.status} in ${probe.ms} ms` : `no answer (${probe.error}) after ${probe.ms} ms`}`,
     );
   }
+  if (stdio) {
+    say();
+    say('=== stdio ===');
+    printStdio(harness(), stdio);
+  }
   say();
   say('=== targets ===');
   for (const c of checks) say(`  ${verdict(c.pass)}  ${c.name}: ${c.value}`);
@@ -1269,6 +1322,7 @@ async function main() {
       sse_max: sse?.proxy_rss_max_mb,
     },
     sse,
+    stdio,
     targets: checks,
     profile,
   };

@@ -118,6 +118,23 @@ describe('stdio bridge: session isolation', () => {
     }
   });
 
+  it("answers a session's POST that is not JSON with a parse error; the session carries on", async () => {
+    const target = await startBridge();
+    const { client, transport } = await connect(target, alice);
+    const response = await target.fetch(target.url, {
+      method: 'POST',
+      headers: sessionHeaders(transport.sessionId!, alice),
+      body: '{"jsonrpc":"2.0","id":7,',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toEqual({
+      jsonrpc: '2.0',
+      error: { code: -32700, message: 'Parse error: Invalid JSON' },
+      id: null,
+    });
+    expect(await toolText(client, 'echo', { text: 'still here' })).toBe('still here');
+  });
+
   it('answers 400 to a request other than initialize without a session id', async () => {
     const target = await startBridge();
     const response = await target.fetch(target.url, {
