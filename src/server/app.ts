@@ -282,11 +282,15 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       serversApplied = serversApplied.then(() =>
         backends.apply(config).then(
           () => oidc?.authenticator.serversChanged(),
-          (err: Error) =>
+          (err: Error) => {
+            // The running servers stay, and so does what the authorization server says of them.
+            config.servers = backends.all().map((backend) => backend.server);
+            oidc?.authenticator.serversChanged();
             logger.error(
               { err: err.message },
               'reload: the servers could not be started; the running ones stay',
-            ),
+            );
+          },
         ),
       );
     }
