@@ -570,7 +570,8 @@ describe('servers: (YAML only)', () => {
 
     it('allow-lists in bypass mode, which would let everyone in', () => {
       const entry = `${SEARCH.slice(0, -2)}, allowed_groups: [eng], allowed_emails: [a@example.com] }`;
-      const refusal = 'cannot be applied in bypass mode, where nobody logs in: remove it or use AUTH_MODE=oidc';
+      const refusal =
+        'cannot be applied in bypass mode, where nobody logs in: remove it or use AUTH_MODE=oidc';
       expect(serverProblems(entry)).toEqual([
         ['servers[0].allowed_emails', '', refusal],
         ['servers[0].allowed_groups', '', refusal],
