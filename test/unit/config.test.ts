@@ -815,7 +815,7 @@ describe('parseArgs', () => {
       'the command is given twice, by --target-command and after --; give it once',
     );
     expect(usage(['demo', '--', 'server'])).toBe(
-      '"demo" takes no command after --; only serve and check-config do',
+      '"demo" takes no command after --; only serve and check-config do (the demo takes one as --stdio "npx -y @modelcontextprotocol/server-memory")',
     );
     expect(parseArgs(['--help', '--', 'server']).command).toBe('help');
   });
