@@ -728,6 +728,22 @@ describe('refresh tokens', () => {
     await expect(refresh.rotate(second.token)).resolves.toMatchObject({ repeated: false });
   });
 
+  it('rotates a family of an older version (no successor secret) strictly: a repeat is reuse', async () => {
+    const store = newStore();
+    const { refresh, keys } = instance(store);
+    const first = await refresh.issue(family);
+    // What an older version stored: the same family without the secret.
+    const key = `refresh-family:${first.family.id}`;
+    const stored = JSON.parse(keys.decrypt((await store.get(key))!, key)!) as Record<string, unknown>;
+    expect(stored.successorKey).toEqual(expect.any(String));
+    delete stored.successorKey;
+    await store.set(key, keys.encrypt(JSON.stringify(stored), key), 3600_000);
+    const second = await refresh.rotate(first.token);
+    expect(second.repeated).toBe(false);
+    expect((await refreshFailure(refresh.rotate(first.token))).reason).toBe('reuse_detected');
+    expect((await refreshFailure(refresh.rotate(second.token))).reason).toBe('revoked');
+  });
+
   it('refuses a negative grace', () => {
     expect(() => new RefreshTokens(newStore(), new SealingKeys(SECRET), { reuseGraceSeconds: -1 })).toThrow(
       /reuseGraceSeconds must be a number >= 0/,
