@@ -90,6 +90,7 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       mcpClients: {
         dynamicRegistration: value('MCP_DCR_ENABLED'),
         preRegistered: preRegisteredClients(values.MCP_CLIENTS),
+        refreshReuseGraceMs: ms('REFRESH_REUSE_GRACE'),
       },
     },
     session: {

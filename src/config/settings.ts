@@ -498,6 +498,15 @@ export const SETTINGS = [
     doc: 'Pre-registered MCP clients, a JSON (or YAML) list of {client_id, client_secret (optional: public client), redirect_uris, name}: what you type into Claude.ai or ChatGPT as client id and secret.',
   },
   {
+    env: 'REFRESH_REUSE_GRACE',
+    yaml: 'mcp_clients.refresh_reuse_grace',
+    kind: 'seconds',
+    min: 0,
+    max: 300,
+    default: '30',
+    doc: "Seconds after a refresh token's rotation during which the same MCP client may present it again (parallel refreshes from several processes) and gets the same successor instead of losing the grant; later reuse, or reuse by another client, revokes the grant. 0 = every reuse revokes.",
+  },
+  {
     env: 'MCP_ACCESS',
     yaml: 'mcp_access',
     kind: 'json',

@@ -128,7 +128,12 @@ export interface Config {
     /** Every route besides the login endpoints, per user or client IP; 0 = off. */
     rateLimitPerMinute: number;
     /** Who may be an MCP client: self-registered (DCR, metadata documents) and/or listed ones. */
-    mcpClients: { dynamicRegistration: boolean; preRegistered: PreRegisteredClientConfig[] };
+    mcpClients: {
+      dynamicRegistration: boolean;
+      preRegistered: PreRegisteredClientConfig[];
+      /** REFRESH_REUSE_GRACE: how long a rotated refresh token is answered again; 0 = strict. */
+      refreshReuseGraceMs: number;
+    };
   };
   session: {
     store: 'memory' | 'redis';

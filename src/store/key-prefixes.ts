@@ -24,10 +24,11 @@ export const STORE_KEY_PREFIXES = {
   refreshFamilyRevoked: 'refresh-family-revoked:',
   refreshToken: 'refresh-token:',
   refreshTokenUsed: 'refresh-used:',
-  /** Access-token revocations: by token id, by subject, by client (tokens/access-tokens.ts). */
+  /** Access-token revocations: by token id, by subject, by client, by grant (tokens/access-tokens.ts). */
   revokedAccessToken: 'revoked-jti:',
   revokedSubject: 'revoked-sub:',
   revokedClient: 'revoked-client:',
+  revokedGrant: 'revoked-grant:',
   /** Signing keys' public halves and rotation records (tokens/signing-keys.ts). */
   signingKeyPublic: 'signing-key:public:',
   signingKeyRotation: 'signing-key:rotated-from:',

@@ -97,6 +97,12 @@ export class MemoryStateStore implements StateStore {
     return this.live(key, this.now())?.value;
   }
 
+  async getMany(keys: readonly string[]): Promise<Array<string | undefined>> {
+    this.assertOpen();
+    const now = this.now();
+    return keys.map((key) => this.live(key, now)?.value);
+  }
+
   async take(key: string): Promise<string | undefined> {
     this.assertOpen();
     const entry = this.live(key, this.now());

@@ -123,6 +123,19 @@ export class RedisStateStore implements StateStore {
     return value ?? undefined;
   }
 
+  async getMany(keys: readonly string[]): Promise<Array<string | undefined>> {
+    if (keys.length === 0) return [];
+    const full = keys.map((key) => this.keyPrefix + key);
+    const values = await this.run('getMany', () =>
+      // A cluster refuses MGET across hash slots: there each key is read from its own master
+      // (ioredis sends the GETs together, so it is still one round trip per node).
+      this.client instanceof Cluster
+        ? Promise.all(full.map((key) => this.client.get(key)))
+        : this.client.mget(...full),
+    );
+    return values.map((value) => value ?? undefined);
+  }
+
   async take(key: string): Promise<string | undefined> {
     const value = await this.run('take', () => this.client.getdel(this.keyPrefix + key));
     return value ?? undefined;

@@ -15,6 +15,11 @@ export interface StateStore {
   setIfAbsent(key: string, value: string, ttlMs: number): Promise<boolean>;
   /** The value, or undefined when absent or expired. */
   get(key: string): Promise<string | undefined>;
+  /**
+   * The values of several keys, in order, each undefined when absent or expired: one round trip
+   * (MGET) on Redis, for reads on every request such as the revocation checks of a bearer token.
+   */
+  getMany(keys: readonly string[]): Promise<Array<string | undefined>>;
   /** Reads and deletes in one step: of two concurrent callers only one gets the value. */
   take(key: string): Promise<string | undefined>;
   delete(key: string): Promise<void>;

@@ -594,7 +594,31 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     ).resolves.toMatchObject({ audience: f.resource });
   });
 
-  it('revokes the whole refresh family when a rotated refresh token is reused', async () => {
+  it('answers a rotated refresh token presented again by its client within the grace with the same successor', async () => {
+    const { identity, cookie } = await newUser();
+    const { verifier, challenge } = pkce();
+    const code = (await approve(cookie, authorizeUrl(standardParams(challenge)))).searchParams.get('code')!;
+    const first = await tokenBody(await redeem(code, verifier));
+    const refresh = {
+      grant_type: 'refresh_token',
+      refresh_token: first.refresh_token!,
+      client_id: 'public-app',
+    };
+    const second = await tokenBody(await token(refresh));
+    const again = await tokenBody(await token(refresh));
+    expect(again.refresh_token).toBe(second.refresh_token);
+    expect(again.access_token).toBeDefined();
+    expect(again.access_token).not.toBe(second.access_token);
+    // The family lives on: the successor rotates.
+    expect(await refreshRejection(second.refresh_token!)).toBeUndefined();
+    const refreshed = f.auditEvents().filter((e) => e.audit === 'token_refreshed' && e.sub === identity.sub);
+    expect(refreshed.map((e) => e.repeated_within_grace === true)).toEqual([false, true, false]);
+    expect(f.auditEvents().some((e) => e.audit === 'refresh_reuse_detected' && e.sub === identity.sub)).toBe(
+      false,
+    );
+  });
+
+  it('revokes the whole refresh family, its access tokens too, when another client presents a rotated refresh token', async () => {
     const { cookie } = await newUser();
     const { verifier, challenge } = pkce();
     const code = (await approve(cookie, authorizeUrl(standardParams(challenge)))).searchParams.get('code')!;
@@ -607,11 +631,24 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
       }),
     );
     expect(second.refresh_token).toBeDefined();
+    const verify = (accessToken: string) =>
+      f.authorizationServer.accessTokens.verifyAccessToken(accessToken, { audience: f.resource });
+    await expect(verify(second.access_token!)).resolves.toBeTruthy();
 
-    expect(await refreshRejection(first.refresh_token!)).toBe('invalid_grant');
-    // The successor was revoked with the family.
-    expect(await refreshRejection(second.refresh_token!)).toBe('invalid_grant');
+    const stolen = await token({
+      grant_type: 'refresh_token',
+      refresh_token: first.refresh_token!,
+      client_id: 'confidential-app',
+      client_secret: CONFIDENTIAL_SECRET,
+    });
+    expect(stolen.status).toBe(400);
+    expect((await tokenBody(stolen)).error).toBe('invalid_grant');
     expect(f.auditEvents().some((e) => e.audit === 'refresh_reuse_detected')).toBe(true);
+    // The successor was revoked with the family, and so were the access tokens it minted.
+    expect(await refreshRejection(second.refresh_token!)).toBe('invalid_grant');
+    for (const accessToken of [first.access_token!, second.access_token!]) {
+      await expect(verify(accessToken)).rejects.toMatchObject({ reason: 'revoked' });
+    }
   });
 
   it('re-checks the allow-lists on refresh: a removed user loses the grant', async () => {

@@ -130,6 +130,9 @@ class HoldableStore implements StateStore {
   get(key: string): Promise<string | undefined> {
     return this.inner.get(key);
   }
+  getMany(keys: readonly string[]): Promise<Array<string | undefined>> {
+    return this.inner.getMany(keys);
+  }
   take(key: string): Promise<string | undefined> {
     return this.inner.take(key);
   }

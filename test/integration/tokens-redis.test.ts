@@ -8,6 +8,7 @@ import { createStateStore } from '../../src/store/index.js';
 import { SealingKeys } from '../../src/store/sealing-keys.js';
 import type { StateStore } from '../../src/store/state-store.js';
 import { REDIS_URL, rawRedis, scanKeys } from '../helpers/shared-redis.js';
+import { waitFor } from '../helpers/wait.js';
 
 /** Every key this run writes lives under this prefix and is deleted afterwards. */
 const RUN_PREFIX = `mcp-oidc-proxy-test:tokens:${randomUUID()}:`;
@@ -47,18 +48,22 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
   }
 
   /** One proxy instance: its own Redis connection, the shared SESSION_SECRET. */
-  function instance(options: { maxTokenTtlSeconds?: number } = {}) {
+  function instance(options: { maxTokenTtlSeconds?: number; reuseGraceSeconds?: number } = {}) {
     const store = createStateStore({ kind: 'redis', redisUrl: REDIS_URL, keyPrefix: testPrefix });
     stores.push(store);
     const keys = new SealingKeys(SECRET);
     const signingKeys = new SigningKeys(store, keys, {
       maxTokenTtlSeconds: options.maxTokenTtlSeconds ?? 600,
     });
+    const access = new AccessTokens(signingKeys, store, { publicUrl: PUBLIC_URL });
     return {
       store,
       signingKeys,
-      access: new AccessTokens(signingKeys, store, { publicUrl: PUBLIC_URL }),
-      refresh: new RefreshTokens(store, keys),
+      access,
+      refresh: new RefreshTokens(store, keys, {
+        reuseGraceSeconds: options.reuseGraceSeconds,
+        onFamilyRevoked: (familyId) => access.revokeGrant(familyId),
+      }),
     };
   }
 
@@ -150,10 +155,10 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
     expect(ttl).toBeLessThanOrEqual(310_000);
   });
 
-  it('refresh: rotation across instances, reuse revokes the family everywhere', async () => {
+  it('refresh: rotation across instances, reuse (grace 0) revokes the family everywhere', async () => {
     newKeySpace();
-    const a = instance();
-    const b = instance();
+    const a = instance({ reuseGraceSeconds: 0 });
+    const b = instance({ reuseGraceSeconds: 0 });
     const first = await a.refresh.issue(family);
     const second = await b.refresh.rotate(first.token, { clientId: 'client-1' });
     expect(second.family).toMatchObject(family);
@@ -164,9 +169,9 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
     expect((after as InvalidGrantError).reason).toBe('revoked');
   });
 
-  it('refresh: two instances rotating the same token at once, exactly one wins', async () => {
+  it('refresh: instances rotating the same token at once (grace 0), exactly one wins', async () => {
     newKeySpace();
-    const instances = Array.from({ length: 4 }, () => instance());
+    const instances = Array.from({ length: 4 }, () => instance({ reuseGraceSeconds: 0 }));
     const first = await instances[0]!.refresh.issue(family);
     const results = await Promise.allSettled(instances.map((i) => i.refresh.rotate(first.token)));
     const won = results.filter(
@@ -179,6 +184,44 @@ describe('proxy tokens on a shared Redis (one connection per simulated instance)
     for (const r of lost) expect(r.reason).toMatchObject({ reason: 'reuse_detected' });
     const next = await instances[1]!.refresh.rotate(won[0]!.value.token).catch((e: unknown) => e);
     expect((next as InvalidGrantError).reason).toBe('revoked');
+  });
+
+  it('refresh: instances rotating the same token at once (grace): one rotation, one successor for all, the family lives on', async () => {
+    newKeySpace();
+    const instances = Array.from({ length: 4 }, () => instance());
+    const first = await instances[0]!.refresh.issue(family);
+    const results = await Promise.all(
+      instances.map((i) => i.refresh.rotate(first.token, { clientId: 'client-1' })),
+    );
+    expect(new Set(results.map((r) => r.token)).size).toBe(1);
+    expect(results.filter((r) => !r.repeated)).toHaveLength(1);
+    // One chain in Redis: the first token and its one successor.
+    expect([...(await dump()).keys()].filter((k) => k.includes('refresh-token:'))).toHaveLength(2);
+    const next = await instances[3]!.refresh.rotate(results[0]!.token, { clientId: 'client-1' });
+    expect(next).toMatchObject({ repeated: false });
+    expect(next.family.id).toBe(first.family.id);
+  });
+
+  it('refresh: reuse past the grace, on another instance, revokes the family and the access tokens of the grant everywhere', async () => {
+    newKeySpace();
+    const a = instance({ reuseGraceSeconds: 0.2 });
+    const b = instance({ reuseGraceSeconds: 0.2 });
+    const first = await a.refresh.issue(family);
+    const minted = await a.access.mintAccessToken({ ...input, grantId: first.family.id });
+    const second = await a.refresh.rotate(first.token);
+    // Read after the rotation: its marker's time is no later than this.
+    const rotatedAt = Date.now();
+    await waitFor(() => Date.now() - rotatedAt > 200, 2000, 'the grace to pass');
+    const reuse = await b.refresh.rotate(first.token).catch((e: unknown) => e);
+    expect((reuse as InvalidGrantError).reason).toBe('reuse_detected');
+    expect(
+      ((await a.refresh.rotate(second.token).catch((e: unknown) => e)) as InvalidGrantError).reason,
+    ).toBe('revoked');
+    const refused = await a.access
+      .verifyAccessToken(minted.token, { audience: RESOURCE })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(InvalidTokenError);
+    expect((refused as InvalidTokenError).reason).toBe('revoked');
   });
 
   it('refresh: revoking an unknown token is fine; Redis holds only hashes', async () => {

@@ -76,6 +76,7 @@ function alternatives(): Record<SettingEnv, string> {
     FORWARD_ID_TOKEN: 'true',
     MCP_DCR_ENABLED: 'false',
     MCP_CLIENTS: '[{"client_id": "claude", "redirect_uris": ["https://claude.ai/api/mcp/auth_callback"]}]',
+    REFRESH_REUSE_GRACE: '5',
     MCP_ACCESS: '{"default": "deny", "rules": [{"tools": ["search"], "allow": {}}]}',
     AUTH_RATE_LIMIT_PER_MINUTE: '7',
     RATE_LIMIT_PER_MINUTE: '100',

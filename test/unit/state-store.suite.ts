@@ -151,6 +151,23 @@ export function runStateStoreTests(
       });
     });
 
+    describe('getMany', () => {
+      it('returns the values in the order asked, undefined for absent and expired keys', async () => {
+        await store.set(`${ns}a`, 'one', LONG_TTL);
+        await store.set(`${ns}b`, '', LONG_TTL);
+        await store.set(`${ns}short`, 'gone soon', SHORT_TTL);
+        await until(async () => (await store.get(`${ns}short`)) === undefined, 'expiry');
+        expect(await store.getMany([`${ns}missing`, `${ns}b`, `${ns}short`, `${ns}a`, `${ns}a`])).toEqual([
+          undefined,
+          '',
+          undefined,
+          'one',
+          'one',
+        ]);
+        expect(await store.getMany([])).toEqual([]);
+      });
+    });
+
     describe('take', () => {
       it('returns the value once and removes it', async () => {
         await store.set(`${ns}code`, 'c0de', LONG_TTL);
@@ -255,6 +272,7 @@ export function runStateStoreTests(
       const calls: Array<() => Promise<unknown>> = [
         () => closing.ping(),
         () => closing.get(`${ns}k`),
+        () => closing.getMany([`${ns}k`]),
         () => closing.set(`${ns}k`, 'v', LONG_TTL),
         () => closing.setIfAbsent(`${ns}k`, 'v', LONG_TTL),
         () => closing.take(`${ns}k`),

@@ -35,7 +35,13 @@ function newStore(): MemoryStateStore {
 function instance(
   store: MemoryStateStore,
   clock = { now: Date.now() },
-  options: { secret?: string; maxTokenTtlSeconds?: number; publicUrl?: string; keyCacheMs?: number } = {},
+  options: {
+    secret?: string;
+    maxTokenTtlSeconds?: number;
+    publicUrl?: string;
+    keyCacheMs?: number;
+    reuseGraceSeconds?: number;
+  } = {},
 ) {
   const now = (): number => clock.now;
   const keys = new SealingKeys(options.secret ?? SECRET);
@@ -48,6 +54,9 @@ function instance(
   const refresh = new RefreshTokens(store, keys, {
     tokenTtlSeconds: 3600,
     familyMaxLifetimeSeconds: 86_400,
+    reuseGraceSeconds: options.reuseGraceSeconds,
+    // As the authorization server wires it: a revoked grant ends its access tokens.
+    onFamilyRevoked: (familyId) => access.revokeGrant(familyId),
     now,
   });
   return { clock, keys, signingKeys, access, refresh };
@@ -424,6 +433,42 @@ describe('access tokens', () => {
     expect(await store.get(`revoked-jti:${minted.jti}`)).toBeDefined();
   });
 
+  it('revokes every access token of a grant (gid) on every instance, and only those', async () => {
+    const clock = { now: Date.now() };
+    // The store expires entries on the test's clock too.
+    const store = new MemoryStateStore({ now: () => clock.now });
+    stores.push(store);
+    const a = instance(store, clock);
+    const b = instance(store, a.clock);
+    const first = await a.access.mintAccessToken({ ...input, grantId: 'grant-1' });
+    const second = await a.access.mintAccessToken({ ...input, grantId: 'grant-1' });
+    const otherGrant = await a.access.mintAccessToken({ ...input, grantId: 'grant-2' });
+    const noGrant = await a.access.mintAccessToken(input);
+    await a.access.revokeGrant('grant-1');
+    for (const { token } of [first, second]) {
+      expect((await accessFailure(b.access.verifyAccessToken(token, { audience: RESOURCE }))).reason).toBe(
+        'revoked',
+      );
+    }
+    for (const { token } of [otherGrant, noGrant]) {
+      await expect(b.access.verifyAccessToken(token, { audience: RESOURCE })).resolves.toMatchObject({
+        sub: 'alice',
+      });
+    }
+    // The token carries a digest of the grant id, never the id itself.
+    const payload = JSON.parse(Buffer.from(first.token.split('.')[1]!, 'base64url').toString()) as {
+      gid?: string;
+    };
+    expect(payload.gid).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(first.token).not.toContain(Buffer.from('grant-1').toString('base64url'));
+    // Kept as long as the longest token can live (3600 s + tolerance + 1 s), then forgotten.
+    expect(await store.keys('revoked-grant:')).toEqual([`revoked-grant:${payload.gid}`]);
+    clock.now += (3600 + 5 + 1) * 1000 - 1;
+    expect(await store.count('revoked-grant:')).toBe(1);
+    clock.now += 1;
+    expect(await store.count('revoked-grant:')).toBe(0);
+  });
+
   it('forgets a revoked jti only after the token has expired', async () => {
     const store = newStore();
     const { access, clock } = instance(store);
@@ -571,8 +616,8 @@ describe('refresh tokens', () => {
     expect(second.family.emailVerified).toBe(false);
   });
 
-  it('treats a used token as reuse: the whole family is revoked', async () => {
-    const { refresh } = instance(newStore());
+  it('with a grace of 0, treats a used token as reuse: the whole family is revoked', async () => {
+    const { refresh } = instance(newStore(), undefined, { reuseGraceSeconds: 0 });
     const first = await refresh.issue(family);
     const second = await refresh.rotate(first.token);
     const reuse = await refreshFailure(refresh.rotate(first.token));
@@ -585,8 +630,8 @@ describe('refresh tokens', () => {
     await expect(refresh.rotate(otherFamily.token)).resolves.toBeTruthy();
   });
 
-  it('lets exactly one of two concurrent rotations win; the other is reuse', async () => {
-    const { refresh } = instance(newStore());
+  it('with a grace of 0, lets exactly one of two concurrent rotations win; the other is reuse', async () => {
+    const { refresh } = instance(newStore(), undefined, { reuseGraceSeconds: 0 });
     const first = await refresh.issue(family);
     const results = await Promise.allSettled([refresh.rotate(first.token), refresh.rotate(first.token)]);
     const won = results.filter((r) => r.status === 'fulfilled');
@@ -597,6 +642,112 @@ describe('refresh tokens', () => {
     // Reuse revoked the family, the winner's successor included.
     const winner = (won[0] as PromiseFulfilledResult<{ token: string }>).value;
     expect((await refreshFailure(refresh.rotate(winner.token))).reason).toBe('revoked');
+  });
+
+  it('within the grace, the same client presenting a rotated token again gets the same successor', async () => {
+    const { refresh } = instance(newStore());
+    const first = await refresh.issue(family);
+    const second = await refresh.rotate(first.token, { clientId: 'client-1' });
+    expect(second.repeated).toBe(false);
+    const again = await refresh.rotate(first.token, { clientId: 'client-1' });
+    expect(again).toMatchObject({ token: second.token, repeated: true, expiresAt: second.expiresAt });
+    expect(again.family).toEqual(second.family);
+    // The family lives on, as one chain: the successor rotates normally.
+    const third = await refresh.rotate(second.token, { clientId: 'client-1' });
+    expect(third).toMatchObject({ repeated: false });
+    expect(third.family.id).toBe(first.family.id);
+  });
+
+  it('N concurrent rotations of one token: one rotation, every caller gets the same successor', async () => {
+    const store = newStore();
+    const { refresh } = instance(store);
+    const first = await refresh.issue(family);
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => refresh.rotate(first.token, { clientId: 'client-1' })),
+    );
+    expect(new Set(results.map((r) => r.token)).size).toBe(1);
+    expect(results.filter((r) => !r.repeated)).toHaveLength(1);
+    // One chain: the presented token and its one successor, no sibling.
+    expect(await store.count('refresh-token:')).toBe(2);
+    await expect(refresh.rotate(results[0]!.token, { clientId: 'client-1' })).resolves.toBeTruthy();
+  });
+
+  it('answers a late repeat with the newest token of the chain, never a spent one', async () => {
+    const { refresh, clock } = instance(newStore());
+    const first = await refresh.issue(family);
+    const second = await refresh.rotate(first.token);
+    clock.now += 5_000;
+    const third = await refresh.rotate(second.token);
+    clock.now += 5_000;
+    const late = await refresh.rotate(first.token);
+    expect(late).toMatchObject({ token: third.token, repeated: true, expiresAt: third.expiresAt });
+    await expect(refresh.rotate(late.token)).resolves.toMatchObject({ repeated: false });
+  });
+
+  it('after the grace, presenting a rotated token again revokes the family and its access tokens', async () => {
+    const { refresh, access, clock } = instance(newStore(), undefined, { reuseGraceSeconds: 30 });
+    const first = await refresh.issue(family);
+    const second = await refresh.rotate(first.token);
+    const minted = await access.mintAccessToken({ ...input, grantId: first.family.id });
+    await expect(access.verifyAccessToken(minted.token, { audience: RESOURCE })).resolves.toBeTruthy();
+    clock.now += 30_000;
+    // The last millisecond of the grace still answers.
+    await expect(refresh.rotate(first.token)).resolves.toMatchObject({ token: second.token, repeated: true });
+    clock.now += 1;
+    expect((await refreshFailure(refresh.rotate(first.token))).reason).toBe('reuse_detected');
+    expect((await refreshFailure(refresh.rotate(second.token))).reason).toBe('revoked');
+    expect((await accessFailure(access.verifyAccessToken(minted.token, { audience: RESOURCE }))).reason).toBe(
+      'revoked',
+    );
+  });
+
+  it('a spent token presented by another client revokes the family, within the grace too', async () => {
+    const { refresh } = instance(newStore());
+    const first = await refresh.issue(family);
+    const second = await refresh.rotate(first.token, { clientId: 'client-1' });
+    expect((await refreshFailure(refresh.rotate(first.token, { clientId: 'client-2' }))).reason).toBe(
+      'reuse_detected',
+    );
+    expect((await refreshFailure(refresh.rotate(second.token, { clientId: 'client-1' }))).reason).toBe(
+      'revoked',
+    );
+  });
+
+  it('a repeat refused by its check changes nothing: the family lives on', async () => {
+    const { refresh } = instance(newStore());
+    const first = await refresh.issue(family);
+    const second = await refresh.rotate(first.token);
+    const wrong = new Error('another resource');
+    await expect(
+      refresh.rotate(first.token, {
+        check: () => {
+          throw wrong;
+        },
+      }),
+    ).rejects.toBe(wrong);
+    await expect(refresh.rotate(second.token)).resolves.toMatchObject({ repeated: false });
+  });
+
+  it('rotates a family of an older version (no successor secret) strictly: a repeat is reuse', async () => {
+    const store = newStore();
+    const { refresh, keys } = instance(store);
+    const first = await refresh.issue(family);
+    // What an older version stored: the same family without the secret.
+    const key = `refresh-family:${first.family.id}`;
+    const stored = JSON.parse(keys.decrypt((await store.get(key))!, key)!) as Record<string, unknown>;
+    expect(stored.successorKey).toEqual(expect.any(String));
+    delete stored.successorKey;
+    await store.set(key, keys.encrypt(JSON.stringify(stored), key), 3600_000);
+    const second = await refresh.rotate(first.token);
+    expect(second.repeated).toBe(false);
+    expect((await refreshFailure(refresh.rotate(first.token))).reason).toBe('reuse_detected');
+    expect((await refreshFailure(refresh.rotate(second.token))).reason).toBe('revoked');
+  });
+
+  it('refuses a negative grace', () => {
+    expect(() => new RefreshTokens(newStore(), new SealingKeys(SECRET), { reuseGraceSeconds: -1 })).toThrow(
+      /reuseGraceSeconds must be a number >= 0/,
+    );
   });
 
   it('refuses a token of another client without spending it', async () => {

@@ -94,10 +94,15 @@ export class AuthorizationServer {
     this.rateLimiter = options.rateLimiter;
     this.codes = new AuthorizationCodes(store, keys);
     this.consents = new Consents(store, keys);
-    this.grants = new RefreshTokens(store, keys);
     this.signingKeys = new SigningKeys(store, keys);
     this.accessTokens = new AccessTokens(this.signingKeys, store, {
       publicUrl: config.server.publicUrl.origin,
+    });
+    const accessTokens = this.accessTokens;
+    this.grants = new RefreshTokens(store, keys, {
+      reuseGraceSeconds: config.auth.mcpClients.refreshReuseGraceMs / 1000,
+      // However a grant ends, the access tokens minted from it end with it (their `gid`).
+      onFamilyRevoked: (familyId) => accessTokens.revokeGrant(familyId),
     });
     this.issuer = issuerUrl(config.server.publicUrl);
     this.resources = new ProtectedResources(config);

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AuthContext, RouteHandler } from '../authenticator.js';
 import type { PolicySubject } from '../policy/policy.js';
 import type { GrantTimes } from '../tokens/access-tokens.js';
-import type { IssuedRefreshToken, RefreshFamily } from '../tokens/refresh-tokens.js';
+import type { RefreshFamily, RotatedRefreshToken } from '../tokens/refresh-tokens.js';
 import type { IssuedFromCode } from './authorization-codes.js';
 import type { AuthorizationServer } from './authorization-server.js';
 import { clientEndpoint } from './client-auth.js';
@@ -122,16 +122,7 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
 
     // Codes of an older version carry no times: any revocation covers them.
     const times = { signedInAt: grant.signedInAt ?? 0, approvedAt: grant.approvedAt ?? 0 };
-    const access = await server.accessTokens.mintAccessToken({
-      sub: grant.sub,
-      clientId: client.client_id,
-      scope: grant.scope,
-      audience: grant.resource,
-      ...(grant.email !== undefined ? { email: grant.email } : {}),
-      ...(grant.emailVerified !== undefined ? { emailVerified: grant.emailVerified } : {}),
-      groups: grant.groups,
-      ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
-    });
+    // The grant first, so the access token carries its id and ends with it.
     const refresh = client.grant_types.includes('refresh_token')
       ? await server.grants.issue({
           clientId: client.client_id,
@@ -144,6 +135,17 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
           ...times,
         })
       : undefined;
+    const access = await server.accessTokens.mintAccessToken({
+      sub: grant.sub,
+      clientId: client.client_id,
+      scope: grant.scope,
+      audience: grant.resource,
+      ...(grant.email !== undefined ? { email: grant.email } : {}),
+      ...(grant.emailVerified !== undefined ? { emailVerified: grant.emailVerified } : {}),
+      groups: grant.groups,
+      ...(refresh !== undefined ? { grantId: refresh.family.id } : {}),
+      ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
+    });
     const issued: IssuedFromCode = {
       jti: access.jti,
       accessTokenExpiresAt: access.expiresAt,
@@ -193,7 +195,7 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
         throw new InvalidScopeError('a refresh may narrow the granted scope, never widen it');
       }
     };
-    let rotated: IssuedRefreshToken;
+    let rotated: RotatedRefreshToken;
     try {
       rotated = await server.grants.rotate(token, { clientId: client.client_id, check: covered });
     } catch (error) {
@@ -223,6 +225,7 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
       ...(family.email !== undefined ? { email: family.email } : {}),
       ...(family.emailVerified !== undefined ? { emailVerified: family.emailVerified } : {}),
       ...(family.groups !== undefined ? { groups: family.groups } : {}),
+      grantId: family.id,
       ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
     });
     const grantTimes = {
@@ -241,6 +244,9 @@ export function createTokenHandler(server: AuthorizationServer): RouteHandler {
       client_id: client.client_id,
       grant_type: 'refresh_token',
       scope,
+      // The token was presented again within REFRESH_REUSE_GRACE (a parallel refresh by the
+      // same client): the answer carries the successor an earlier request already received.
+      ...(rotated.repeated ? { repeated_within_grace: true } : {}),
       ip: ctx.clientIp,
     });
     return {

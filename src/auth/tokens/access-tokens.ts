@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { errors, type JWTPayload, jwtVerify, SignJWT } from 'jose';
 import { STORE_KEY_PREFIXES } from '../../store/key-prefixes.js';
 import type { StateStore } from '../../store/state-store.js';
@@ -17,6 +17,8 @@ const REVOKED_PREFIX = STORE_KEY_PREFIXES.revokedAccessToken;
 /** `<prefix><encoded sub or client id>` = epoch seconds: tokens issued then or earlier are refused. */
 const REVOKED_SUBJECT_PREFIX = STORE_KEY_PREFIXES.revokedSubject;
 const REVOKED_CLIENT_PREFIX = STORE_KEY_PREFIXES.revokedClient;
+/** `<prefix><grant id>`: every access token minted from that grant (refresh-token family) is refused. */
+const REVOKED_GRANT_PREFIX = STORE_KEY_PREFIXES.revokedGrant;
 
 /**
  * Verified tokens remembered per process, so a client's next request with the same token skips
@@ -42,6 +44,11 @@ export interface MintAccessTokenInput {
   /** The provider's `email_verified`, when it sent one: the allow-lists read it on every request. */
   emailVerified?: boolean;
   groups?: string[];
+  /**
+   * The grant (refresh-token family) the token is minted from, carried as the `gid` claim so that
+   * revoking the grant ends the token too (revokeGrant); absent for a client without refresh tokens.
+   */
+  grantId?: string;
   ttlSeconds: number;
 }
 
@@ -119,10 +126,13 @@ export interface VerifyAccessTokenOptions {
 
 /**
  * Mints and verifies the proxy's access tokens: RFC 9068 JWTs signed ES256 with the active key
- * of SigningKeys. Revocation is by `jti`, or of everything a user or a client was issued up to
- * now (a cut-off time per subject or client id); both are remembered in the store until the
- * tokens they cover have expired, so they hold across instances. A cut-off has one-second
- * resolution (`iat`): a token minted in the very second of the revocation is refused too.
+ * of SigningKeys. Revocation is by `jti`, by grant (the `gid` claim: revoking a refresh-token
+ * family ends the access tokens minted from it), or of everything a user or a client was issued
+ * up to now (a cut-off time per subject or client id); all are remembered in the store until the
+ * tokens they cover have expired, so they hold across instances, and all are read on every
+ * verification in one store call (MGET on Redis): a revocation bites at the next request on every
+ * instance. A cut-off has one-second resolution (`iat`): a token minted in the very second of the
+ * revocation is refused too.
  */
 export class AccessTokens {
   readonly issuer: string;
@@ -174,6 +184,7 @@ export class AccessTokens {
     if (input.email !== undefined) claims.email = input.email;
     if (input.emailVerified !== undefined) claims.email_verified = input.emailVerified;
     if (input.groups !== undefined) claims.groups = [...input.groups];
+    if (input.grantId !== undefined) claims.gid = grantDigest(input.grantId);
     const token = await new SignJWT(claims)
       .setProtectedHeader({ alg: SIGNING_ALG, kid, typ: ACCESS_TOKEN_TYP })
       .setIssuer(this.issuer)
@@ -194,14 +205,14 @@ export class AccessTokens {
    */
   async verifyAccessToken(token: string, options: VerifyAccessTokenOptions): Promise<AccessTokenClaims> {
     const { claims, revocationKeys } = await this.verifySigned(token, options);
-    // Three independent reads, sent together: on Redis they share one round trip.
-    const [byJti, subjectCutoff, clientCutoff] = await Promise.all([
-      this.store.get(revocationKeys.jti),
-      this.store.get(revocationKeys.subject),
-      this.store.get(revocationKeys.client),
-    ]);
+    const { jti, subject, client, grant } = revocationKeys;
+    // One store call for every revocation that may cover the token (one MGET on Redis).
+    const [byJti, subjectCutoff, clientCutoff, byGrant] = await this.store.getMany(
+      grant === undefined ? [jti, subject, client] : [jti, subject, client, grant],
+    );
     if (
       byJti !== undefined ||
+      byGrant !== undefined ||
       claims.issuedAt <= Number(subjectCutoff ?? Number.NEGATIVE_INFINITY) ||
       claims.issuedAt <= Number(clientCutoff ?? Number.NEGATIVE_INFINITY)
     ) {
@@ -239,9 +250,25 @@ export class AccessTokens {
 
   private async revokeIssuedUntilNow(key: string): Promise<void> {
     const cutoff = Math.floor(this.now() / 1000);
-    // Kept as long as a token issued before the cut-off can live, then it has nothing left to refuse.
-    const ttlMs = (this.signingKeys.maxTokenTtlSeconds + this.clockTolerance + 1) * 1000;
-    await this.store.set(key, String(cutoff), ttlMs);
+    await this.store.set(key, String(cutoff), this.longestTokenLifeMs());
+  }
+
+  /**
+   * How long a revocation that covers tokens issued until now must be kept: as long as the
+   * longest of them can live (its lifetime, the clock tolerance, and a second for `iat` rounding);
+   * after that it has nothing left to refuse.
+   */
+  private longestTokenLifeMs(): number {
+    return (this.signingKeys.maxTokenTtlSeconds + this.clockTolerance + 1) * 1000;
+  }
+
+  /**
+   * Refuses every access token minted from the grant (`gid`), on every instance from its next
+   * request. Kept as long as such a token can live; the grant itself cannot mint new ones (its
+   * refresh-token family is revoked by the caller).
+   */
+  async revokeGrant(grantId: string): Promise<void> {
+    await this.store.set(REVOKED_GRANT_PREFIX + grantDigest(grantId), '1', this.longestTokenLifeMs());
   }
 
   /** Refuses the token with this `jti` until `expiresAt` (epoch seconds) has passed. */
@@ -310,7 +337,7 @@ export class AccessTokens {
     if (aud !== options.audience) {
       throw refused('audience', 'the access token is for another audience as well');
     }
-    const { sub, jti, exp, iat, client_id: clientId, scope, email, groups } = payload;
+    const { sub, jti, exp, iat, client_id: clientId, scope, email, groups, gid } = payload;
     const emailVerified = payload.email_verified;
     if (
       typeof sub !== 'string' ||
@@ -321,7 +348,8 @@ export class AccessTokens {
       (scope !== undefined && typeof scope !== 'string') ||
       (email !== undefined && typeof email !== 'string') ||
       (emailVerified !== undefined && typeof emailVerified !== 'boolean') ||
-      (groups !== undefined && !(Array.isArray(groups) && groups.every((g) => typeof g === 'string')))
+      (groups !== undefined && !(Array.isArray(groups) && groups.every((g) => typeof g === 'string'))) ||
+      (gid !== undefined && (typeof gid !== 'string' || gid === ''))
     ) {
       throw refused('claims', 'the access token claims have the wrong types');
     }
@@ -349,6 +377,7 @@ export class AccessTokens {
         jti: REVOKED_PREFIX + jti,
         subject: REVOKED_SUBJECT_PREFIX + encodeURIComponent(sub),
         client: REVOKED_CLIENT_PREFIX + encodeURIComponent(clientId),
+        ...(gid !== undefined ? { grant: REVOKED_GRANT_PREFIX + (gid as string) } : {}),
       },
     };
     this.verified.set(token, verified);
@@ -363,6 +392,14 @@ export class AccessTokens {
       (known.notBefore === undefined || known.notBefore <= now + this.clockTolerance)
     );
   }
+}
+
+/**
+ * What the `gid` claim carries and the revoked-grants keys are named by: a digest of the grant's
+ * id, so a token's holder (or a log it lands in) never learns the id of a store record.
+ */
+function grantDigest(grantId: string): string {
+  return createHash('sha256').update('mcp-oidc-proxy grant\u0000').update(grantId).digest('base64url');
 }
 
 /** jose's errors -> ours; anything that is not about the token (store down) passes through. */

@@ -9,7 +9,7 @@ export interface VerifiedToken {
   /** `nbf`, epoch seconds. */
   notBefore: number | undefined;
   /** The store keys of the revocations that cover the token, read on every request. */
-  revocationKeys: { jti: string; subject: string; client: string };
+  revocationKeys: { jti: string; subject: string; client: string; grant?: string };
 }
 
 /** A small LRU of verified tokens by their string, bounded in entries and in characters held. */
