@@ -55,8 +55,13 @@ export interface AdminDeps {
   health: HealthChecker;
   /** The MCP servers behind the proxy (their health, breakers and stdio children). */
   backends: { all(): readonly ServerSource[] };
-  /** The effective public URL (with the real port when SERVER_PORT=0). */
+  /** The effective public URL (with the real port when SERVER_PORT=0): where users sign in. */
   publicUrl: URL;
+  /**
+   * Where the admin surface is reached when it has its own listener (ADMIN_LISTEN, with the real
+   * port): its origin, not PUBLIC_URL's, is the one cookie-authenticated calls must come from.
+   */
+  adminUrl?: URL;
   authMode: string;
   version: string;
   /** AUTH_MODE=oidc; absent in bypass mode, where there are no sessions, clients or tokens. */
@@ -77,11 +82,13 @@ export class AdminApi {
   private readonly audit: AuditLog;
   private readonly status: StatusReporter;
   private readonly publicOrigin: string;
+  private readonly pageHtml: string;
 
   constructor(private readonly deps: AdminDeps) {
     // In bypass mode there is no audit log to share: admin actions get their own.
     this.audit = deps.oidc?.audit ?? new AuditLog(deps.logger);
-    this.publicOrigin = deps.publicUrl.origin;
+    this.publicOrigin = (deps.adminUrl ?? deps.publicUrl).origin;
+    this.pageHtml = deps.adminUrl ? pageWithSignInAt(deps.publicUrl) : ADMIN_PAGE_HTML;
     const store = deps.oidc?.store;
     this.auth = new AdminAuthenticator({
       token: deps.config.admin.token,
@@ -114,8 +121,7 @@ export class AdminApi {
     // Same-origin: the page's own changes then carry its Origin (no-referrer would send `null`).
     res.setHeader('Referrer-Policy', 'same-origin');
     const { path } = ctx;
-    if (path === '/admin' || path === '/admin/')
-      return this.asset(req, res, ctx, ADMIN_PAGE_HTML, 'text/html');
+    if (path === '/admin' || path === '/admin/') return this.asset(req, res, ctx, this.pageHtml, 'text/html');
     if (path === '/admin/app.js') return this.asset(req, res, ctx, ADMIN_PAGE_JS, 'text/javascript');
     if (path === '/admin/app.css') return this.asset(req, res, ctx, ADMIN_PAGE_CSS, 'text/css');
     if (!path.startsWith('/admin/api/')) {
@@ -396,4 +402,13 @@ export class AdminApi {
   private json(res: ServerResponse, status: number, body: unknown): void {
     sendJson(res, status, body);
   }
+}
+
+/**
+ * The page as served on ADMIN_LISTEN: sign-in happens at PUBLIC_URL (the login routes are the
+ * main listener's), and the admin comes back to the admin URL afterwards.
+ */
+function pageWithSignInAt(publicUrl: URL): string {
+  const login = new URL('/login', publicUrl).href;
+  return ADMIN_PAGE_HTML.replace('href="/login?rd=%2Fadmin"', `href="${login}"`);
 }

@@ -120,8 +120,13 @@ function checkConfig(args: ParsedArgs): void {
 }
 
 /** A message for a listen failure that names the setting to change. */
-function listenFailure(err: NodeJS.ErrnoException & { address?: string; port?: number }): string {
+function listenFailure(
+  err: NodeJS.ErrnoException & { address?: string; port?: number; setting?: string },
+): string {
   const where = err.address === undefined ? '' : ` on ${err.address}${err.port ? `:${err.port}` : ''}`;
+  if (err.setting === 'ADMIN_LISTEN') {
+    return `cannot listen${where} for the admin surface (${err.code}): ${err.message}; set ADMIN_LISTEN to a free host:port on this machine`;
+  }
   switch (err.code) {
     case 'EADDRINUSE':
       return `cannot listen${where}: the port is already in use (EADDRINUSE); set SERVER_PORT (--port) to a free port or stop the process using it`;

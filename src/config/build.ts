@@ -1,7 +1,7 @@
 /** The Config the proxy runs on, built from setting values that passed every check and rule. */
 import { isIP } from 'node:net';
 import { isMcpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
-import { originOf, preRegisteredClients, unbracketed } from './checks.js';
+import { listenAddressOf, originOf, preRegisteredClients, unbracketed } from './checks.js';
 import { oidcScopes, publicUrlOf } from './derived.js';
 import {
   type DefaultedEnv,
@@ -114,10 +114,17 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       enabled: value('ADMIN_ENABLED'),
       token: values.ADMIN_TOKEN || undefined,
       groups: value('ADMIN_GROUPS'),
+      listener: adminListenerOf(values),
     },
     watchConfig: value('CONFIG_WATCH'),
     sources,
   };
+}
+
+/** ADMIN_LISTEN and ADMIN_PUBLIC_URL; the rules let ADMIN_PUBLIC_URL through only with ADMIN_LISTEN. */
+function adminListenerOf(values: ParsedValues): Config['admin']['listener'] {
+  const address = values.ADMIN_LISTEN ? listenAddressOf(values.ADMIN_LISTEN) : undefined;
+  return address && { address, publicUrl: values.ADMIN_PUBLIC_URL };
 }
 
 /** The durations, given in seconds and kept in milliseconds (each has a default). */

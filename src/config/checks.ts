@@ -91,6 +91,30 @@ export function hostNameOrAddress(host: string): string | undefined {
   return 'is not a host name or IP address; give e.g. localhost, mcp.internal or 10.0.0.5 (the port goes in PROXY_TARGET_PORT)';
 }
 
+/** A listen address: host and port (`127.0.0.1:9090`, `[::1]:9090`, `0.0.0.0:9090`). */
+export interface ListenAddress {
+  /** Unbracketed (`::1`), as net.Server.listen takes it. */
+  host: string;
+  port: number;
+}
+
+/** `host:port` as a ListenAddress, or undefined when it is not one. */
+export function listenAddressOf(text: string): ListenAddress | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[^:[\]]+):(\d{1,5})$/.exec(text.trim());
+  if (!m) return undefined;
+  const host = unbracketed(m[1] as string);
+  const port = Number(m[2]);
+  if (port > 65535 || (isIP(host) === 0 && !HOST_NAME.test(host))) return undefined;
+  return { host, port };
+}
+
+/** ADMIN_LISTEN: a host and a port, both required (an IPv6 address in brackets). */
+export function listenAddressProblem(text: string): string | undefined {
+  return listenAddressOf(text) === undefined
+    ? 'must be host:port, e.g. 127.0.0.1:9090 or [::1]:9090 (port 0 picks a free one)'
+    : undefined;
+}
+
 /** The protocols of an HTTP target: PROXY_TARGET_URL, a `servers:` entry's url. */
 export const TARGET_URL_PROTOCOLS = ['http:', 'https:'] as const;
 

@@ -3,7 +3,7 @@
  * what it checks. A rule about a single setting belongs in that setting's table entry instead.
  */
 import { isMcpAccessConfig, type McpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
-import { isLoopbackHost, pathsOverlap } from './checks.js';
+import { isLoopbackHost, listenAddressOf, pathsOverlap } from './checks.js';
 import { oidcScopes, publicUrlOf } from './derived.js';
 import type { ParsedValues } from './parse.js';
 import { readServers, type ServerEntry } from './servers.js';
@@ -173,6 +173,42 @@ export function adminGroupsNeedOidcLogin({ values }: RuleInput): RuleProblem[] {
   ];
 }
 
+/**
+ * The admin listener: only for an enabled admin API; ADMIN_PUBLIC_URL only for that listener,
+ * and on another origin than PUBLIC_URL (the whole point is that backend pages cannot share it).
+ */
+export function adminListenerIsSeparate({ values, refused }: RuleInput): RuleProblem[] {
+  const problems: RuleProblem[] = [];
+  const listen = values.ADMIN_LISTEN ? listenAddressOf(values.ADMIN_LISTEN) : undefined;
+  if (values.ADMIN_LISTEN && !values.ADMIN_ENABLED) {
+    problems.push({
+      key: 'ADMIN_LISTEN',
+      message: 'is set but ADMIN_ENABLED is not true: set ADMIN_ENABLED=true, or remove ADMIN_LISTEN',
+    });
+  }
+  const adminUrl = values.ADMIN_PUBLIC_URL;
+  if (adminUrl && !values.ADMIN_LISTEN && !refused.has('ADMIN_LISTEN')) {
+    problems.push({
+      key: 'ADMIN_PUBLIC_URL',
+      message: 'needs ADMIN_LISTEN (the admin listener it names); without it /admin is served at PUBLIC_URL',
+    });
+  }
+  const publicUrl = refused.has('PUBLIC_URL') ? undefined : publicUrlOf(values);
+  if (adminUrl && publicUrl && adminUrl.origin === publicUrl.origin) {
+    problems.push({
+      key: 'ADMIN_PUBLIC_URL',
+      message: `is PUBLIC_URL's origin (${publicUrl.origin}): give the admin listener another port or host name`,
+    });
+  }
+  if (listen && listen.port !== 0 && listen.port === values.SERVER_PORT) {
+    problems.push({
+      key: 'ADMIN_LISTEN',
+      message: `uses SERVER_PORT (${listen.port}): give the admin listener a port of its own`,
+    });
+  }
+  return problems;
+}
+
 /** A rule's `allow` that names people cannot be judged in AUTH_MODE=bypass: nobody logs in. */
 export function mcpAccessIdentityNeedsOidcLogin(input: RuleInput): RuleProblem[] {
   const { values, refused } = input;
@@ -235,6 +271,7 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   oidcScopesIncludeOpenid,
   adminApiHasAWayIn,
   adminGroupsNeedOidcLogin,
+  adminListenerIsSeparate,
   mcpAccessIdentityNeedsOidcLogin,
   serverAllowListsNeedOidcLogin,
 ];

@@ -17,6 +17,7 @@ import {
   headerNameProblem,
   hostNameOrAddress,
   httpsUnlessLoopback,
+  listenAddressProblem,
   mcpClientsProblems,
   mcpPathProblem,
   metricsPathProblem,
@@ -673,6 +674,24 @@ export const SETTINGS = [
     default: '',
     example: 'mcp-admins',
     doc: 'Groups whose logged-in members may use the admin API and page (AUTH_MODE=oidc).',
+  },
+  {
+    env: 'ADMIN_LISTEN',
+    yaml: 'admin.listen',
+    kind: 'string',
+    example: '127.0.0.1:9090',
+    check: listenAddressProblem,
+    doc: "Serve /admin on its own listener (host:port) instead of the main one, whose /admin then answers 404: a page the backend serves at PUBLIC_URL's origin cannot reach the admin API with an admin's cookie. Plain HTTP; keep it on loopback or a private network.",
+  },
+  {
+    env: 'ADMIN_PUBLIC_URL',
+    yaml: 'admin.public_url',
+    kind: 'url',
+    protocols: ['http:', 'https:'],
+    derivedDefault: 'http://$ADMIN_LISTEN (localhost for 0.0.0.0 or ::)',
+    example: 'https://mcp.example.com:9443',
+    check: originOnly,
+    doc: "Origin the ADMIN_LISTEN listener is reached at: the only Host (besides loopback names) and Origin it accepts. ADMIN_GROUPS sign-in works there when it has PUBLIC_URL's host name (browsers send the session cookie to every port of a host); otherwise use ADMIN_TOKEN.",
   },
   // reload
   {

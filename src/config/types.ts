@@ -1,4 +1,5 @@
 import type { McpAccessPolicy } from '../mcp/access-policy.js';
+import type { ListenAddress } from './checks.js';
 
 /** An MCP client configured by the operator (MCP_CLIENTS). */
 export interface PreRegisteredClientConfig {
@@ -157,6 +158,11 @@ export interface Config {
     enabled: boolean;
     token: string | undefined;
     groups: string[];
+    /**
+     * ADMIN_LISTEN: the admin surface's own listener, and the origin it is reached at
+     * (ADMIN_PUBLIC_URL); undefined = /admin on the main listener.
+     */
+    listener: { address: ListenAddress; publicUrl: URL | undefined } | undefined;
   };
   /** Reload the --config file when it changes. */
   watchConfig: boolean;

@@ -81,8 +81,14 @@ export interface AdmissionDeps {
   rateLimits: RateLimits;
   /** `/health` and the metrics path, answered before any check (load balancers, Prometheus). */
   monitoring: ReadonlyMap<string, { route: RouteClass; handler: RouteHandler }>;
-  /** `/admin` and below (ADMIN_ENABLED); undefined when off, so /admin is then a path like any other. */
-  admin?: RouteHandler;
+  /**
+   * `/admin` and below (ADMIN_ENABLED): served by this handler; `'elsewhere'` when ADMIN_LISTEN
+   * serves them, so this listener answers 404 (and never forwards them); undefined when off, so
+   * /admin is then a path like any other.
+   */
+  admin?: RouteHandler | 'elsewhere';
+  /** ADMIN_LISTEN's listener: the admin surface and nothing else (no monitoring, login or backend). */
+  adminOnly?: boolean;
   /** True once shutdown began: new WebSocket tunnels are refused. */
   draining: () => boolean;
   /** Header names a client may not send: identity headers (and trace context while tracing). */
@@ -100,7 +106,8 @@ export interface AdmissionDeps {
  *  2. upgrade kind      only WebSocket upgrades (400)
  *  3. monitoring        /health and /metrics, answered at once
  *  4. Origin/Host guard foreign Host or Origin refused (403)
- *  5. admin             /admin and below, which authenticates its own callers
+ *  5. admin             /admin and below, which authenticates its own callers (404 when
+ *                       ADMIN_LISTEN serves them: its listener passes stages 1, 2, 4 and 5 only)
  *  6. CORS              preflights answered; the headers every later answer carries
  *  7. owned routes      /login, /callback, /logout, /authorize, /token, ... (their own budgets)
  *     server            which MCP server the path is for (404 when none: several servers)
@@ -129,6 +136,7 @@ export function admit(
     return refuse(400, 'invalid_request', 'only WebSocket upgrades are supported');
   }
   const { path, search } = checked.target;
+  if (deps.adminOnly) return admitAdminOnly(deps, req, scope, path, search);
 
   const monitoring = deps.monitoring.get(path);
   if (monitoring) {
@@ -150,6 +158,9 @@ export function admit(
   }
   if (deps.admin !== undefined && isAdminPath(path)) {
     scope.route = 'admin';
+    // The admin surface lives on ADMIN_LISTEN: here /admin is nothing, and it stays the proxy's
+    // path, so a backend cannot serve a look-alike admin page at the public origin either.
+    if (deps.admin === 'elsewhere') return refuse(404, 'not_found', 'There is nothing at this path.');
     // No CORS: the guard above already refused foreign Hosts and Origins.
     return refuseUpgrade(scope, path) ?? serve(deps.admin, authContext(deps, req, scope, path, search));
   }
@@ -211,6 +222,29 @@ export function admit(
   return isPromise(pending)
     ? pending.then((decision) => afterAuthentication(deps, req, scope, request, decision))
     : afterAuthentication(deps, req, scope, request, pending);
+}
+
+/**
+ * The stages of ADMIN_LISTEN's listener: its own Host and Origin guard (ADMIN_PUBLIC_URL), then
+ * /admin and below; anything else is 404, the backend being the main listener's only.
+ */
+function admitAdminOnly(
+  deps: AdmissionDeps,
+  req: IncomingMessage,
+  scope: RequestScope,
+  path: string,
+  search: string,
+): Admission {
+  const refusal = deps.guard.check(req);
+  if (refusal) {
+    scope.route = 'forbidden';
+    return refuse(403, 'forbidden', refusal);
+  }
+  if (typeof deps.admin !== 'function' || !isAdminPath(path)) {
+    return refuse(404, 'not_found', 'This listener serves only /admin.');
+  }
+  scope.route = 'admin';
+  return refuseUpgrade(scope, path) ?? serve(deps.admin, authContext(deps, req, scope, path, search));
 }
 
 /** The server a request is for, and the request target its backend gets. */

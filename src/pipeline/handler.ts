@@ -49,8 +49,10 @@ export interface PipelineDeps {
   /** True once shutdown began: responses then ask clients to close their connection. */
   draining: () => boolean;
   onResponseDone: (socket: Socket | null) => void;
-  /** `/admin` and below (ADMIN_ENABLED); undefined when off, so /admin is then a path like any other. */
-  admin?: RouteHandler;
+  /** `/admin` and below: see AdmissionDeps. */
+  admin?: RouteHandler | 'elsewhere';
+  /** ADMIN_LISTEN's pipeline: the admin surface and nothing else. */
+  adminOnly?: boolean;
   /** The audit trail of MCP calls (mcp_access). */
   mcpCalls?: McpCallAudit;
 }
@@ -113,6 +115,7 @@ export class Pipeline {
       rateLimits: deps.rateLimits,
       monitoring: monitoringRoutes(deps.config, deps.health, deps.metrics),
       admin: deps.admin,
+      adminOnly: deps.adminOnly,
       draining: deps.draining,
       ownedHeaders: ownedHeaderNames(deps.config, deps.tracing.enabled),
       mcpCalls: deps.mcpCalls,

@@ -1,5 +1,5 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { AuditLog } from '../auth/audit.js';
 import { type Authenticator, BypassAuthenticator } from '../auth/authenticator.js';
 import { packageVersion } from '../cli/version.js';
@@ -27,12 +27,15 @@ import type { LiveStream } from '../proxy/forward.js';
 import { goingAwayFrame, type Tunnel } from '../proxy/websocket.js';
 import { Backends, describeServer } from './backends.js';
 import { ConnectionTracker } from './connections.js';
+import { closed, httpServer, listen, listeningAt } from './listen.js';
 import type { OidcMode } from './oidc.js';
 
 export interface RunningProxy {
   server: Server;
   /** The URL the proxy listens on (with the real port when 0 was asked). */
   url: string;
+  /** ADMIN_LISTEN's listener and the URL it listens on; undefined without ADMIN_LISTEN. */
+  admin?: { server: Server; url: string };
   metrics: Metrics;
   /** The MCP servers behind the proxy (pools, breakers, stdio bridges). */
   backends: Backends;
@@ -112,6 +115,15 @@ async function chooseAuthenticator(
   return { authenticator: oidc.authenticator, oidc };
 }
 
+/**
+ * ADMIN_PUBLIC_URL's default: ADMIN_LISTEN's host as written (localhost for a wildcard, as for
+ * PUBLIC_URL) with the port bound. Browsers must use exactly this origin: its Origin is checked.
+ */
+function derivedAdminUrl(host: string, port: number): URL {
+  const name = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
+  return new URL(`http://${name}:${port}`);
+}
+
 /** Composition root: builds every part from the config and starts listening. */
 export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const { config, logger } = options;
@@ -170,20 +182,20 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       : undefined,
   });
 
-  const server = createServer({
-    // Uploads and tool calls may legitimately take long; idle sockets are reaped by keepAliveTimeout.
-    requestTimeout: 0,
-    headersTimeout: 30_000,
-    keepAliveTimeout: 65_000,
-  });
+  const server = httpServer();
+  const adminListener = config.admin.enabled ? config.admin.listener : undefined;
+  const adminServer = adminListener ? httpServer() : undefined;
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(config.server.port, config.server.host, () => {
-        server.off('error', reject);
-        resolve();
+    await listen(server, config.server.port, config.server.host);
+    if (adminServer && adminListener) {
+      const { host, port } = adminListener.address;
+      await listen(adminServer, port, host).catch(async (err: Error & { setting?: string }) => {
+        // Named, so the start-up error says which setting to change.
+        err.setting = 'ADMIN_LISTEN';
+        await closed(server);
+        throw err;
       });
-    });
+    }
   } catch (err) {
     // Port taken, say: release what was built (store connection, discovery retries, pools,
     // stdio bridges) so the caller can report the error and exit, or try again, without
@@ -193,11 +205,17 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     await tracing.shutdown();
     throw err;
   }
-  const port = (server.address() as AddressInfo).port;
+  const { port, url, listen: listenAddress } = listeningAt(server);
   // With SERVER_PORT=0 the default public URL names the port actually chosen.
   const publicUrl =
     config.sources.PUBLIC_URL === undefined ? new URL(`http://localhost:${port}`) : config.server.publicUrl;
+  const adminAt = adminServer ? listeningAt(adminServer) : undefined;
+  const adminUrl =
+    adminAt && adminListener
+      ? (adminListener.publicUrl ?? derivedAdminUrl(adminListener.address.host, adminAt.port))
+      : undefined;
   const connections = new ConnectionTracker(server);
+  const adminConnections = adminServer ? new ConnectionTracker(adminServer) : undefined;
   // Bypass mode has no store (and no Redis): its budgets count in memory.
   const rateLimits = oidc?.rateLimits ?? new RateLimits(config.auth);
   // In bypass mode there is no audit log to share: MCP calls get their own.
@@ -210,18 +228,18 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         health,
         backends,
         publicUrl,
+        adminUrl,
         authMode: authenticator.mode,
         version: packageVersion(),
         oidc,
         mcpCalls,
       })
     : undefined;
-  const pipeline = new Pipeline({
+  const pipelineDeps = {
     config,
     logger,
     metrics,
     health,
-    guard: new OriginGuard(publicUrl, config.server.allowedOrigins),
     trusted: new TrustedProxies(config.server.trustedProxies),
     authenticator,
     backends,
@@ -230,14 +248,28 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     rateLimits,
     securityHeaders: headers,
     draining: () => draining,
-    onResponseDone: (socket) => connections.responseDone(socket),
-    admin: admin?.handle,
     mcpCalls,
+  };
+  const pipeline = new Pipeline({
+    ...pipelineDeps,
+    guard: new OriginGuard(publicUrl, config.server.allowedOrigins),
+    onResponseDone: (socket) => connections.responseDone(socket),
+    admin: adminServer ? 'elsewhere' : admin?.handle,
   });
-  server.on('request', pipeline.handle);
-  server.on('upgrade', pipeline.handleUpgrade);
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable || err.code === 'ECONNRESET') return socket.destroy();
+  // ADMIN_LISTEN: the admin surface alone, guarded by its own origin (ALLOWED_ORIGINS are the
+  // main listener's browser clients, never the admin's).
+  const adminPipeline =
+    adminServer && adminUrl && admin
+      ? new Pipeline({
+          ...pipelineDeps,
+          guard: new OriginGuard(adminUrl, []),
+          onResponseDone: (socket) => adminConnections?.responseDone(socket),
+          admin: admin.handle,
+          adminOnly: true,
+        })
+      : undefined;
+  const onClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
     const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
     endSocketWithError(
       socket,
@@ -245,17 +277,24 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       undefined,
       headers,
     );
-  });
+  };
+  for (const [listener, handler] of [
+    [server, pipeline],
+    [adminServer, adminPipeline],
+  ] as const) {
+    if (!listener || !handler) continue;
+    listener.on('request', handler.handle);
+    listener.on('upgrade', handler.handleUpgrade);
+    listener.on('clientError', onClientError);
+  }
 
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${address.port}`;
   logger.info(
     {
-      listen: `${host}:${address.port}`,
+      listen: listenAddress,
       public_url: publicUrl.origin,
       servers: config.servers.map(describeServer),
       auth_mode: authenticator.mode,
+      ...(adminAt && adminUrl ? { admin_listen: adminAt.listen, admin_url: adminUrl.origin } : {}),
     },
     'mcp-oidc-proxy listening',
   );
@@ -274,6 +313,10 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       headers = securityHeaders(config.security.contentSecurityPolicy);
       pipeline.reconfigure({
         guard: new OriginGuard(publicUrl, config.server.allowedOrigins),
+        trusted: new TrustedProxies(config.server.trustedProxies),
+        securityHeaders: headers,
+      });
+      adminPipeline?.reconfigure({
         trusted: new TrustedProxies(config.server.trustedProxies),
         securityHeaders: headers,
       });
@@ -315,10 +358,12 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
         },
         'shutting down: no new connections; finishing in-flight requests',
       );
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Both listeners stop accepting; the shutdown is done once each one's connections ended.
+      const allClosed = Promise.all([closed(server), adminServer ? closed(adminServer) : undefined]);
       // From now on every response head says `Connection: close` (the `draining` flag), and each
       // socket closes once its response is done, so keep-alive clients do not reuse it.
       connections.drain();
+      adminConnections?.drain();
       for (const stream of [...streams.items]) stream.end();
       for (const tunnel of [...tunnels.items]) {
         // Stop relaying, say 1001 (going away) to both peers, and keep reading (discarding)
@@ -337,16 +382,17 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
       const deadline = new Promise<'timeout'>((resolve) => {
         timer = setTimeout(() => resolve('timeout'), config.server.shutdownTimeoutMs);
       });
-      const outcome = await Promise.race([closed.then(() => 'done' as const), deadline]);
+      const outcome = await Promise.race([allClosed.then(() => 'done' as const), deadline]);
       clearTimeout(timer);
       if (outcome === 'timeout') {
         logger.warn('shutdown deadline reached: closing the remaining connections');
         connections.destroyAll();
+        adminConnections?.destroyAll();
         for (const tunnel of tunnels.items) {
           tunnel.client.destroy();
           tunnel.upstream.destroy();
         }
-        await closed;
+        await allClosed;
       }
       await serversApplied;
       await backends.close(Math.max(0, deadlineAt - Date.now()));
@@ -358,5 +404,6 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
     return shutdownPromise;
   };
 
-  return { server, url, metrics, backends, shutdown, reload };
+  const adminRunning = adminServer && adminAt ? { server: adminServer, url: adminAt.url } : undefined;
+  return { server, url, admin: adminRunning, metrics, backends, shutdown, reload };
 }

@@ -27,6 +27,11 @@
  *   scopes and what they imply (`user` covers `read:user` and `user:email`; `admin:org` and
  *   `write:org` cover `read:org`), `X-OAuth-Scopes`:
  *   https://docs.github.com/en/apps/oauth-apps/building-oauth-apps/scopes-for-oauth-apps
+ * - GitHub Apps' user access tokens that expire (`ghu_`, with a `ghr_` refresh token, `expires_in`
+ *   28800 and `refresh_token_expires_in` 15897600), refreshed with `grant_type=refresh_token`;
+ *   "once you use a refresh token, that refresh token and the old user access token will no longer
+ *   work":
+ *   https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/refreshing-user-access-tokens
  *
  * Where the documentation is silent the choice is marked "assumption" below. The simulated user is
  * already signed in to GitHub and approves at once (no page), or denies when told to.
@@ -59,6 +64,11 @@ export interface GitHubSimApp {
   clientSecret: string;
   /** The "Authorization callback URL" of the app's settings. */
   callbackUrl: string;
+  /**
+   * A GitHub App with "User-to-server token expiration" on: its user tokens expire and come with a
+   * refresh token that rotates at each use. Otherwise an OAuth app, whose tokens never expire.
+   */
+  expiringUserTokens?: boolean;
 }
 
 export interface GitHubSimOptions {
@@ -68,6 +78,11 @@ export interface GitHubSimOptions {
   signedIn?: string;
   /** REST API prefix; default `/api/v3` (GitHub Enterprise Server's form). */
   apiPrefix?: string;
+  /**
+   * Lifetime of expiring user access tokens, in seconds. GitHub's is always 28800 (8 hours), the
+   * default; a test may shorten it so the proxy refreshes without waiting hours (a deviation).
+   */
+  userTokenLifetimeSeconds?: number;
 }
 
 export interface GitHubSimRequest {
@@ -102,6 +117,12 @@ export interface GitHubSim {
    * browser-facing pages: the authorize step still works); undefined = normal service.
    */
   failBackChannel(status: number | undefined, part?: 'token' | 'api' | 'both'): void;
+  /**
+   * The next `times` requests to `path` (a web path such as `/login/oauth/access_token`, or an API
+   * path without the prefix such as `/user/teams`) answer this HTTP status, as a passing outage
+   * does; the requests after them are served normally.
+   */
+  failNext(path: string, status: number, times?: number): void;
   /** Revokes every token issued so far (the API then answers 401 Bad credentials). */
   revokeTokens(): void;
   close(): Promise<void>;
@@ -121,9 +142,20 @@ interface IssuedToken {
   userId: number;
   scopes: string[];
   clientId: string;
+  /** Simulated epoch milliseconds; undefined = never expires (OAuth apps). */
+  expiresAt?: number;
+}
+
+/** A GitHub App's refresh token: single use, six months. */
+interface IssuedRefreshToken extends IssuedToken {
+  /** The access token issued with it, which stops working once this is used. */
+  accessToken: string;
+  expiresAt: number;
 }
 
 const CODE_TTL_MS = 10 * 60 * 1000;
+const USER_TOKEN_TTL_SECONDS = 28_800;
+const REFRESH_TOKEN_TTL_SECONDS = 15_897_600;
 const DOCS = 'https://docs.github.com';
 const AUTHORIZE_ERRORS = `${DOCS}/apps/managing-oauth-apps/troubleshooting-authorization-request-errors/`;
 const TOKEN_ERRORS = '/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors/';
@@ -185,6 +217,9 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
   const byId = new Map(options.users.map((u) => [u.id, u]));
   const codes = new Map<string, IssuedCode>();
   const tokens = new Map<string, IssuedToken>();
+  const refreshTokens = new Map<string, IssuedRefreshToken>();
+  const failures = new Map<string, { status: number; left: number }>();
+  const userTokenTtl = options.userTokenLifetimeSeconds ?? USER_TOKEN_TTL_SECONDS;
   const requests: GitHubSimRequest[] = [];
   let signedIn = options.signedIn ?? options.users[0]?.login;
   let decision: 'approve' | 'deny' = 'approve';
@@ -284,6 +319,7 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
         'incorrect-client-credentials',
       );
     }
+    if (form.get('grant_type') === 'refresh_token') return refreshGrant(app, form, answer);
     const badCode = (): void =>
       fail('bad_verification_code', 'The code passed is incorrect or expired.', 'bad-verification-code');
     const codeValue = form.get('code') ?? '';
@@ -312,15 +348,63 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
       const verifier = form.get('code_verifier');
       if (verifier === null || s256(verifier) !== code.codeChallenge) return badCode();
     }
-    const scopes = grantOnly ?? code.scopes;
-    const token = `gho_${randomBytes(18).toString('base64url')}`;
-    tokens.set(token, { userId: code.userId, scopes, clientId: app.clientId });
-    answer({ access_token: token, token_type: 'bearer', scope: scopes.join(',') });
+    answer(issue(app, code.userId, grantOnly ?? code.scopes));
+  };
+
+  /** A token response: an OAuth app's lasting token, or a GitHub App's expiring pair. */
+  const issue = (app: GitHubSimApp, userId: number, scopes: string[]): Record<string, string> => {
+    const random = (): string => randomBytes(18).toString('base64url');
+    if (!app.expiringUserTokens) {
+      const token = `gho_${random()}`;
+      tokens.set(token, { userId, scopes, clientId: app.clientId });
+      return { access_token: token, token_type: 'bearer', scope: scopes.join(',') };
+    }
+    const token = `ghu_${random()}`;
+    const refresh = `ghr_${random()}`;
+    const grant = { userId, scopes, clientId: app.clientId };
+    tokens.set(token, { ...grant, expiresAt: now() + userTokenTtl * 1000 });
+    refreshTokens.set(refresh, {
+      ...grant,
+      accessToken: token,
+      expiresAt: now() + REFRESH_TOKEN_TTL_SECONDS * 1000,
+    });
+    return {
+      access_token: token,
+      expires_in: String(userTokenTtl),
+      refresh_token: refresh,
+      refresh_token_expires_in: String(REFRESH_TOKEN_TTL_SECONDS),
+      token_type: 'bearer',
+      scope: scopes.join(','),
+    };
+  };
+
+  /** `grant_type=refresh_token`: a new pair; the refresh token used and its access token die. */
+  const refreshGrant = (
+    app: GitHubSimApp,
+    form: URLSearchParams,
+    answer: (body: Record<string, string>) => void,
+  ): void => {
+    const value = form.get('refresh_token') ?? '';
+    const issued = refreshTokens.get(value);
+    refreshTokens.delete(value);
+    if (!issued || issued.clientId !== app.clientId || issued.expiresAt <= now()) {
+      // Assumption: the refresh documentation lists no errors; this is the answer GitHub gives for
+      // a spent or unknown refresh token (HTTP 200, like its other token errors).
+      return answer({
+        error: 'bad_refresh_token',
+        error_description: 'The refresh token passed is incorrect or expired.',
+        error_uri: `${DOCS}/apps/managing-oauth-apps/troubleshooting-oauth-app-access-token-request-errors`,
+      });
+    }
+    tokens.delete(issued.accessToken);
+    answer(issue(app, issued.userId, issued.scopes));
   };
 
   const api = (req: IncomingMessage, res: ServerResponse, path: string, query: URLSearchParams): void => {
     const m = /^(?:bearer|token)\s+(\S+)$/i.exec(req.headers.authorization ?? '');
-    const issued = m ? tokens.get(m[1]!) : undefined;
+    const found = m ? tokens.get(m[1]!) : undefined;
+    // An expired user token is refused like an unknown one.
+    const issued = found && (found.expiresAt === undefined || found.expiresAt > now()) ? found : undefined;
     const user = issued ? byId.get(issued.userId) : undefined;
     if (!m) {
       return sendJson(res, 401, {
@@ -474,10 +558,13 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
       const failing =
         backChannelStatus !== undefined &&
         ((isToken && backChannelPart !== 'api') || (isApi && backChannelPart !== 'token'));
-      if (failing && backChannelStatus !== undefined) {
+      const failure = failures.get(isApi ? url.pathname.slice(apiPrefix.length) : url.pathname);
+      const status = failing ? backChannelStatus : failure && failure.left > 0 ? failure.status : undefined;
+      if (status !== undefined) {
+        if (!failing && failure) failure.left--;
         await readBody(req);
-        if (isApi) return sendJson(res, backChannelStatus, { message: 'Server Error' });
-        res.writeHead(backChannelStatus, { 'content-type': 'text/html; charset=utf-8' });
+        if (isApi) return sendJson(res, status, { message: 'Server Error' });
+        res.writeHead(status, { 'content-type': 'text/html; charset=utf-8' });
         return void res.end('<h1>Unicorn!</h1><p>This page is taking too long to load.</p>');
       }
       if (url.pathname === '/login/oauth/access_token' && req.method === 'POST') {
@@ -522,8 +609,12 @@ export async function startGitHubSim(options: GitHubSimOptions): Promise<GitHubS
       backChannelStatus = status;
       backChannelPart = part;
     },
+    failNext(path, status, times = 1) {
+      failures.set(path, { status, left: times });
+    },
     revokeTokens() {
       tokens.clear();
+      refreshTokens.clear();
     },
     close: () => listening.close(),
   };

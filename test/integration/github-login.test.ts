@@ -76,6 +76,11 @@ interface ProxyUnderTest {
 }
 
 const SECRET = 'github-client-secret-for-tests';
+/**
+ * Lifetime of the GitHub App's user tokens: within the proxy's 60 s refresh margin, so every
+ * authenticated request refreshes them (GitHub's own lifetime is 8 hours).
+ */
+const USER_TOKEN_SECONDS = 30;
 
 describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
   let sim: GitHubSim;
@@ -85,6 +90,8 @@ describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
   let org: ProxyUnderTest;
   let email: ProxyUnderTest;
   let wrongSecret: ProxyUnderTest;
+  // A GitHub App whose user tokens expire: refreshed at every request (see USER_TOKEN_SECONDS).
+  let ghApp: ProxyUnderTest;
   // Registered only for the simulator's own checks below; nothing listens on its callback.
   const contractApp = {
     clientId: 'contract-app',
@@ -93,7 +100,7 @@ describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
   };
 
   beforeAll(async () => {
-    const names = ['team', 'org', 'email', 'wrong-secret'] as const;
+    const names = ['team', 'org', 'email', 'wrong-secret', 'github-app'] as const;
     // The proxies' ports first, so each can be registered with its exact callback URL.
     const ports = await freePorts(names.length);
     const urls = ports.map((p) => `http://127.0.0.1:${p}`);
@@ -103,10 +110,13 @@ describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
           clientId: `app-${name}`,
           clientSecret: SECRET,
           callbackUrl: `${urls[i]}/callback`,
+          expiringUserTokens: name === 'github-app',
         })),
         contractApp,
+        { ...contractApp, clientId: 'contract-github-app', expiringUserTokens: true },
       ],
       users: [octocat, mallory, outsider, newbie, busy],
+      userTokenLifetimeSeconds: USER_TOKEN_SECONDS,
     });
     backend = await startEchoBackend();
     const start = async (i: number, env: Record<string, string>): Promise<ProxyUnderTest> => {
@@ -130,10 +140,11 @@ describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
     org = await start(1, { ALLOWED_GROUPS: 'my-org' });
     email = await start(2, { ALLOWED_EMAILS: 'octocat@github.example,newbie@github.example' });
     wrongSecret = await start(3, { OIDC_CLIENT_SECRET: 'not-the-secret' });
+    ghApp = await start(4, { ALLOWED_GROUPS: 'my-org/my-team' });
   });
 
   afterAll(async () => {
-    for (const p of [team, org, email, wrongSecret]) await p?.proxy.close();
+    for (const p of [team, org, email, wrongSecret, ghApp]) await p?.proxy.close();
     await backend?.close();
     await sim?.close();
   });
@@ -353,6 +364,72 @@ describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
     }
   });
 
+  describe('a GitHub App whose user tokens expire (rotating refresh tokens)', () => {
+    const refreshes = () => sim.requests.filter((r) => r.form?.get('grant_type') === 'refresh_token');
+    const get = async (jar: CookieJar): Promise<{ status: number; body: string }> => {
+      const res = await fetch(`${ghApp.url}/tools`, {
+        headers: { cookie: jar.get(ghApp.url), accept: 'application/json' },
+      });
+      return { status: res.status, body: await res.text() };
+    };
+    const endedSessions = () =>
+      ghApp.proxy.logs.filter((l) => l.audit === 'session_expired' || l.audit === 'login_failure');
+
+    it('refreshes the expiring user token with the refresh token GitHub rotated last', async () => {
+      const { status, jar } = await login(ghApp, octocat);
+      expect(status).toBe(200);
+      const before = refreshes().length;
+      expect((await get(jar)).status).toBe(200);
+      expect((await get(jar)).status).toBe(200);
+      const used = refreshes()
+        .slice(before)
+        .map((r) => r.form?.get('refresh_token'));
+      expect(used).toHaveLength(2);
+      expect(used[0]).toMatch(/^ghr_/);
+      expect(used[1]).not.toBe(used[0]);
+      expect(endedSessions()).toEqual([]);
+    });
+
+    it('keeps the rotated refresh token when a later call (the teams) fails, so the next refresh works', async () => {
+      const { status, jar } = await login(ghApp, octocat);
+      expect(status).toBe(200);
+      const before = refreshes().length;
+      // The refresh goes through (GitHub rotates the pair, the old refresh token is spent), then
+      // reading the teams fails: GitHub is unavailable for the identity, not the user refused.
+      sim.failNext('/user/teams', 502);
+      const during = await get(jar);
+      expect(during.status).toBe(200);
+      expect((JSON.parse(during.body) as Echo).headers['x-forwarded-groups']).toBe('my-org,my-org/my-team');
+      await waitFor(
+        () => ghApp.proxy.logs.some((l) => String(l.msg).includes('identity provider unreachable')),
+        2000,
+        'the refresh failure logged',
+      );
+
+      // The next request refreshes with the new refresh token, not the spent one (which GitHub
+      // would answer with bad_refresh_token, ending the session).
+      const after = await get(jar);
+      expect(after.status).toBe(200);
+      const used = refreshes()
+        .slice(before)
+        .map((r) => r.form?.get('refresh_token'));
+      expect(used).toHaveLength(2);
+      expect(used[1]).not.toBe(used[0]);
+      expect(endedSessions()).toEqual([]);
+      expect(await hasSession(ghApp, jar)).toBe(true);
+    });
+
+    it('ends the session when GitHub refuses the refresh token (bad_refresh_token)', async () => {
+      const { status, jar } = await login(ghApp, octocat);
+      expect(status).toBe(200);
+      sim.revokeTokens();
+      const res = await get(jar);
+      expect(res.status).toBe(401);
+      await auditOf(ghApp, 'session_expired', (l) => l.reason === 'refresh_failed: bad_refresh_token');
+      expect(await hasSession(ghApp, jar)).toBe(false);
+    });
+  });
+
   describe('the simulator answers as GitHub documents', () => {
     async function code(
       params: Record<string, string>,
@@ -423,6 +500,41 @@ describe('browser login with OIDC_PROVIDER=github (GitHub simulator)', () => {
         code_verifier: randomBytes(32).toString('base64url'),
       });
       expect(((await res.json()) as { error: string }).error).toBe('bad_verification_code');
+    });
+
+    it("a GitHub App's expiring user token: ghu_/ghr_ pair; a used refresh token and its access token stop working", async () => {
+      const { location, verifier } = await code({ client_id: 'contract-github-app' });
+      const exchangeFor = (form: Record<string, string>) =>
+        exchange({ client_id: 'contract-github-app', ...form }).then(
+          (r) => r.json() as Promise<Record<string, unknown>>,
+        );
+      const first = await exchangeFor({ code: location.searchParams.get('code')!, code_verifier: verifier });
+      expect(first).toMatchObject({
+        access_token: expect.stringMatching(/^ghu_/),
+        refresh_token: expect.stringMatching(/^ghr_/),
+        expires_in: String(USER_TOKEN_SECONDS),
+        refresh_token_expires_in: '15897600',
+      });
+      const second = await exchangeFor({
+        grant_type: 'refresh_token',
+        refresh_token: String(first.refresh_token),
+      });
+      expect(second.access_token).toMatch(/^ghu_/);
+      expect(second.refresh_token).not.toBe(first.refresh_token);
+      const user = (token: unknown) =>
+        fetch(`${sim.apiUrl}/user`, { headers: { authorization: `Bearer ${String(token)}` } }).then(
+          (r) => r.status,
+        );
+      expect(await user(first.access_token)).toBe(401);
+      expect(await user(second.access_token)).toBe(200);
+      const again = await exchangeFor({
+        grant_type: 'refresh_token',
+        refresh_token: String(first.refresh_token),
+      });
+      expect(again.error).toBe('bad_refresh_token');
+      // Expired after its lifetime, like GitHub's after 8 hours.
+      sim.advanceTime((USER_TOKEN_SECONDS + 1) * 1000);
+      expect(await user(second.access_token)).toBe(401);
     });
 
     it('answers 401 Bad credentials for an unknown token, 403 for orgs and teams without read:org, and pages with Link', async () => {

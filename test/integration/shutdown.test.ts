@@ -225,6 +225,66 @@ describe('graceful shutdown of the CLI process', () => {
     expect(cli.logs.some((l) => l.msg === 'shutdown complete')).toBe(true);
   });
 
+  it("on SIGTERM closes ADMIN_LISTEN's listener too, keeping an idle admin connection from holding it up", async () => {
+    const adminPort = await freePort();
+    const token = 'an-admin-token-for-the-shutdown-test-0123456789';
+    const cli = await startCli({
+      PROXY_TARGET_URL: backend.url,
+      SHUTDOWN_TIMEOUT: '5',
+      ADMIN_ENABLED: 'true',
+      ADMIN_TOKEN: token,
+      ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
+    });
+    // Keep-alive, left idle: it must not hold the shutdown up.
+    const status = await fetch(`http://127.0.0.1:${adminPort}/admin/api/status`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(status.status).toBe(200);
+    await status.text();
+
+    const signalledAt = Date.now();
+    cli.child.kill('SIGTERM');
+    await waitFor(() => refused(adminPort), 3000, 'new admin connections to be refused');
+    const exit = await cli.exited;
+    expect(exit).toMatchObject({ code: 0, signal: null });
+    expect(exit.at - signalledAt).toBeLessThan(3000);
+    expect(await refused(cli.port)).toBe(true);
+  });
+
+  it('names ADMIN_LISTEN when its port is taken, and leaves nothing listening', async () => {
+    const taken = await startBackend((_req, res) => res.end());
+    let child: ChildProcess | undefined;
+    try {
+      const port = await freePort();
+      child = spawn(process.execPath, [CLI], {
+        cwd: ROOT,
+        env: {
+          PATH: process.env.PATH ?? '',
+          AUTH_MODE: 'bypass',
+          SERVER_HOST: '127.0.0.1',
+          SERVER_PORT: String(port),
+          PROXY_TARGET_URL: backend.url,
+          ADMIN_ENABLED: 'true',
+          ADMIN_TOKEN: 'an-admin-token-for-the-shutdown-test-0123456789',
+          ADMIN_LISTEN: `127.0.0.1:${taken.port}`,
+        },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr?.setEncoding('utf8').on('data', (text: string) => {
+        stderr += text;
+      });
+      const code = await new Promise<number | null>((resolve) => child?.once('exit', resolve));
+      expect(code).toBe(1);
+      expect(stderr).toContain('for the admin surface (EADDRINUSE)');
+      expect(stderr).toContain('set ADMIN_LISTEN to a free host:port');
+      expect(await refused(port)).toBe(true);
+    } finally {
+      if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await taken.close();
+    }
+  });
+
   it('cuts a request still running at SHUTDOWN_TIMEOUT and still exits 0', async () => {
     const cli = await startCli({ PROXY_TARGET_URL: backend.url, SHUTDOWN_TIMEOUT: '1' });
     const stuck = get(`${cli.url}/slow-forever`);

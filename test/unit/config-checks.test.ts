@@ -30,13 +30,15 @@ interface CheckCases {
    * part of the setting (`servers[0].url`) rather than the setting itself.
    */
   bad: Array<[value: string, message: string, part?: string]>;
+  /** Settings given alongside, which the cross-field rules require of this one. */
+  with?: Record<string, string>;
 }
 
 let files = 0;
 
 /** A setting given `value`: in the environment, or for a YAML-only one in a file. */
-function givenAs(spec: SettingSpec, value: string): LoadInput {
-  if (!spec.yamlOnly) return { env: { ...BYPASS, [spec.env]: value } };
+function givenAs(spec: SettingSpec, value: string, alongside: Record<string, string> = {}): LoadInput {
+  if (!spec.yamlOnly) return { env: { ...BYPASS, ...alongside, [spec.env]: value } };
   const file = join(dir, `${spec.yaml}-${++files}.yaml`);
   writeFileSync(file, `${spec.yaml}: ${JSON.stringify(value)}\n`);
   return { env: BYPASS, configFile: file };
@@ -127,6 +129,20 @@ const CASES: Record<CheckedSetting, CheckCases> = {
       ['/admin/metrics', 'clashes with /admin, which the proxy answers itself; choose e.g. /metrics'],
     ],
   },
+  ADMIN_LISTEN: {
+    good: ['127.0.0.1:9090', '[::1]:0', 'admin.internal:9090'],
+    bad: [
+      ['9090', 'must be host:port, e.g. 127.0.0.1:9090'],
+      ['127.0.0.1:70000', 'must be host:port'],
+      ['http://127.0.0.1:9090', 'must be host:port'],
+    ],
+    with: { ADMIN_ENABLED: 'true', ADMIN_TOKEN: 'x'.repeat(32) },
+  },
+  ADMIN_PUBLIC_URL: {
+    good: ['https://mcp.example.com:9443'],
+    bad: [['https://mcp.example.com:9443/admin', 'must be an origin only (scheme://host[:port])']],
+    with: { ADMIN_ENABLED: 'true', ADMIN_TOKEN: 'x'.repeat(32), ADMIN_LISTEN: '127.0.0.1:9090' },
+  },
   ADMIN_TOKEN: {
     good: ['x'.repeat(32)],
     bad: [['short', 'must be at least 32 characters']],
@@ -163,14 +179,14 @@ describe('per-setting checks declared in the settings table', () => {
     );
   });
 
-  for (const [env, { good, bad }] of Object.entries(CASES)) {
+  for (const [env, { good, bad, with: alongside }] of Object.entries(CASES)) {
     const spec = specs.find((s) => s.env === env);
 
     it(`${env}: accepts ${good.length} and refuses ${bad.length} values`, () => {
       const setting = spec as SettingSpec;
-      for (const value of good) expect(configProblems(givenAs(setting, value)), value).toEqual([]);
+      for (const value of good) expect(configProblems(givenAs(setting, value, alongside)), value).toEqual([]);
       for (const [value, message, part] of bad) {
-        const found = configProblems(givenAs(setting, value));
+        const found = configProblems(givenAs(setting, value, alongside));
         expect(found, value).toHaveLength(1);
         expect(found[0]?.key).toBe(part ?? env);
         expect(found[0]?.message.startsWith(message), found[0]?.message).toBe(true);

@@ -137,12 +137,23 @@ describe('configs/config.example.yaml', () => {
       path,
       uncommented((key) => !exclusive.has(key)),
     );
-    // The example CA files do not exist here; everything else must be valid.
+    // The example CA files do not exist here, and admin.listen needs admin.enabled, which the
+    // example leaves false; everything else must be valid.
     try {
       loadConfig({ configFile: path, env: {} });
       expect.unreachable('the example CA files do not exist on this machine');
     } catch (err) {
       expect(err).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems.map((p) => p.key)).toEqual([
+        'PROXY_CA_FILE',
+        'REDIS_CA_FILE',
+        'ADMIN_LISTEN',
+      ]);
+    }
+    try {
+      loadConfig({ configFile: path, env: { ADMIN_ENABLED: 'true' } });
+      expect.unreachable('the example CA files do not exist on this machine');
+    } catch (err) {
       expect((err as ConfigError).problems.map((p) => p.key)).toEqual(['PROXY_CA_FILE', 'REDIS_CA_FILE']);
     }
     const rows = describeConfig({ configFile: path, env: {} });

@@ -96,6 +96,8 @@ function alternatives(): Record<SettingEnv, string> {
     ADMIN_ENABLED: 'true',
     ADMIN_TOKEN: 'an-admin-token-of-at-least-32-characters',
     ADMIN_GROUPS: 'mcp-admins',
+    ADMIN_LISTEN: '127.0.0.1:9191',
+    ADMIN_PUBLIC_URL: 'https://mcp.example.com:9443',
     CONFIG_WATCH: 'true',
     PROXY_TARGET_COMMAND: 'npx -y @modelcontextprotocol/server-memory',
     STDIO_ISOLATION: 'user',
@@ -193,6 +195,8 @@ describe('which settings reload', () => {
       'SESSION_SECRET',
       'REDIS_URL',
       'ADMIN_TOKEN',
+      'ADMIN_LISTEN',
+      'ADMIN_PUBLIC_URL',
       'TRACING_ENABLED',
       'STDIO_ENV',
     ] as const)

@@ -3,6 +3,7 @@ import type { ParsedValues } from '../../src/config/parse.js';
 import {
   adminApiHasAWayIn,
   adminGroupsNeedOidcLogin,
+  adminListenerIsSeparate,
   CROSS_FIELD_RULES,
   mcpAccessIdentityNeedsOidcLogin,
   mcpPathClearOfMetricsPath,
@@ -44,6 +45,7 @@ describe('cross-field rules', () => {
       'oidcScopesIncludeOpenid',
       'adminApiHasAWayIn',
       'adminGroupsNeedOidcLogin',
+      'adminListenerIsSeparate',
       'mcpAccessIdentityNeedsOidcLogin',
       'serverAllowListsNeedOidcLogin',
     ]);
@@ -295,6 +297,51 @@ describe('cross-field rules', () => {
       expect(
         adminGroupsNeedOidcLogin(input({ ADMIN_ENABLED: true, ADMIN_GROUPS: ['admins'], AUTH_MODE: 'oidc' })),
       ).toEqual([]);
+    });
+  });
+
+  describe('adminListenerIsSeparate', () => {
+    const enabled = { ADMIN_ENABLED: true, ADMIN_TOKEN: 'x'.repeat(32), SERVER_PORT: 8080 };
+    const messages = (values: ParsedValues) =>
+      adminListenerIsSeparate(input(values)).map((p) => `${p.key} ${p.message}`);
+
+    it('refuses ADMIN_LISTEN without ADMIN_ENABLED, and ADMIN_PUBLIC_URL without ADMIN_LISTEN', () => {
+      expect(messages({ ADMIN_LISTEN: '127.0.0.1:9090' })).toEqual([
+        'ADMIN_LISTEN is set but ADMIN_ENABLED is not true: set ADMIN_ENABLED=true, or remove ADMIN_LISTEN',
+      ]);
+      expect(messages({ ...enabled, ADMIN_PUBLIC_URL: new URL('http://127.0.0.1:9090') })).toEqual([
+        'ADMIN_PUBLIC_URL needs ADMIN_LISTEN (the admin listener it names); without it /admin is served at PUBLIC_URL',
+      ]);
+    });
+
+    it("refuses PUBLIC_URL's origin as the admin origin, and SERVER_PORT as the admin port", () => {
+      expect(
+        messages({
+          ...enabled,
+          PUBLIC_URL: new URL('https://mcp.example.com'),
+          ADMIN_LISTEN: '127.0.0.1:9090',
+          ADMIN_PUBLIC_URL: new URL('https://mcp.example.com'),
+        }),
+      ).toEqual([
+        "ADMIN_PUBLIC_URL is PUBLIC_URL's origin (https://mcp.example.com): give the admin listener another port or host name",
+      ]);
+      expect(messages({ ...enabled, ADMIN_LISTEN: '127.0.0.1:8080' })).toEqual([
+        'ADMIN_LISTEN uses SERVER_PORT (8080): give the admin listener a port of its own',
+      ]);
+    });
+
+    it('accepts a listener of its own, with or without ADMIN_PUBLIC_URL, and nothing set', () => {
+      expect(messages({ ...enabled, ADMIN_LISTEN: '127.0.0.1:9090' })).toEqual([]);
+      expect(messages({ ...enabled, ADMIN_LISTEN: '127.0.0.1:0' })).toEqual([]);
+      expect(
+        messages({
+          ...enabled,
+          PUBLIC_URL: new URL('https://mcp.example.com'),
+          ADMIN_LISTEN: '0.0.0.0:9443',
+          ADMIN_PUBLIC_URL: new URL('https://mcp.example.com:9443'),
+        }),
+      ).toEqual([]);
+      expect(messages(enabled)).toEqual([]);
     });
   });
 

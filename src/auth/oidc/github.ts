@@ -120,9 +120,7 @@ export class GitHubProvider implements Provider {
       throw translate(err, 'code exchange');
     }
     return this.loginWith(
-      response.access_token,
-      response.refresh_token,
-      response.expires_in,
+      tokensFrom(response.access_token, response.refresh_token, response.expires_in),
       undefined,
       trace,
     );
@@ -131,7 +129,7 @@ export class GitHubProvider implements Provider {
   async refresh(tokens: UpstreamTokens, sub: string, trace: TraceSpan = NOOP_SPAN): Promise<UpstreamLogin> {
     // OAuth apps' tokens do not expire; GitHub Apps' user tokens do and come with a refresh token.
     const { refreshToken } = tokens;
-    if (!refreshToken) return this.loginWith(tokens.accessToken, undefined, undefined, sub, trace);
+    if (!refreshToken) return this.loginWith({ accessToken: tokens.accessToken }, sub, trace);
     let response: client.TokenEndpointResponse;
     try {
       response = await traceCall(
@@ -144,13 +142,19 @@ export class GitHubProvider implements Provider {
     } catch (err) {
       throw translate(err, 'refresh');
     }
-    return this.loginWith(
+    const rotated = tokensFrom(
       response.access_token,
       response.refresh_token ?? refreshToken,
       response.expires_in,
-      sub,
-      trace,
     );
+    try {
+      return await this.loginWith(rotated, sub, trace);
+    } catch (err) {
+      // GitHub Apps rotate the refresh token at each use: the one just sent is spent, so when
+      // reading the identity fails for an outage the session must keep the new pair.
+      if (err instanceof ProviderUnavailableError) err.tokens ??= rotated;
+      throw err;
+    }
   }
 
   endSessionUrl(): URL | undefined {
@@ -160,12 +164,11 @@ export class GitHubProvider implements Provider {
   close(): void {}
 
   private async loginWith(
-    accessToken: string,
-    refreshToken: string | undefined,
-    expiresIn: number | undefined,
+    tokens: UpstreamTokens,
     expectedSub: string | undefined,
     trace: TraceSpan,
   ): Promise<UpstreamLogin> {
+    const { accessToken } = tokens;
     const { body: user } = await this.api<GitHubUser>('/user', accessToken, trace);
     const sub = String(user.id);
     if (expectedSub && sub !== expectedSub) {
@@ -192,14 +195,7 @@ export class GitHubProvider implements Provider {
       username: user.login,
       groups: [...new Set(groups)],
     };
-    return {
-      identity,
-      tokens: {
-        accessToken,
-        refreshToken,
-        expiresAt: expiresIn !== undefined ? Date.now() + expiresIn * 1000 : undefined,
-      },
-    };
+    return { identity, tokens };
   }
 
   /** One API call; `next` is the URL of the following page (the `Link` header's rel="next"). */
@@ -297,6 +293,19 @@ export class GitHubProvider implements Provider {
     }
     return undefined;
   }
+}
+
+/** The tokens of a token response (`expires_in` only for GitHub Apps' expiring user tokens). */
+function tokensFrom(
+  accessToken: string,
+  refreshToken: string | undefined,
+  expiresIn: number | undefined,
+): UpstreamTokens {
+  return {
+    accessToken,
+    refreshToken,
+    expiresAt: expiresIn !== undefined ? Date.now() + expiresIn * 1000 : undefined,
+  };
 }
 
 /**
