@@ -19,7 +19,7 @@
 // handling, not on the IdP.
 //
 // Load: SOAK_STREAMS SSE streams spread over both instances (stream i is homed on instance i % 2), plus
-// SOAK_CALLS_PER_SECOND tools/call POSTs (alternating instances), plus probes every second that must be
+// SOAK_CALLS_PER_SECOND tools/call POSTs (alternating instances), plus probes every 0.5 s that must be
 // refused: no token, a forged token (401), and the login's browser session cookie (must be let through).
 // Every SOAK_SAMPLE seconds the RSS and open fds of each proxy are read from /proc.
 //
@@ -41,9 +41,10 @@
 // Settings (environment):
 //   SOAK_DURATION=600          seconds of load (suffix s or m accepted: 60s, 10m)
 //   SOAK_STREAMS=1000          SSE streams held                SOAK_EVENT_INTERVAL_MS=1000  per stream
-//   SOAK_CALLS_PER_SECOND=4    tools/call rate                 SOAK_SAMPLE=5  seconds between samples
-//   SOAK_LOGIN_INTERVAL=30     SOAK_REFRESH_INTERVAL=15        seconds between logins / refreshes
-//   SOAK_REDIS_DOWN=5          SOAK_BACKEND_DOWN=3             seconds each stays down
+//   SOAK_CALLS_PER_SECOND=4    tools/call rate                 SOAK_SAMPLE=5 (2)  seconds between samples
+//   (in parentheses: the default of a run shorter than 3 minutes)
+//   SOAK_LOGIN_INTERVAL=30 (8) SOAK_REFRESH_INTERVAL=15 (5)    seconds between logins / refreshes
+//   SOAK_REDIS_DOWN=5          SOAK_BACKEND_DOWN=3 (2)         seconds each stays down
 //   SOAK_IDP_DELAY_MS=3000     delay on the IdP's token endpoint while it is slow
 //   SOAK_RECOVERY=30           seconds a fault may take to recover from
 //   SOAK_MAX_RSS_GROWTH_MB=64  SOAK_MAX_FD_GROWTH=32
@@ -101,7 +102,7 @@ const cfg = {
   loginIntervalS: seconds('SOAK_LOGIN_INTERVAL', 0),
   refreshIntervalS: seconds('SOAK_REFRESH_INTERVAL', 0),
   redisDownS: seconds('SOAK_REDIS_DOWN', 5),
-  backendDownS: seconds('SOAK_BACKEND_DOWN', 3),
+  backendDownS: seconds('SOAK_BACKEND_DOWN', 0),
   idpDelayMs: count('SOAK_IDP_DELAY_MS', 3000),
   recoveryS: seconds('SOAK_RECOVERY', 30),
   maxRssGrowthMb: count('SOAK_MAX_RSS_GROWTH_MB', 64),
@@ -115,6 +116,7 @@ const short = cfg.durationS < 180;
 cfg.sampleS ||= short ? 2 : 5;
 cfg.loginIntervalS ||= short ? 8 : 30;
 cfg.refreshIntervalS ||= short ? 5 : 15;
+cfg.backendDownS ||= short ? 2 : 3;
 
 /** The fault timetable, in ms from the start of the load (the warm-up included). */
 function timetable(durationMs) {
@@ -407,9 +409,17 @@ async function main() {
       });
     };
     const refreshTimer = setInterval(serial(refresh), cfg.refreshIntervalS * 1000);
-    const loginTimer = setInterval(serial(login), cfg.loginIntervalS * 1000);
+    // Logins start half a refresh interval later: timers firing together would skip one of the two.
+    let loginTimer;
+    const loginStart = setTimeout(
+      () => {
+        loginTimer = setInterval(serial(login), cfg.loginIntervalS * 1000);
+      },
+      (cfg.refreshIntervalS * 1000) / 2,
+    );
     load.push(
       () => clearInterval(refreshTimer),
+      () => clearTimeout(loginStart),
       () => clearInterval(loginTimer),
     );
 
