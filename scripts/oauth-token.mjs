@@ -57,7 +57,16 @@ function forms(html, pageUrl) {
  * authorization (login at the IdP as `user`, approve the proxy's consent page), code exchange.
  * `redirectUri` is only a name here: nothing listens there, the code is read from the redirect.
  */
-export async function obtainAccessToken(
+export async function obtainAccessToken(proxyUrl, options) {
+  return (await obtainTokens(proxyUrl, options)).access_token;
+}
+
+/**
+ * The same flow, with all it yields: the /token answer (access_token, refresh_token, expires_in, ...),
+ * the registered `client_id`, the `resource`, and `cookie`: the Cookie header of the browser session
+ * the login left at the proxy.
+ */
+export async function obtainTokens(
   proxyUrl,
   { redirectUri, clientName = 'headless MCP client', user = DEV_USER },
 ) {
@@ -127,7 +136,7 @@ export async function obtainAccessToken(
         const json = await tok.json();
         if (!tok.ok || !json.access_token)
           throw new Error(`token: HTTP ${tok.status} ${JSON.stringify(json)}`);
-        return json.access_token;
+        return { ...json, client_id, resource, cookie: jar.get(proxyUrl) };
       }
       next =
         res.status === 307 || res.status === 308

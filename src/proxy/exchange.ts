@@ -145,6 +145,7 @@ export class Exchange implements Dispatcher.DispatchHandler, LiveStream {
     state.responded = true;
     state.status = statusCode;
     state.sse = isEventStream(upstreamHeaders['content-type']);
+    state.onHead?.(statusCode);
     const editing = state.editor === undefined ? undefined : this.editedBody(statusCode, upstreamHeaders);
     if (editing !== undefined && !unencoded(upstreamHeaders['content-encoding'])) {
       // The proxy does not decode bodies: a compressed one it was to edit cannot be passed on.
@@ -301,6 +302,8 @@ export interface AttemptState {
   closing?: boolean;
   sse: boolean;
   status?: number;
+  /** The backend's response head arrived (an SSE stream's may be all that comes for hours). */
+  onHead?: (status: number) => void;
   /** The attempt in flight, which a client that goes away aborts. */
   exchange?: Exchange;
   /** Per-request response defaults (CORS for an allowed origin), added where the backend set none. */

@@ -225,6 +225,12 @@ export class Forwarder {
       res.off('close', onClose);
       return { outcome: failure.outcome, failure, attempts: 0, sse: false };
     }
+    // A backend that answers with a head is up: that closes a half-open circuit at once. Waiting for
+    // the end of the response instead would keep it half-open, and every other request refused, for
+    // as long as an SSE stream that happened to be the probe stays open.
+    state.onHead = (status) => {
+      if (status < 502 || status > 504) this.breaker.recordSuccess();
+    };
     try {
       for (let attempt = 1; ; attempt++) {
         try {

@@ -334,6 +334,48 @@ describe('resilience: upstream failures, timeouts, retries, breaker, health', ()
     expect(proxy.proxy.backends.all()[0]!.breaker.state).toBe('closed');
   });
 
+  it('closes a half-open circuit when an SSE stream is the probe, while that stream stays open', async () => {
+    let failing = true;
+    const streams = new Set<ServerResponse>();
+    const b = await backend((req, res) => {
+      if (failing) return void res.writeHead(502).end();
+      if (req.headers.accept === 'text/event-stream') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write('id: 1\ndata: {}\n\n');
+        streams.add(res);
+        return;
+      }
+      res.end('ok');
+    });
+    cleanups.unshift(async () => {
+      for (const s of streams) s.end();
+    });
+    const proxy = await proxyFor({
+      PROXY_TARGET_URL: b.url,
+      CIRCUIT_BREAKER_THRESHOLD: '1',
+      CIRCUIT_BREAKER_RESET_TIMEOUT: '0.2',
+      PROXY_RETRIES: '0',
+    });
+    const { breaker } = proxy.proxy.backends.all()[0]!;
+    expect((await fetch(`${proxy.url}/mcp`)).status).toBe(502);
+    expect(breaker.state).toBe('open');
+    failing = false;
+    await waitFor(() => breaker.retryAfterMs() === 0, 2000, 'the reset timeout');
+
+    const stream = new AbortController();
+    const probe = await fetch(`${proxy.url}/mcp`, {
+      headers: { accept: 'text/event-stream' },
+      signal: stream.signal,
+    });
+    expect(probe.status).toBe(200);
+    expect(breaker.state).toBe('closed');
+    // The stream is still open; other requests pass instead of getting upstream_circuit_open.
+    const call = await fetch(`${proxy.url}/mcp`, { method: 'POST', body: '{}' });
+    expect(call.status).toBe(200);
+    expect(await call.text()).toBe('ok');
+    stream.abort();
+  });
+
   it('reports /health 200 in the seed shape when the target is up and 503 when it is down', async () => {
     const b = await backend((_req, res) => res.end('ok'));
     const proxy = await proxyFor({ PROXY_TARGET_URL: b.url });
