@@ -4,7 +4,7 @@
  */
 import { isMcpAccessConfig, type McpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
 import { isLoopbackHost, pathsOverlap } from './checks.js';
-import { oidcScopes, publicUrlOf } from './derived.js';
+import { AUTO_WORKERS, oidcScopes, publicUrlOf, workerCount } from './derived.js';
 import type { ParsedValues } from './parse.js';
 import { readServers, type ServerEntry } from './servers.js';
 import { flagFor, SETTINGS, type SettingEnv } from './settings.js';
@@ -224,6 +224,23 @@ function identityRulesProblem(
   ];
 }
 
+/**
+ * Workers are separate processes: sessions, tokens, clients and rate limits in one worker's
+ * memory would be unknown to the next request's worker. `auto` counts as several even on a
+ * one-CPU machine, so a config valid here is valid on the bigger machine it is deployed to.
+ */
+export function severalWorkersNeedSharedStore({ values, refused }: RuleInput): RuleProblem[] {
+  if (values.SERVER_WORKERS === undefined || refused.has('SERVER_WORKERS')) return [];
+  const auto = values.SERVER_WORKERS.toLowerCase() === AUTO_WORKERS;
+  if ((!auto && workerCount(values) <= 1) || values.SESSION_STORE !== 'memory') return [];
+  return [
+    {
+      key: 'SESSION_STORE',
+      message: `is memory but SERVER_WORKERS=${values.SERVER_WORKERS} runs several worker processes, which must share sessions, tokens and rate limits: set SESSION_STORE=redis (with REDIS_URL), or SERVER_WORKERS=1`,
+    },
+  ];
+}
+
 /** Every cross-field rule, in the order their problems are reported. */
 export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   serversReplaceSingleTargetSettings,
@@ -237,6 +254,7 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   adminGroupsNeedOidcLogin,
   mcpAccessIdentityNeedsOidcLogin,
   serverAllowListsNeedOidcLogin,
+  severalWorkersNeedSharedStore,
 ];
 
 /** Runs every rule over the loaded values. */

@@ -12,6 +12,7 @@ import {
   secureCookieNeedsHttpsPublicUrl,
   serverPathsClearOfMetricsPath,
   serversReplaceSingleTargetSettings,
+  severalWorkersNeedSharedStore,
   targetCommandExcludesTargetUrl,
 } from '../../src/config/rules.js';
 import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
@@ -46,7 +47,34 @@ describe('cross-field rules', () => {
       'adminGroupsNeedOidcLogin',
       'mcpAccessIdentityNeedsOidcLogin',
       'serverAllowListsNeedOidcLogin',
+      'severalWorkersNeedSharedStore',
     ]);
+  });
+
+  describe('severalWorkersNeedSharedStore', () => {
+    it('refuses more than one worker, or auto, with SESSION_STORE=memory, naming SESSION_STORE', () => {
+      for (const workers of ['2', 'auto', 'AUTO']) {
+        const found = severalWorkersNeedSharedStore(
+          input({ SERVER_WORKERS: workers, SESSION_STORE: 'memory' }),
+        );
+        expect(keysOf(found), workers).toEqual(['SESSION_STORE']);
+        expect(found[0]?.message).toContain(`SERVER_WORKERS=${workers}`);
+        expect(found[0]?.message).toContain('set SESSION_STORE=redis');
+      }
+    });
+
+    it('accepts one worker with memory, several with redis, and leaves a refused count to its own check', () => {
+      for (const values of [
+        { SERVER_WORKERS: '1', SESSION_STORE: 'memory' },
+        { SERVER_WORKERS: '4', SESSION_STORE: 'redis' },
+        { SERVER_WORKERS: 'auto', SESSION_STORE: 'redis' },
+      ] as const)
+        expect(severalWorkersNeedSharedStore(input(values)), JSON.stringify(values)).toEqual([]);
+      const refused = new Set<SettingEnv>(['SERVER_WORKERS']);
+      expect(
+        severalWorkersNeedSharedStore(input({ SERVER_WORKERS: '0', SESSION_STORE: 'memory' }, { refused })),
+      ).toEqual([]);
+    });
   });
 
   describe('serversReplaceSingleTargetSettings', () => {
@@ -373,6 +401,12 @@ describe('cross-field rules in loadConfig', () => {
       'OIDC_CLIENT_ID',
       'OIDC_SCOPES',
       'ADMIN_ENABLED',
+    ]);
+  });
+
+  it('refuse several workers on the default memory store, with its source', () => {
+    expect(configProblems({ env: { ...BYPASS, SERVER_WORKERS: '2' } })).toEqual([
+      expect.objectContaining({ key: 'SESSION_STORE', value: 'memory', source: 'default' }),
     ]);
   });
 
