@@ -1,6 +1,12 @@
 #!/usr/bin/env node
 import { isWorker, onOrder, shareMetrics, workerLogFields } from '../cluster/worker.js';
-import { describeConfig, describeServers, type LoadInput, loadConfig } from '../config/load.js';
+import {
+  describeConfig,
+  describeServers,
+  describeWorkers,
+  type LoadInput,
+  loadConfig,
+} from '../config/load.js';
 import { ConfigReloader } from '../config/reload.js';
 import { type Config, ConfigError } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/logger.js';
@@ -141,7 +147,8 @@ function checkConfig(args: ParsedArgs): void {
   let problems = '';
   let servers: string[] = [];
   try {
-    servers = describeServers(loadConfig({ flags: args.flags, configFile: args.configFile }));
+    const config = loadConfig({ flags: args.flags, configFile: args.configFile });
+    servers = [...describeServers(config), describeWorkers(config)];
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     problems = err.message;

@@ -13,6 +13,7 @@ import {
   serverPathsClearOfMetricsPath,
   serversReplaceSingleTargetSettings,
   severalWorkersNeedSharedStore,
+  stdioServersNeedOneWorker,
   targetCommandExcludesTargetUrl,
 } from '../../src/config/rules.js';
 import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
@@ -48,6 +49,7 @@ describe('cross-field rules', () => {
       'mcpAccessIdentityNeedsOidcLogin',
       'serverAllowListsNeedOidcLogin',
       'severalWorkersNeedSharedStore',
+      'stdioServersNeedOneWorker',
     ]);
   });
 
@@ -74,6 +76,28 @@ describe('cross-field rules', () => {
       expect(
         severalWorkersNeedSharedStore(input({ SERVER_WORKERS: '0', SESSION_STORE: 'memory' }, { refused })),
       ).toEqual([]);
+    });
+  });
+
+  describe('stdioServersNeedOneWorker', () => {
+    const stdio = { name: 'files', path: '/files/mcp', command: ['npx', '-y', 'server-filesystem'] };
+    const http = { name: 'search', path: '/search/mcp', url: 'http://127.0.0.1:3001/mcp' };
+
+    it('refuses several workers with a stdio server, naming SERVER_WORKERS and the command', () => {
+      const single = stdioServersNeedOneWorker(
+        input({ SERVER_WORKERS: 'auto', PROXY_TARGET_COMMAND: ['npx', 'server'] }),
+      );
+      expect(keysOf(single)).toEqual(['SERVER_WORKERS']);
+      expect(single[0]?.message).toContain('(PROXY_TARGET_COMMAND)');
+      const listed = stdioServersNeedOneWorker(input({ SERVER_WORKERS: '2', SERVERS: [http, stdio] }));
+      expect(listed[0]?.message).toContain('(servers[1].command)');
+    });
+
+    it('accepts one worker with a stdio server, and several with HTTP servers only', () => {
+      expect(stdioServersNeedOneWorker(input({ SERVER_WORKERS: '1', PROXY_TARGET_COMMAND: ['x'] }))).toEqual(
+        [],
+      );
+      expect(stdioServersNeedOneWorker(input({ SERVER_WORKERS: '2', SERVERS: [http] }))).toEqual([]);
     });
   });
 
