@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { isWorker, onOrder, shareMetrics, workerLogFields } from '../cluster/worker.js';
+import { commandLineArguments, isWorker, onOrder, shareMetrics, workerLogFields } from '../cluster/worker.js';
 import {
   describeConfig,
   describeServers,
@@ -206,7 +206,7 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-main(process.argv.slice(2)).catch((err: NodeJS.ErrnoException) => {
+main(commandLineArguments()).catch((err: NodeJS.ErrnoException) => {
   if (err instanceof UsageError) {
     process.stderr.write(`mcp-oidc-proxy: ${err.message}\n`);
     process.exitCode = 64;

@@ -84,7 +84,7 @@ class WorkerPool {
       entry.listening = true;
       if (!this.started && [...this.running.values()].every((r) => r.listening)) {
         this.started = true;
-        this.options.logger.info({ pids: this.pids() }, 'every worker listens');
+        this.options.logger.info({ worker_pids: this.pids() }, 'every worker listens');
       }
     });
     worker.once('exit', (code, signal) => this.exited(entry, code, signal));
@@ -97,7 +97,10 @@ class WorkerPool {
     if (this.stopping) {
       // SIGTERM is how a worker that was still starting is stopped.
       if (code !== 0 && signal !== 'SIGTERM') {
-        this.options.logger.warn({ pid, exit_code: code, signal }, 'worker exited while shutting down');
+        this.options.logger.warn(
+          { worker_pid: pid, exit_code: code, signal },
+          'worker exited while shutting down',
+        );
         this.stopping.exitCode ||= 1;
       }
       if (this.running.size === 0) this.exit(this.stopping.exitCode);
@@ -106,7 +109,10 @@ class WorkerPool {
     if (!this.started) {
       // Every worker fails the same way at start (port in use, store unreachable...): stop
       // and report it, as a single process would, rather than restart forever.
-      this.options.logger.error({ pid, exit_code: code, signal }, 'a worker exited while starting: stopping');
+      this.options.logger.error(
+        { worker_pid: pid, exit_code: code, signal },
+        'a worker exited while starting: stopping',
+      );
       this.stop('start failure', code || 1);
       return;
     }
@@ -114,7 +120,7 @@ class WorkerPool {
     else this.backoff.succeeded();
     const delayMs = Math.max(0, (this.backoff.waiting()?.retryAt ?? 0) - Date.now());
     this.options.logger.error(
-      { pid, exit_code: code, signal, restart_in_ms: delayMs },
+      { worker_pid: pid, exit_code: code, signal, restart_in_ms: delayMs },
       'worker exited: starting another',
     );
     const timer = setTimeout(() => {
@@ -126,7 +132,7 @@ class WorkerPool {
 
   /** SIGHUP: every worker re-reads the --config file and logs its own result. */
   private reload(): void {
-    this.options.logger.info({ pids: this.pids() }, 'SIGHUP: every worker reloads the configuration');
+    this.options.logger.info({ worker_pids: this.pids() }, 'SIGHUP: every worker reloads the configuration');
     const order: ReloadOrder = { type: 'mcp-oidc-proxy:reload' };
     // A worker still starting reads the file anyway; it would not understand the order yet.
     for (const { worker, listening } of this.running.values()) if (listening) send(worker, order);
@@ -149,7 +155,7 @@ class WorkerPool {
     for (const timer of this.restarts) clearTimeout(timer);
     this.restarts.clear();
     const deadlineMs = this.options.shutdownTimeoutMs() + SHUTDOWN_MARGIN_MS;
-    logger.info({ signal, pids: this.pids(), deadline_ms: deadlineMs }, 'shutting down the workers');
+    logger.info({ signal, worker_pids: this.pids(), deadline_ms: deadlineMs }, 'shutting down the workers');
     if (this.running.size === 0) return this.exit(exitCode);
     const order: ShutdownOrder = { type: 'mcp-oidc-proxy:shutdown' };
     for (const { worker, listening } of this.running.values()) {
@@ -158,7 +164,10 @@ class WorkerPool {
       else worker.process.kill('SIGTERM');
     }
     setTimeout(() => {
-      logger.warn({ pids: this.pids() }, 'workers still running at the shutdown deadline: killing them');
+      logger.warn(
+        { worker_pids: this.pids() },
+        'workers still running at the shutdown deadline: killing them',
+      );
       this.kill();
     }, deadlineMs).unref();
   }

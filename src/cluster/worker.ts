@@ -3,6 +3,7 @@
  * primary forked (`cluster.isWorker`); a single process never loads node:cluster's IPC.
  */
 import cluster from 'node:cluster';
+import { isSea } from 'node:sea';
 import { AggregatorRegistry, type Registry } from 'prom-client';
 import { type MetricsRequest, messageOf } from './messages.js';
 
@@ -76,4 +77,13 @@ export function shareMetrics(registry: Registry): () => Promise<string> {
 /** What each of a worker's log lines carries, so the workers' lines can be told apart. */
 export function workerLogFields(): { worker: number; pid: number } {
   return { worker: cluster.worker?.id ?? 0, pid: process.pid };
+}
+
+/**
+ * The command line's arguments. node:cluster starts a worker as `execPath SCRIPT ARGS...`; a
+ * single executable is its own script and sees SCRIPT as its first argument: dropped there.
+ */
+export function commandLineArguments(): string[] {
+  const args = process.argv.slice(2);
+  return isWorker() && isSea() ? args.slice(1) : args;
 }

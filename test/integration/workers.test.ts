@@ -109,7 +109,7 @@ describe('SERVER_WORKERS=2 on Redis', () => {
 
   function workerPids(): number[] {
     const line = log.lines.filter((l) => l.msg === 'every worker listens').at(-1);
-    return (line?.pids as number[] | undefined) ?? [];
+    return (line?.worker_pids as number[] | undefined) ?? [];
   }
 
   beforeAll(async () => {
@@ -185,7 +185,7 @@ describe('SERVER_WORKERS=2 on Redis', () => {
   it('starts another worker when one is killed, and the requests keep being answered', async () => {
     const [victim, survivor] = workerPids() as [number, number];
     const restarted = log.next(
-      (l) => l.msg === 'worker exited: starting another' && l.pid === victim,
+      (l) => l.msg === 'worker exited: starting another' && l.worker_pid === victim,
       'the primary to notice the dead worker',
     );
     const listening = log.next(
