@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-import { describeConfig, describeServers, type LoadInput, loadConfig } from '../config/load.js';
+import { commandLineArguments, isWorker, onOrder, shareMetrics, workerLogFields } from '../cluster/worker.js';
+import {
+  describeConfig,
+  describeServers,
+  describeWorkers,
+  type LoadInput,
+  loadConfig,
+} from '../config/load.js';
 import { ConfigReloader } from '../config/reload.js';
-import { ConfigError } from '../config/types.js';
+import { type Config, ConfigError } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/logger.js';
 import { type RunningProxy, startProxy } from '../server/app.js';
 import { helpText, type ParsedArgs, parseArgs, UsageError } from './args.js';
@@ -10,16 +17,18 @@ import { packageVersion } from './version.js';
 /**
  * SIGHUP reloads the --config file (and CONFIG_WATCH watches it) once the proxy runs. Installed
  * before the start, since SIGHUP's default action would end the process; the returned function
- * arms it with the running proxy.
+ * arms it with the running proxy. In a worker, the primary passes its SIGHUP on as an order.
  */
 function reloadOnSignal(
   logger: () => Logger,
 ): (input: LoadInput, proxy: RunningProxy, watch: boolean) => ConfigReloader {
   let reloader: ConfigReloader | undefined;
-  process.on('SIGHUP', () => {
+  const reload = (): void => {
     if (reloader) reloader.reload('SIGHUP');
     else logger().warn('SIGHUP while starting: ignored; send it again once the proxy listens');
-  });
+  };
+  process.on('SIGHUP', reload);
+  if (isWorker()) onOrder('mcp-oidc-proxy:reload', reload);
   return (input, proxy, watch) => {
     reloader = new ConfigReloader({
       input,
@@ -32,15 +41,27 @@ function reloadOnSignal(
   };
 }
 
+/** Sets the exit code, flushes the log, and exits (at the latest a second later). */
+function exitAfterFlush(logger: Logger, code: number): void {
+  process.exitCode = code;
+  // Flush the log, but never wait on a stdout nobody reads any more.
+  setTimeout(() => process.exit(code), 1000).unref();
+  logger.flush(() => process.exit(code));
+}
+
 async function serve(args: ParsedArgs): Promise<void> {
   // A reload reads the --config file again; flags and the environment stay as they were.
   const input: LoadInput = { flags: args.flags, env: { ...process.env }, configFile: args.configFile };
   const config = loadConfig(input);
-  const logger = createLogger(config.log.level);
+  if (config.server.workers > 1 && !isWorker()) return servePrimary(input, config);
+  const worker = isWorker();
+  const logger = worker
+    ? createLogger(config.log.level).child(workerLogFields())
+    : createLogger(config.log.level);
   const armReload = reloadOnSignal(() => logger);
   let proxy: RunningProxy;
   try {
-    proxy = await startProxy({ config, logger });
+    proxy = await startProxy({ config, logger, aggregateMetrics: worker ? shareMetrics : undefined });
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { hostname?: string };
     // A name SERVER_HOST cannot resolve fails in getaddrinfo, like any other lookup would: only
@@ -48,14 +69,12 @@ async function serve(args: ParsedArgs): Promise<void> {
     if (e.syscall === 'getaddrinfo' && e.hostname === config.server.host) e.syscall = 'listen';
     throw err;
   }
-  const exit = (code: number): void => {
-    process.exitCode = code;
-    // Flush the log, but never wait on a stdout nobody reads any more.
-    setTimeout(() => process.exit(code), 1000).unref();
-    logger.flush(() => process.exit(code));
-  };
+  const exit = (code: number): void => exitAfterFlush(logger, code);
   const configReloader = armReload(input, proxy, config.watchConfig);
+  let stopping = false;
   const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
     logger.info({ signal }, 'signal received');
     configReloader.close();
     proxy.shutdown().then(
@@ -66,8 +85,42 @@ async function serve(args: ParsedArgs): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
+  if (!worker) {
+    // Once: a second Ctrl-C ends a single process that takes too long to stop.
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    return;
+  }
+  // A worker stops on the primary's order. A terminal's Ctrl-C (or a service manager signalling
+  // the whole group) reaches it directly too, before the order: both start the one shutdown,
+  // and a repeated signal must not end the worker mid-way (the primary kills at its deadline).
+  onOrder('mcp-oidc-proxy:shutdown', () => stop('SIGTERM (from the primary)'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/**
+ * SERVER_WORKERS > 1: this process only runs the workers (src/cluster/primary.ts); each of them
+ * runs `serve` again and serves on the shared port.
+ */
+async function servePrimary(input: LoadInput, config: Config): Promise<void> {
+  const logger = createLogger(config.log.level).child({ role: 'primary', pid: process.pid });
+  const { runPrimary } = await import('../cluster/primary.js');
+  let shutdownTimeoutMs = config.server.shutdownTimeoutMs;
+  // SHUTDOWN_TIMEOUT reloads: the primary's deadline follows the file the workers reload. A
+  // file that fails to load is reported by every worker; the running value stays here too.
+  process.on('SIGHUP', () => {
+    try {
+      shutdownTimeoutMs = loadConfig(input).server.shutdownTimeoutMs;
+    } catch {}
+  });
+  const code = await runPrimary({
+    workers: config.server.workers,
+    logger,
+    sessionSecret: config.session.secret,
+    shutdownTimeoutMs: () => shutdownTimeoutMs,
+  });
+  exitAfterFlush(logger, code);
 }
 
 async function demo(args: ParsedArgs): Promise<void> {
@@ -94,7 +147,8 @@ function checkConfig(args: ParsedArgs): void {
   let problems = '';
   let servers: string[] = [];
   try {
-    servers = describeServers(loadConfig({ flags: args.flags, configFile: args.configFile }));
+    const config = loadConfig({ flags: args.flags, configFile: args.configFile });
+    servers = [...describeServers(config), describeWorkers(config)];
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     problems = err.message;
@@ -157,7 +211,7 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-main(process.argv.slice(2)).catch((err: NodeJS.ErrnoException) => {
+main(commandLineArguments()).catch((err: NodeJS.ErrnoException) => {
   if (err instanceof UsageError) {
     process.stderr.write(`mcp-oidc-proxy: ${err.message}\n`);
     process.exitCode = 64;
@@ -173,4 +227,6 @@ main(process.argv.slice(2)).catch((err: NodeJS.ErrnoException) => {
     process.stderr.write(`mcp-oidc-proxy: unexpected error: ${err.message}\n`);
     process.exitCode = 1;
   }
+  // A worker's channel to the primary would keep it alive: end it, and the primary hears the code.
+  if (isWorker()) process.exit();
 });

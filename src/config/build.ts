@@ -2,7 +2,7 @@
 import { isIP } from 'node:net';
 import { isMcpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
 import { listenAddressOf, originOf, preRegisteredClients, unbracketed } from './checks.js';
-import { oidcScopes, publicUrlOf } from './derived.js';
+import { oidcScopes, publicUrlOf, workerCount } from './derived.js';
 import {
   type DefaultedEnv,
   defaultedValue,
@@ -30,6 +30,7 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       allowedOrigins: [...new Set(value('ALLOWED_ORIGINS').flatMap((entry) => originOf(entry) ?? []))],
       trustedProxies: value('TRUSTED_PROXIES'),
       shutdownTimeoutMs: ms('SHUTDOWN_TIMEOUT'),
+      workers: workerCount(values),
     },
     target: {
       url: targetUrl,

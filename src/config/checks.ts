@@ -6,6 +6,7 @@ import { X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
 import { validateRedirectUri } from '../auth/facade/redirect-uris.js';
 import { policyConfigProblems } from '../auth/policy/policy.js';
+import { AUTO_WORKERS } from './derived.js';
 import type { CheckProblems } from './setting-spec.js';
 import type { PreRegisteredClientConfig } from './types.js';
 
@@ -187,6 +188,18 @@ export function metricsPathProblem(path: string): string | undefined {
     return 'must be a path starting with / such as /metrics: no query, dot segments or %';
   const clash = reservedClash(path);
   return clash ? `clashes with ${clash}, which the proxy answers itself; choose e.g. /metrics` : undefined;
+}
+
+/** Above this, SERVER_WORKERS is more likely a typo than a machine's CPU count. */
+export const MAX_WORKERS = 256;
+
+/** SERVER_WORKERS: `auto`, or a whole number of worker processes from 1 to MAX_WORKERS. */
+export function workersProblem(text: string): string | undefined {
+  if (text.toLowerCase() === AUTO_WORKERS) return undefined;
+  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  return n >= 1 && n <= MAX_WORKERS
+    ? undefined
+    : `must be auto (one worker per CPU) or a whole number from 1 to ${MAX_WORKERS}, e.g. 4`;
 }
 
 /** SESSION_SECRET, ADMIN_TOKEN: long enough not to be guessed. Empty means unset. */

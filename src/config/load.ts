@@ -7,6 +7,7 @@
 import { isIP } from 'node:net';
 import { quoteCommand } from '../stdio/command.js';
 import { buildConfig } from './build.js';
+import { AUTO_WORKERS } from './derived.js';
 import { maskProblem, maskUrlCredentials, shownValue } from './mask.js';
 import { type ParsedValues, parseSettings } from './parse.js';
 import { crossFieldProblems } from './rules.js';
@@ -176,6 +177,14 @@ export function describeServers(config: Config): string[] {
     heading,
     ...rows.map(([name, path, rest]) => `${name?.padEnd(width(0))}  ${path?.padEnd(width(1))}  ${rest}`),
   ];
+}
+
+/** The worker processes that will serve (SERVER_WORKERS, `auto` resolved): what `check-config` prints. */
+export function describeWorkers(config: Config): string {
+  const n = config.server.workers;
+  const auto = settingValues(config).get('SERVER_WORKERS')?.toLowerCase() === JSON.stringify(AUTO_WORKERS);
+  const how = n === 1 ? 'this process serves' : 'a primary process runs them on the shared port';
+  return `# workers: ${n}${auto ? ' (SERVER_WORKERS=auto: one per CPU)' : ''}; ${how}`;
 }
 
 function describeServer(server: ServerConfig): string {

@@ -4,7 +4,7 @@
  */
 import { isMcpAccessConfig, type McpAccessConfig, McpAccessPolicy } from '../mcp/access-policy.js';
 import { isLoopbackHost, listenAddressOf, pathsOverlap } from './checks.js';
-import { oidcScopes, publicUrlOf } from './derived.js';
+import { AUTO_WORKERS, oidcScopes, publicUrlOf, workerCount } from './derived.js';
 import type { ParsedValues } from './parse.js';
 import { readServers, type ServerEntry } from './servers.js';
 import { flagFor, SETTINGS, type SettingEnv } from './settings.js';
@@ -260,6 +260,52 @@ function identityRulesProblem(
   ];
 }
 
+/**
+ * Workers are separate processes: sessions, tokens, clients and rate limits in one worker's
+ * memory would be unknown to the next request's worker. `auto` counts as several even on a
+ * one-CPU machine, so a config valid here is valid on the bigger machine it is deployed to.
+ */
+export function severalWorkersNeedSharedStore({ values, refused }: RuleInput): RuleProblem[] {
+  if (refused.has('SERVER_WORKERS') || !severalWorkers(values) || values.SESSION_STORE !== 'memory')
+    return [];
+  return [
+    {
+      key: 'SESSION_STORE',
+      message: `is memory but SERVER_WORKERS=${values.SERVER_WORKERS} runs several worker processes, which must share sessions, tokens and rate limits: set SESSION_STORE=redis (with REDIS_URL), or SERVER_WORKERS=1`,
+    },
+  ];
+}
+
+/** SERVER_WORKERS asks for more than one worker (or for `auto`, which may be). */
+function severalWorkers(values: ParsedValues): boolean {
+  const text = values.SERVER_WORKERS;
+  return text !== undefined && (text.toLowerCase() === AUTO_WORKERS || workerCount(values) > 1);
+}
+
+/**
+ * A stdio server's MCP sessions live in the memory of the worker that started its child, and
+ * the workers share connections, not sessions: the next request of a session may reach another
+ * worker, which answers "Session not found".
+ */
+export function stdioServersNeedOneWorker(input: RuleInput): RuleProblem[] {
+  const { values, refused } = input;
+  if (refused.has('SERVER_WORKERS') || !severalWorkers(values)) return [];
+  const stdio = values.SERVERS
+    ? checkedServers(input).flatMap((server, i) =>
+        server.target.kind === 'command' ? [`servers[${i}].command`] : [],
+      )
+    : values.PROXY_TARGET_COMMAND
+      ? ['PROXY_TARGET_COMMAND']
+      : [];
+  if (stdio.length === 0) return [];
+  return [
+    {
+      key: 'SERVER_WORKERS',
+      message: `must be 1 with a stdio MCP server (${stdio.join(', ')}): its sessions live in the worker that runs the command, and another worker would answer their requests with "Session not found"; set SERVER_WORKERS=1, or serve the MCP server over HTTP and give its URL`,
+    },
+  ];
+}
+
 /** Every cross-field rule, in the order their problems are reported. */
 export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   serversReplaceSingleTargetSettings,
@@ -274,6 +320,8 @@ export const CROSS_FIELD_RULES: readonly CrossFieldRule[] = [
   adminListenerIsSeparate,
   mcpAccessIdentityNeedsOidcLogin,
   serverAllowListsNeedOidcLogin,
+  severalWorkersNeedSharedStore,
+  stdioServersNeedOneWorker,
 ];
 
 /** Runs every rule over the loaded values. */

@@ -29,6 +29,7 @@ import {
   redisUrlProblem,
   stdioEnvNameProblem,
   TARGET_URL_PROTOCOLS,
+  workersProblem,
 } from './checks.js';
 import { MAX_CA_FILE_BYTES } from './read-file.js';
 import { serversProblems } from './servers.js';
@@ -96,6 +97,16 @@ export const SETTINGS = [
     max: 3600,
     default: '10',
     doc: 'Seconds in-flight requests get to finish after SIGTERM/SIGINT before they are cut.',
+  },
+  {
+    env: 'SERVER_WORKERS',
+    yaml: 'server.workers',
+    flags: ['--workers'],
+    kind: 'string',
+    default: '1',
+    example: 'auto',
+    check: workersProblem,
+    doc: 'Worker processes sharing the port: a number, or auto for one per CPU. With more than one, a primary process runs them (and restarts one that dies) and SESSION_STORE must be redis.',
   },
   // proxy target
   {

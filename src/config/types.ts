@@ -50,6 +50,8 @@ export interface Config {
     allowedOrigins: string[];
     trustedProxies: string[];
     shutdownTimeoutMs: number;
+    /** Worker processes (SERVER_WORKERS, `auto` resolved); 1 = this process serves, no primary. */
+    workers: number;
   };
   target: {
     /** Origin plus an optional path prefix. */

@@ -6,7 +6,13 @@ const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 export const BREAKER_STATE_VALUE = { closed: 0, open: 1, half_open: 2 } as const;
 
 export interface Metrics {
+  /** This process's metrics (the admin status reads them). */
   registry: Registry;
+  /**
+   * What the metrics path serves: this process's registry, or in a worker (SERVER_WORKERS > 1)
+   * every worker's, aggregated by the primary.
+   */
+  exposition(): Promise<string>;
   httpRequests: Counter<'method' | 'route' | 'status'>;
   httpDuration: Histogram<'method' | 'route'>;
   proxyRequests: Counter<'server' | 'method' | 'outcome' | 'status'>;
@@ -27,6 +33,11 @@ export interface MetricsOptions {
    * it fails (the store is down) the gauge keeps its last value; /health says why.
    */
   activeSessions?: () => Promise<number>;
+  /**
+   * Given in a worker: shares the registry with the primary and returns what a scrape serves
+   * (src/cluster/worker.ts shareMetrics).
+   */
+  aggregate?: (registry: Registry) => () => Promise<string>;
 }
 
 /**
@@ -34,11 +45,12 @@ export interface MetricsOptions {
  * class (`mcp`, `health`, `proxied`, ...), never a raw path, so cardinality stays bounded.
  */
 export function createMetrics(options: MetricsOptions = {}): Metrics {
-  const { activeSessions } = options;
+  const { activeSessions, aggregate } = options;
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'mcp_oidc_proxy_' });
   return {
     registry,
+    exposition: aggregate ? aggregate(registry) : () => registry.metrics(),
     httpRequests: new Counter({
       name: 'mcp_oidc_proxy_http_requests_total',
       help: 'HTTP requests received, by method, route class and status.',
@@ -68,6 +80,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: 'mcp_oidc_proxy_sessions_active',
       help: 'Sessions currently held by the session store.',
       registers: [registry],
+      // Every worker counts the one shared store: the same number, not a share of it.
+      aggregator: 'max',
       async collect() {
         if (!activeSessions) return;
         try {
@@ -80,6 +94,8 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       help: 'Upstream circuit breaker of each server: 0 closed, 1 open, 2 half-open.',
       labelNames: ['server'],
       registers: [registry],
+      // Each worker has its own breaker: with several workers, the state furthest from closed.
+      aggregator: 'max',
     }),
     authEvents: new Counter({
       name: 'mcp_oidc_proxy_auth_events_total',

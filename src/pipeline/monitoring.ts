@@ -36,8 +36,16 @@ export function monitoringRoutes(
       route: 'metrics',
       handler: async (req, res, ctx) => {
         if (refuseUnlessRead(req, res, path, ctx.requestId)) return;
-        const { registry } = metrics;
-        sendBody(res, 200, registry.contentType, await registry.metrics());
+        let text: string;
+        try {
+          text = await metrics.exposition();
+        } catch {
+          // Only with several workers: the primary could not gather every worker's metrics.
+          const description = 'The metrics of every worker could not be gathered; try again.';
+          const answer = { status: 503, error: 'temporarily_unavailable', description };
+          return sendError(res, answer, ctx.requestId);
+        }
+        sendBody(res, 200, metrics.registry.contentType, text);
       },
     });
   }

@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Registry } from 'prom-client';
 import { AuditLog } from '../auth/audit.js';
 import { type Authenticator, BypassAuthenticator } from '../auth/authenticator.js';
 import { packageVersion } from '../cli/version.js';
@@ -54,6 +55,11 @@ export interface StartOptions {
   logger: Logger;
   /** Replaces the authentication stage chosen from the config (tests, later auth modes). */
   authenticator?: Authenticator;
+  /**
+   * In a worker (SERVER_WORKERS > 1): shares the metrics registry with the primary and returns
+   * what the metrics path serves, every worker's metrics aggregated (src/cluster/worker.ts).
+   */
+  aggregateMetrics?: (registry: Registry) => () => Promise<string>;
 }
 
 /**
@@ -129,7 +135,10 @@ export async function startProxy(options: StartOptions): Promise<RunningProxy> {
   const { config, logger } = options;
   // Until oidc mode's store exists (and always in bypass mode) there are no sessions to count.
   let countSessions = (): Promise<number> => Promise.resolve(0);
-  const metrics = createMetrics({ activeSessions: () => countSessions() });
+  const metrics = createMetrics({
+    activeSessions: () => countSessions(),
+    aggregate: options.aggregateMetrics,
+  });
   // Before the authenticator: identity provider discovery, which starts with it, is traced.
   const tracing = await startTracing(config, logger);
   const { authenticator, oidc }: AuthStage = options.authenticator

@@ -3,6 +3,7 @@
 // `npm run test:binary`. The binary runs from an empty temp dir, so no node_modules is in reach.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,8 +11,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startOtlpReceiver } from '../helpers/otlp-receiver.js';
-import { type Finished, firstHealthy, terminate, untilExit } from '../helpers/process.js';
-import { freePort, type Listening, startEchoBackend } from '../helpers/servers.js';
+import { type Finished, firstHealthy, jsonLines, terminate, untilExit } from '../helpers/process.js';
+import { startRedisServer } from '../helpers/redis-server.js';
+import { freePort, type Listening, startEchoBackend, waitFor } from '../helpers/servers.js';
 
 const BUILT = fileURLToPath(new URL('../../dist/bin/mcp-oidc-proxy-linux-x64', import.meta.url));
 const PACKAGE = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -173,6 +175,43 @@ describe('single executable (dist/bin/mcp-oidc-proxy-linux-x64)', () => {
     // The child went with the proxy.
     expect(() => process.kill(seen.pid, 0)).toThrow();
     await client.close();
+  });
+
+  it('runs two workers (SERVER_WORKERS=2) on one port, each taking connections, and stops them on SIGTERM', async () => {
+    const redis = await startRedisServer(await freePort());
+    const backend = await startEchoBackend();
+    try {
+      const port = await freePort();
+      const child = launch([], {
+        AUTH_MODE: 'bypass',
+        SERVER_HOST: '127.0.0.1',
+        SERVER_PORT: String(port),
+        PROXY_TARGET_URL: backend.url,
+        SESSION_STORE: 'redis',
+        REDIS_URL: redis.url,
+        SERVER_WORKERS: '2',
+      });
+      const log = jsonLines(child);
+      const up = await log.next((l) => l.msg === 'every worker listens', 'both workers to listen', 30_000);
+      expect(up.worker_pids).toHaveLength(2);
+      for (let i = 0; i < 4; i++) {
+        // A connection of its own each (fetch would keep one alive): the primary deals them out in turn.
+        const status = await new Promise<number | undefined>((resolve, reject) =>
+          get(`http://127.0.0.1:${port}/mcp`, { agent: false }, (res) => {
+            res.resume().on('end', () => resolve(res.statusCode));
+          }).on('error', reject),
+        );
+        expect(status).toBe(200);
+      }
+      // Each access log line names the worker that answered.
+      const served = (): Set<unknown> =>
+        new Set(log.lines.filter((l) => l.path === '/mcp').map((l) => l.pid));
+      await waitFor(() => served().size === 2, 10_000, 'an access log line from each worker');
+      expect(served()).toEqual(new Set(up.worker_pids as number[]));
+      expect(await terminate(child)).toBe(0);
+    } finally {
+      await Promise.all([redis.stop(), backend.close()]);
+    }
   });
 
   it('demo serves the sample MCP server behind the proxy', async () => {

@@ -50,6 +50,16 @@ const CASES: Record<CheckedSetting, CheckCases> = {
     good: ['https://mcp.example.com', 'https://mcp.example.com/'],
     bad: [['https://mcp.example.com/mcp', 'must be an origin only (scheme://host[:port])']],
   },
+  SERVER_WORKERS: {
+    // More than one needs SESSION_STORE=redis: test/unit/config-workers.test.ts.
+    good: ['1'],
+    bad: [
+      ['0', 'must be auto (one worker per CPU) or a whole number from 1 to 256'],
+      ['two', 'must be auto (one worker per CPU) or a whole number from 1 to 256'],
+      ['1.5', 'must be auto'],
+      ['257', 'must be auto'],
+    ],
+  },
   ALLOWED_ORIGINS: {
     good: ['https://a.example.com, http://localhost:6274'],
     bad: [['https://a.example.com/x', '"https://a.example.com/x" is not an origin']],

@@ -39,6 +39,7 @@ function alternatives(): Record<SettingEnv, string> {
     ALLOWED_ORIGINS: 'https://app.example.com',
     TRUSTED_PROXIES: '10.0.0.0/8',
     SHUTDOWN_TIMEOUT: '3',
+    SERVER_WORKERS: '2',
     PROXY_TARGET_HOST: 'backend.internal',
     PROXY_TARGET_PORT: '4000',
     PROXY_TARGET_URL: 'https://backend.example.com/api',
@@ -187,6 +188,7 @@ describe('which settings reload', () => {
     for (const key of [
       'SERVER_PORT',
       'SERVER_HOST',
+      'SERVER_WORKERS',
       'PUBLIC_URL',
       'MCP_PATH',
       'AUTH_MODE',

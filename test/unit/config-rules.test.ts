@@ -13,6 +13,8 @@ import {
   secureCookieNeedsHttpsPublicUrl,
   serverPathsClearOfMetricsPath,
   serversReplaceSingleTargetSettings,
+  severalWorkersNeedSharedStore,
+  stdioServersNeedOneWorker,
   targetCommandExcludesTargetUrl,
 } from '../../src/config/rules.js';
 import { SETTINGS, type SettingEnv } from '../../src/config/settings.js';
@@ -48,7 +50,57 @@ describe('cross-field rules', () => {
       'adminListenerIsSeparate',
       'mcpAccessIdentityNeedsOidcLogin',
       'serverAllowListsNeedOidcLogin',
+      'severalWorkersNeedSharedStore',
+      'stdioServersNeedOneWorker',
     ]);
+  });
+
+  describe('severalWorkersNeedSharedStore', () => {
+    it('refuses more than one worker, or auto, with SESSION_STORE=memory, naming SESSION_STORE', () => {
+      for (const workers of ['2', 'auto', 'AUTO']) {
+        const found = severalWorkersNeedSharedStore(
+          input({ SERVER_WORKERS: workers, SESSION_STORE: 'memory' }),
+        );
+        expect(keysOf(found), workers).toEqual(['SESSION_STORE']);
+        expect(found[0]?.message).toContain(`SERVER_WORKERS=${workers}`);
+        expect(found[0]?.message).toContain('set SESSION_STORE=redis');
+      }
+    });
+
+    it('accepts one worker with memory, several with redis, and leaves a refused count to its own check', () => {
+      for (const values of [
+        { SERVER_WORKERS: '1', SESSION_STORE: 'memory' },
+        { SERVER_WORKERS: '4', SESSION_STORE: 'redis' },
+        { SERVER_WORKERS: 'auto', SESSION_STORE: 'redis' },
+      ] as const)
+        expect(severalWorkersNeedSharedStore(input(values)), JSON.stringify(values)).toEqual([]);
+      const refused = new Set<SettingEnv>(['SERVER_WORKERS']);
+      expect(
+        severalWorkersNeedSharedStore(input({ SERVER_WORKERS: '0', SESSION_STORE: 'memory' }, { refused })),
+      ).toEqual([]);
+    });
+  });
+
+  describe('stdioServersNeedOneWorker', () => {
+    const stdio = { name: 'files', path: '/files/mcp', command: ['npx', '-y', 'server-filesystem'] };
+    const http = { name: 'search', path: '/search/mcp', url: 'http://127.0.0.1:3001/mcp' };
+
+    it('refuses several workers with a stdio server, naming SERVER_WORKERS and the command', () => {
+      const single = stdioServersNeedOneWorker(
+        input({ SERVER_WORKERS: 'auto', PROXY_TARGET_COMMAND: ['npx', 'server'] }),
+      );
+      expect(keysOf(single)).toEqual(['SERVER_WORKERS']);
+      expect(single[0]?.message).toContain('(PROXY_TARGET_COMMAND)');
+      const listed = stdioServersNeedOneWorker(input({ SERVER_WORKERS: '2', SERVERS: [http, stdio] }));
+      expect(listed[0]?.message).toContain('(servers[1].command)');
+    });
+
+    it('accepts one worker with a stdio server, and several with HTTP servers only', () => {
+      expect(stdioServersNeedOneWorker(input({ SERVER_WORKERS: '1', PROXY_TARGET_COMMAND: ['x'] }))).toEqual(
+        [],
+      );
+      expect(stdioServersNeedOneWorker(input({ SERVER_WORKERS: '2', SERVERS: [http] }))).toEqual([]);
+    });
   });
 
   describe('serversReplaceSingleTargetSettings', () => {
@@ -420,6 +472,12 @@ describe('cross-field rules in loadConfig', () => {
       'OIDC_CLIENT_ID',
       'OIDC_SCOPES',
       'ADMIN_ENABLED',
+    ]);
+  });
+
+  it('refuse several workers on the default memory store, with its source', () => {
+    expect(configProblems({ env: { ...BYPASS, SERVER_WORKERS: '2' } })).toEqual([
+      expect.objectContaining({ key: 'SESSION_STORE', value: 'memory', source: 'default' }),
     ]);
   });
 

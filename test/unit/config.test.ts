@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { rootCertificates } from 'node:tls';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -842,5 +842,27 @@ describe('helpText', () => {
     expect(text).not.toMatch(/--public-url, --public-url/);
     expect(text).not.toContain('--servers');
     expect(text).toContain('-- PROGRAM [ARGS...]');
+  });
+});
+
+describe('SERVER_WORKERS', () => {
+  const REDIS = { AUTH_MODE: 'bypass', SESSION_STORE: 'redis' };
+
+  it('is 1 by default, a number as given, and auto is one per CPU', () => {
+    expect(loadConfig({ env: { AUTH_MODE: 'bypass' } }).server.workers).toBe(1);
+    expect(loadConfig({ env: { ...REDIS, SERVER_WORKERS: '3' } }).server.workers).toBe(3);
+    expect(loadConfig({ env: REDIS, flags: { SERVER_WORKERS: 'auto' } }).server.workers).toBe(
+      availableParallelism(),
+    );
+    expect(parseArgs(['--workers', '4']).flags).toEqual({ SERVER_WORKERS: '4' });
+  });
+
+  it('is read from server.workers in the YAML file, a number or auto', () => {
+    const file = tempFile('server:\n  workers: 2\nsession:\n  store: redis\n');
+    expect(loadConfig({ env: { AUTH_MODE: 'bypass' }, configFile: file }).server.workers).toBe(2);
+    const auto = tempFile('server:\n  workers: auto\nsession:\n  store: redis\n');
+    expect(loadConfig({ env: { AUTH_MODE: 'bypass' }, configFile: auto }).server.workers).toBe(
+      availableParallelism(),
+    );
   });
 });
