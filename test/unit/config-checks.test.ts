@@ -123,7 +123,7 @@ const CASES: Record<CheckedSetting, CheckCases> = {
   REDIS_KEY_PREFIX: {
     good: ['mcp-oidc-proxy:', 'team-a:mcp:', 'x'],
     bad: [
-      ['tab\there:', 'must be 1 to 64 printable characters without spaces'],
+      ['caf\u00e9:', 'must be 1 to 64 printable characters without spaces'],
       ['two words:', 'must be 1 to 64 printable characters without spaces'],
       ['p'.repeat(65), 'must be 1 to 64 printable characters without spaces'],
     ],
