@@ -8,7 +8,7 @@ import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
 import { sendError } from '../http/errors.js';
 import { sendJson } from '../http/respond.js';
-import { createRateLimiter } from '../limits/rate-limit.js';
+import { budgetOptions, createRateLimiter } from '../limits/rate-limit.js';
 import type { McpCallAudit } from '../mcp/call-audit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
@@ -88,11 +88,13 @@ export class AdminApi {
       groups: deps.config.admin.groups,
       browser: deps.oidc?.authenticator,
       // Counted in the session store's Redis when there is one, so all instances share the budget.
-      failures: createRateLimiter({
-        perMinute: ADMIN_FAILED_AUTH_PER_MINUTE,
-        keyPrefix: RATE_LIMIT_PREFIXES.adminAuth,
-        redis: store?.kind === 'redis' ? store.redis : undefined,
-      }),
+      failures: createRateLimiter(
+        budgetOptions(
+          ADMIN_FAILED_AUTH_PER_MINUTE,
+          RATE_LIMIT_PREFIXES.adminAuth,
+          store?.kind === 'redis' ? store.sharedCounters : undefined,
+        ),
+      ),
       audit: this.audit,
       publicOrigin: this.publicOrigin,
     });

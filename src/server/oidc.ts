@@ -42,6 +42,7 @@ export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, 
     kind: config.session.store,
     redisUrl: config.session.redisUrl,
     redisCa: config.session.redisCa,
+    keyPrefix: config.session.redisKeyPrefix,
     onConnectionError: throttled(
       (err: Error) => logger.error({ err: err.message }, 'session store connection error'),
       10_000,
@@ -59,7 +60,7 @@ export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, 
     );
   }
   const provider = createProvider(config, logger, tracing.root);
-  const rateLimits = new RateLimits(config.auth, store.kind === 'redis' ? store.redis : undefined);
+  const rateLimits = new RateLimits(config.auth, store.kind === 'redis' ? store.sharedCounters : undefined);
   const rateLimiter = rateLimits.authLimiter;
   const { dynamicRegistration, preRegistered } = config.auth.mcpClients;
   const clients = new ClientRegistry({
