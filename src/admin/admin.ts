@@ -33,6 +33,7 @@ import {
   page,
   publicHandle,
   sessionView,
+  signingKeysView,
   single,
 } from './views.js';
 
@@ -191,7 +192,7 @@ export class AdminApi {
       if (method !== 'GET') allow('GET');
       return this.listCalls(res, ctx);
     }
-    const known = ['sessions', 'clients', 'tokens', 'users'];
+    const known = ['sessions', 'clients', 'tokens', 'users', 'signing-keys'];
     if (collection === undefined || !known.includes(collection))
       throw notFound('There is no such admin endpoint.');
     const oidc = this.deps.oidc;
@@ -224,6 +225,10 @@ export class AdminApi {
       case 'tokens':
         if (id === undefined) return method === 'GET' ? this.listTokens(res, server, ctx) : allow('GET');
         return method === 'DELETE' ? this.revokeGrant(res, server, id, audit) : allow('DELETE');
+      case 'signing-keys':
+        if (id !== undefined) throw notFound('There is no such admin endpoint.');
+        if (method === 'GET') return this.json(res, 200, signingKeysView(await server.signingKeys.status()));
+        return method === 'POST' ? this.rotateSigningKey(res, server, audit) : allow('GET, POST');
       default: {
         if (method !== 'DELETE') return allow('DELETE');
         const subject = id ?? single(query, 'subject');
@@ -393,6 +398,18 @@ export class AdminApi {
       authorization_codes_revoked: revoked.codesRevoked,
       access_tokens_revoked_before: revoked.accessTokensRevokedBefore.toISOString(),
     });
+  }
+
+  /** "Rotate now": a new signing key signs at once (SigningKeys.rotate says why not after a lead). */
+  private async rotateSigningKey(
+    res: ServerResponse,
+    server: AuthorizationServer,
+    audit: (event: 'admin_signing_key_rotated', fields: AuditFields) => void,
+  ): Promise<void> {
+    const previous = await server.signingKeys.activeKid();
+    const kid = await server.rotateKeys();
+    audit('admin_signing_key_rotated', { kid, previous_kid: previous });
+    this.json(res, 200, { rotated: 'signing_key', ...signingKeysView(await server.signingKeys.status()) });
   }
 
   private json(res: ServerResponse, status: number, body: unknown): void {
