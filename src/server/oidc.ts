@@ -139,7 +139,7 @@ function storeClaim(
   const report = (claim: SealingClaim): void => {
     if (claim !== 'other' || config.session.store !== 'redis') return;
     logger.error(
-      { code: 'STORE_SEALED_WITH_ANOTHER_SECRET', key_prefix: config.session.redisKeyPrefix },
+      { problem: 'STORE_SEALED_WITH_ANOTHER_SECRET', key_prefix: config.session.redisKeyPrefix },
       'The Redis at REDIS_URL holds state under this REDIS_KEY_PREFIX sealed with another SESSION_SECRET. ' +
         'It cannot be read here: those sessions, grants and codes count as absent (users sign in again, ' +
         'MCP clients get new tokens) and the token signing key is replaced. If instances still run with ' +

@@ -176,7 +176,7 @@ export function writeJsonFailure(
     // A configuration problem of this instance (its SESSION_SECRET), not of the request: the
     // operator reads the cause in the log; the client is told to come back, not that it erred.
     server.logger.error(
-      { req_id: ctx.requestId, err: error.message, code: error.code },
+      { req_id: ctx.requestId, err: error.message, problem: error.code },
       'cannot sign tokens',
     );
     const unavailable = new TemporarilyUnavailableError(
