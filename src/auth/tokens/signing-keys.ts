@@ -358,6 +358,12 @@ export class SigningKeys {
       if (
         await this.store.setIfAbsent(NEXT_PREFIX + active.kid, JSON.stringify(candidate), ACTIVE_KEY_TTL_MS)
       ) {
+        // The switch away from `active` sets its marker before it withdraws the successor slot:
+        // a successor claimed after that marker would never sign, and nobody would withdraw it.
+        if ((await this.store.get(ROTATION_PREFIX + active.kid)) !== undefined) {
+          await this.withdraw(NEXT_PREFIX + active.kid, candidate.kid);
+          return undefined;
+        }
         next = candidate;
       } else {
         await this.store.delete(PUBLIC_PREFIX + candidate.kid);
