@@ -8,7 +8,7 @@ import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
 import type { Config } from '../config/types.js';
 import { sendError } from '../http/errors.js';
 import { sendJson } from '../http/respond.js';
-import { createRateLimiter } from '../limits/rate-limit.js';
+import { budgetOptions, createRateLimiter } from '../limits/rate-limit.js';
 import type { McpCallAudit } from '../mcp/call-audit.js';
 import type { HealthChecker } from '../observability/health.js';
 import type { Logger } from '../observability/logger.js';
@@ -33,6 +33,7 @@ import {
   page,
   publicHandle,
   sessionView,
+  signingKeysView,
   single,
 } from './views.js';
 
@@ -95,11 +96,13 @@ export class AdminApi {
       groups: deps.config.admin.groups,
       browser: deps.oidc?.authenticator,
       // Counted in the session store's Redis when there is one, so all instances share the budget.
-      failures: createRateLimiter({
-        perMinute: ADMIN_FAILED_AUTH_PER_MINUTE,
-        keyPrefix: RATE_LIMIT_PREFIXES.adminAuth,
-        redis: store?.kind === 'redis' ? store.redis : undefined,
-      }),
+      failures: createRateLimiter(
+        budgetOptions(
+          ADMIN_FAILED_AUTH_PER_MINUTE,
+          RATE_LIMIT_PREFIXES.adminAuth,
+          store?.kind === 'redis' ? store.sharedCounters : undefined,
+        ),
+      ),
       audit: this.audit,
       publicOrigin: this.publicOrigin,
     });
@@ -195,7 +198,7 @@ export class AdminApi {
       if (method !== 'GET') allow('GET');
       return this.listCalls(res, ctx);
     }
-    const known = ['sessions', 'clients', 'tokens', 'users'];
+    const known = ['sessions', 'clients', 'tokens', 'users', 'signing-keys'];
     if (collection === undefined || !known.includes(collection))
       throw notFound('There is no such admin endpoint.');
     const oidc = this.deps.oidc;
@@ -228,6 +231,10 @@ export class AdminApi {
       case 'tokens':
         if (id === undefined) return method === 'GET' ? this.listTokens(res, server, ctx) : allow('GET');
         return method === 'DELETE' ? this.revokeGrant(res, server, id, audit) : allow('DELETE');
+      case 'signing-keys':
+        if (id !== undefined) throw notFound('There is no such admin endpoint.');
+        if (method === 'GET') return this.json(res, 200, signingKeysView(await server.signingKeys.status()));
+        return method === 'POST' ? this.rotateSigningKey(res, server, audit) : allow('GET, POST');
       default: {
         if (method !== 'DELETE') return allow('DELETE');
         const subject = id ?? single(query, 'subject');
@@ -397,6 +404,18 @@ export class AdminApi {
       authorization_codes_revoked: revoked.codesRevoked,
       access_tokens_revoked_before: revoked.accessTokensRevokedBefore.toISOString(),
     });
+  }
+
+  /** "Rotate now": a new signing key signs at once (SigningKeys.rotate says why not after a lead). */
+  private async rotateSigningKey(
+    res: ServerResponse,
+    server: AuthorizationServer,
+    audit: (event: 'admin_signing_key_rotated', fields: AuditFields) => void,
+  ): Promise<void> {
+    const previous = await server.signingKeys.activeKid();
+    const kid = await server.rotateKeys();
+    audit('admin_signing_key_rotated', { kid, previous_kid: previous });
+    this.json(res, 200, { rotated: 'signing_key', ...signingKeysView(await server.signingKeys.status()) });
   }
 
   private json(res: ServerResponse, status: number, body: unknown): void {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { OAuthClient } from '../auth/facade/clients.js';
 import type { RefreshFamily } from '../auth/tokens/refresh-tokens.js';
+import type { SigningKeysStatus } from '../auth/tokens/signing-keys.js';
 import type { ErrorAnswer, HeaderList } from '../http/errors.js';
 import type { McpCallOutcome } from '../mcp/call-audit.js';
 import type { ListedSession } from '../session/sessions.js';
@@ -145,5 +146,22 @@ export function grantView(f: RefreshFamily, clientName: string | undefined): Rec
     scope: f.scope,
     created_at: iso(f.createdAt),
     expires_at: iso(f.expiresAt),
+  };
+}
+
+/** The signing keys: kids (public: they are in every token and in /jwks.json) and times, no key material. */
+export function signingKeysView(status: SigningKeysStatus): Record<string, unknown> {
+  const iso = (ms: number): string => new Date(ms).toISOString();
+  return {
+    active: { kid: status.active.kid, activated_at: iso(status.active.activatedAt) },
+    next: status.next
+      ? {
+          kid: status.next.kid,
+          published_at: iso(status.next.publishedAt),
+          signs_from: iso(status.next.signsFrom),
+        }
+      : null,
+    retired: status.retired.map((k) => ({ kid: k.kid, published_until: iso(k.publishedUntil) })),
+    rotation_days: status.rotationPeriodMs / (24 * 3600 * 1000),
   };
 }

@@ -26,7 +26,8 @@ export type AuditEvent =
   | 'admin_session_revoked'
   | 'admin_client_revoked'
   | 'admin_user_revoked'
-  | 'admin_token_revoked';
+  | 'admin_token_revoked'
+  | 'admin_signing_key_rotated';
 
 /**
  * Structured audit events, one JSON log line each with `audit: <event>`: who, from where,

@@ -88,6 +88,7 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       },
       authRateLimitPerMinute: value('AUTH_RATE_LIMIT_PER_MINUTE'),
       rateLimitPerMinute: value('RATE_LIMIT_PER_MINUTE'),
+      signingKeyRotationDays: value('SIGNING_KEY_ROTATION_DAYS'),
       mcpClients: {
         dynamicRegistration: value('MCP_DCR_ENABLED'),
         preRegistered: preRegisteredClients(values.MCP_CLIENTS),
@@ -103,6 +104,7 @@ export function buildConfig(values: ParsedValues, sources: Record<string, Source
       maxAgeMs: ms('SESSION_MAX_AGE'),
       redisUrl: value('REDIS_URL'),
       redisCa: values.REDIS_CA_FILE?.text,
+      redisKeyPrefix: value('REDIS_KEY_PREFIX'),
     },
     metrics: { enabled: value('METRICS_ENABLED'), path: value('METRICS_PATH') },
     log: { level: value('LOG_LEVEL') },

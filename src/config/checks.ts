@@ -215,6 +215,16 @@ export function redisUrlProblem(url: string): string | undefined {
     : 'must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL, e.g. redis://localhost:6379';
 }
 
+/**
+ * REDIS_KEY_PREFIX: never empty (every key carries it, so a key without one is never the proxy's),
+ * printable without spaces (it shows in redis-cli and in SCAN patterns), and short.
+ */
+export function redisKeyPrefixProblem(prefix: string): string | undefined {
+  return /^[\x21-\x7e]{1,64}$/.test(prefix)
+    ? undefined
+    : 'must be 1 to 64 printable characters without spaces, e.g. mcp-oidc-proxy: or team-a:mcp:';
+}
+
 export function headerNameProblem(name: string): string | undefined {
   return /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name)
     ? undefined

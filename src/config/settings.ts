@@ -26,6 +26,7 @@ import {
   originProblem,
   pemCertificateProblem,
   randomSecretProblem,
+  redisKeyPrefixProblem,
   redisUrlProblem,
   stdioEnvNameProblem,
   TARGET_URL_PROTOCOLS,
@@ -529,6 +530,15 @@ export const SETTINGS = [
     doc: 'Which user may use which MCP tool, prompt or resource, a JSON (or YAML) mapping {default: allow or deny, rules: [{tools, prompts, resources: name globs; allow: {emails, domains, groups}; scope}]}: the first rule whose pattern matches decides (docs/mcp-access.md).',
   },
   {
+    env: 'SIGNING_KEY_ROTATION_DAYS',
+    yaml: 'tokens.signing_key_rotation_days',
+    kind: 'int',
+    min: 0,
+    max: 3650,
+    default: '30',
+    doc: 'Days a token signing key signs before the next one takes over (0 = never on schedule). The next key is published in /jwks.json an hour before it signs; a retired key stays published until every token it signed has expired.',
+  },
+  {
     env: 'AUTH_RATE_LIMIT_PER_MINUTE',
     yaml: 'rate_limit.auth_per_minute',
     kind: 'int',
@@ -609,6 +619,14 @@ export const SETTINGS = [
     unreadableFix: 'give a readable PEM file',
     example: '/etc/ssl/redis-ca.pem',
     doc: 'PEM CA bundle for a rediss:// server with a private CA.',
+  },
+  {
+    env: 'REDIS_KEY_PREFIX',
+    yaml: 'session.redis_key_prefix',
+    kind: 'string',
+    default: 'mcp-oidc-proxy:',
+    check: redisKeyPrefixProblem,
+    doc: 'Put in front of every key the proxy writes to Redis (state, rate limits, signing keys): deployments sharing one Redis keep apart with different prefixes.',
   },
   // observability
   {

@@ -130,6 +130,8 @@ export interface Config {
     authRateLimitPerMinute: number;
     /** Every route besides the login endpoints, per user or client IP; 0 = off. */
     rateLimitPerMinute: number;
+    /** SIGNING_KEY_ROTATION_DAYS: how long a token signing key signs; 0 = no scheduled rotation. */
+    signingKeyRotationDays: number;
     /** Who may be an MCP client: self-registered (DCR, metadata documents) and/or listed ones. */
     mcpClients: {
       dynamicRegistration: boolean;
@@ -147,6 +149,8 @@ export interface Config {
     maxAgeMs: number;
     redisUrl: string;
     redisCa: string | undefined;
+    /** REDIS_KEY_PREFIX: in front of every key written to Redis. */
+    redisKeyPrefix: string;
   };
   metrics: { enabled: boolean; path: string };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };

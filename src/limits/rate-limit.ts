@@ -20,15 +20,40 @@ export interface RateLimiter {
   close?(): Promise<void> | void;
 }
 
+/** Where budgets are counted across proxy instances: the state store's Redis and its key prefix. */
+export interface SharedCounters {
+  /** The caller owns (connects and quits) the client. */
+  redis: Redis | Cluster;
+  /** REDIS_KEY_PREFIX: put in front of the budget's own prefix, as in front of every key. */
+  keyPrefix: string;
+}
+
 export interface RateLimiterOptions {
   /** Requests allowed per key per minute; `0` turns limiting off. */
   perMinute: number;
-  /** Namespaces the counters, e.g. `mcp-oidc-proxy:rl:auth`; limiters sharing Redis and a prefix share budgets. */
+  /**
+   * Namespaces the counters, e.g. `mcp-oidc-proxy:rl:auth` (budgetOptions() builds it); limiters
+   * sharing Redis and a prefix share budgets.
+   */
   keyPrefix: string;
   /** Shared counters across proxy instances. The caller owns (connects and quits) the client. */
   redis?: Redis | Cluster;
   /** How long a Redis call may take before the in-memory insurance limiter answers instead. */
   redisTimeoutMs?: number;
+}
+
+/**
+ * The options of one of the proxy's budgets (`budget` from RATE_LIMIT_PREFIXES): in the shared
+ * Redis under REDIS_KEY_PREFIX when there is one, in memory otherwise.
+ */
+export function budgetOptions(
+  perMinute: number,
+  budget: string,
+  shared: SharedCounters | undefined,
+): RateLimiterOptions {
+  return shared
+    ? { perMinute, keyPrefix: shared.keyPrefix + budget, redis: shared.redis }
+    : { perMinute, keyPrefix: budget };
 }
 
 const WINDOW_SECONDS = 60;
@@ -120,21 +145,21 @@ export class RateLimits {
 
   constructor(
     settings: RateLimitSettings,
-    private readonly redis?: Redis | Cluster,
+    private readonly shared?: SharedCounters,
   ) {
     this.configure(settings);
   }
 
   /** Rebuilds the budgets whose per-minute number changed. */
   configure(settings: RateLimitSettings): void {
-    const { redis } = this;
+    const { shared } = this;
     if (settings.authRateLimitPerMinute !== this.settings.authRateLimitPerMinute) {
       const perMinute = settings.authRateLimitPerMinute;
-      this.auth = createRateLimiter({ perMinute, keyPrefix: RATE_LIMIT_PREFIXES.auth, redis });
+      this.auth = createRateLimiter(budgetOptions(perMinute, RATE_LIMIT_PREFIXES.auth, shared));
     }
     if (settings.rateLimitPerMinute !== this.settings.rateLimitPerMinute) {
       const perMinute = settings.rateLimitPerMinute;
-      this.requests = createRateLimiter({ perMinute, keyPrefix: RATE_LIMIT_PREFIXES.requests, redis });
+      this.requests = createRateLimiter(budgetOptions(perMinute, RATE_LIMIT_PREFIXES.requests, shared));
     }
     this.settings = {
       authRateLimitPerMinute: settings.authRateLimitPerMinute,

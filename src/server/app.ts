@@ -118,6 +118,9 @@ async function chooseAuthenticator(
   // Loaded on demand: openid-client, the session stores and Redis are no weight in bypass mode.
   const { buildOidcMode } = await import('./oidc.js');
   const oidc = buildOidcMode(config, logger, metrics, tracing);
+  // Before the first request: an instance started with a new SESSION_SECRET replaces what it
+  // cannot open (the signing key) only once the store is claimed for its secret.
+  await oidc.claimStore();
   return { authenticator: oidc.authenticator, oidc };
 }
 

@@ -13,7 +13,9 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Tracing } from '../observability/spans.js';
 import { SessionManager } from '../session/sessions.js';
 import { type ConfiguredStateStore, createStateStore } from '../store/index.js';
+import { SealingCheck, type SealingClaim } from '../store/sealing-check.js';
 import { SealingKeys } from '../store/sealing-keys.js';
+import { StoreUnavailableError } from '../store/state-store.js';
 
 /**
  * Everything AUTH_MODE=oidc runs on, built once from the config. app.ts loads this module only in
@@ -35,6 +37,11 @@ export interface OidcMode {
   login: BrowserLogin;
   /** The pipeline's authentication stage; its close() releases the provider and the store. */
   authenticator: SessionAuthenticator;
+  /**
+   * Claims the store for this instance's SESSION_SECRET (store/sealing-check.ts) and logs what
+   * it held. While the store is unreachable it tries again in the background (close() stops it).
+   */
+  claimStore(): Promise<void>;
 }
 
 export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, tracing: Tracing): OidcMode {
@@ -42,12 +49,15 @@ export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, 
     kind: config.session.store,
     redisUrl: config.session.redisUrl,
     redisCa: config.session.redisCa,
+    keyPrefix: config.session.redisKeyPrefix,
     onConnectionError: throttled(
       (err: Error) => logger.error({ err: err.message }, 'session store connection error'),
       10_000,
     ),
   });
   const keys = new SealingKeys(config.session.secret);
+  const sealingCheck = new SealingCheck(store, keys);
+  const claim = storeClaim(sealingCheck, config, logger);
   const sessions = new SessionManager(store, keys, {
     idleTimeoutMs: config.session.idleTimeoutMs,
     maxAgeMs: config.session.maxAgeMs,
@@ -59,7 +69,7 @@ export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, 
     );
   }
   const provider = createProvider(config, logger, tracing.root);
-  const rateLimits = new RateLimits(config.auth, store.kind === 'redis' ? store.redis : undefined);
+  const rateLimits = new RateLimits(config.auth, store.kind === 'redis' ? store.sharedCounters : undefined);
   const rateLimiter = rateLimits.authLimiter;
   const { dynamicRegistration, preRegistered } = config.auth.mcpClients;
   const clients = new ClientRegistry({
@@ -80,6 +90,7 @@ export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, 
     sessions,
     clients,
     rateLimiter,
+    sealingCheck,
   });
   const login = new BrowserLogin({ config, provider, sessions, audit, logger, rateLimiter });
   const authenticator = new SessionAuthenticator({
@@ -87,6 +98,7 @@ export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, 
     login,
     authorizationServer,
     async close() {
+      claim.stop();
       provider.close();
       await store.close();
     },
@@ -94,7 +106,67 @@ export function buildOidcMode(config: Config, logger: Logger, metrics: Metrics, 
   // Discovery starts now; while the provider is unreachable the proxy stays up, reports
   // itself unhealthy and retries with backoff (it never lets anyone through without login).
   provider.ready().catch(() => {});
-  return { store, keys, sessions, provider, rateLimits, audit, authorizationServer, login, authenticator };
+  return {
+    store,
+    keys,
+    sessions,
+    provider,
+    rateLimits,
+    audit,
+    authorizationServer,
+    login,
+    authenticator,
+    claimStore: claim.start,
+  };
+}
+
+/** How often a claim the store could not answer at start is tried again. */
+const CLAIM_RETRY_MS = 5000;
+
+/**
+ * The start's claim of the store for this SESSION_SECRET, with its log line: state sealed with
+ * another secret is not an error that stops the proxy (a restart with a new secret is one way to
+ * end every session at once) but the operator is told, with the fix for the case where it is not
+ * meant (another deployment, or instances, on the same Redis and REDIS_KEY_PREFIX).
+ */
+function storeClaim(
+  check: SealingCheck,
+  config: Config,
+  logger: Logger,
+): { start(): Promise<void>; stop(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const report = (claim: SealingClaim): void => {
+    if (claim !== 'other' || config.session.store !== 'redis') return;
+    logger.error(
+      { problem: 'STORE_SEALED_WITH_ANOTHER_SECRET', key_prefix: config.session.redisKeyPrefix },
+      'The Redis at REDIS_URL holds state under this REDIS_KEY_PREFIX sealed with another SESSION_SECRET. ' +
+        'It cannot be read here: those sessions, grants and codes count as absent (users sign in again, ' +
+        'MCP clients get new tokens) and the token signing key is replaced. If instances still run with ' +
+        'the other secret, give every instance the same SESSION_SECRET, or give each deployment its own REDIS_KEY_PREFIX.',
+    );
+  };
+  const attempt = async (): Promise<void> => {
+    try {
+      report(await check.claim());
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+      if (stopped) return;
+      logger.warn(
+        { err: error.message },
+        'session store not reachable at start; checking its SESSION_SECRET later',
+      );
+      timer = setTimeout(() => void attempt().catch(() => {}), CLAIM_RETRY_MS);
+      timer.unref();
+    }
+  };
+  return {
+    start: attempt,
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** Distinct client names a metric label may take; past it, `other` (registration is open to anyone). */

@@ -1,8 +1,9 @@
 /**
  * Every key the proxy writes, by the prefix that names its kind: one place to see what a store
- * holds and to keep two kinds from sharing a prefix. State-store keys are relative to the store
- * (Redis adds REDIS_KEY_PREFIX-style `DEFAULT_KEY_PREFIX` in front); the rate-limit budgets are
- * written by rate-limiter-flexible straight to Redis, so theirs are absolute.
+ * holds and to keep two kinds from sharing a prefix. Every one is relative: in Redis,
+ * REDIS_KEY_PREFIX (`DEFAULT_KEY_PREFIX` unless set) goes in front of each, the state store's
+ * keys and the rate-limit budgets rate-limiter-flexible writes alike, so deployments sharing one
+ * Redis never see each other's keys.
  */
 export const STORE_KEY_PREFIXES = {
   /** Browser sessions, their pending logins and their idle clocks (session/sessions.ts). */
@@ -32,17 +33,23 @@ export const STORE_KEY_PREFIXES = {
   /** Signing keys' public halves and rotation records (tokens/signing-keys.ts). */
   signingKeyPublic: 'signing-key:public:',
   signingKeyRotation: 'signing-key:rotated-from:',
+  signingKeyNext: 'signing-key:next-after:',
+  /** Which SESSION_SECRET the state is sealed with (store/sealing-check.ts): one key. */
+  sealingCheck: 'sealing-check',
 } as const;
 
-/** What the Redis store puts in front of every key it is given. */
+/** REDIS_KEY_PREFIX's default: what the Redis store puts in front of every key it is given. */
 export const DEFAULT_KEY_PREFIX = 'mcp-oidc-proxy:';
 
-/** Redis key prefixes of the rate-limit budgets: instances sharing a Redis share each budget. */
+/**
+ * The rate-limit budgets, after REDIS_KEY_PREFIX: instances sharing a Redis and a prefix share
+ * each budget (rate-limiter-flexible adds `:` and the budget's key, e.g. `rl:auth:ip:10.0.0.1`).
+ */
 export const RATE_LIMIT_PREFIXES = {
   /** AUTH_RATE_LIMIT_PER_MINUTE: the login and OAuth endpoints, per client IP. */
-  auth: `${DEFAULT_KEY_PREFIX}rl:auth`,
+  auth: 'rl:auth',
   /** RATE_LIMIT_PER_MINUTE: every other route, per user or client IP. */
-  requests: `${DEFAULT_KEY_PREFIX}rl:req`,
+  requests: 'rl:req',
   /** Failed admin-token attempts per client IP. */
-  adminAuth: `${DEFAULT_KEY_PREFIX}rl:admin-auth`,
+  adminAuth: 'rl:admin-auth',
 } as const;

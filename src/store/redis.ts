@@ -78,6 +78,11 @@ export class RedisStateStore implements StateStore {
   get redis(): Client {
     return this.client;
   }
+
+  /** The connection and the key prefix, for counters written outside the store (rate limits). */
+  get sharedCounters(): { redis: Client; keyPrefix: string } {
+    return { redis: this.client, keyPrefix: this.keyPrefix };
+  }
   private readonly timeoutMs: number;
   private lastError: Error | undefined;
   private readyWaiter: Promise<void> | undefined;

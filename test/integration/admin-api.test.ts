@@ -737,6 +737,57 @@ describe('the admin API (oidc mode, memory store)', () => {
     });
   });
 
+  describe('signing keys', () => {
+    interface KeysView {
+      active: { kid: string; activated_at: string };
+      next: null | { kid: string; signs_from: string };
+      retired: Array<{ kid: string; published_until: string }>;
+      rotation_days: number;
+    }
+    const kidOf = (token: string): string =>
+      (JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as { kid: string }).kid;
+    const jwksKids = async (): Promise<string[]> =>
+      ((await (await fetch(`${stack.url}/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys.map(
+        (k) => k.kid,
+      );
+
+    it('shows the active key and the schedule; "rotate now" signs with a new key at once, the old one still verifies', async () => {
+      const user = await connectMcpClient(stack.url, as('erin'));
+      const before = await json<KeysView>('/admin/api/signing-keys');
+      expect(before.active.kid).toBe(kidOf(user.accessToken));
+      expect(before.next).toBeNull();
+      expect(before.rotation_days).toBe(30);
+
+      const rotated = await json<KeysView & { rotated: string }>('/admin/api/signing-keys', {
+        method: 'POST',
+      });
+      expect(rotated.rotated).toBe('signing_key');
+      expect(rotated.active.kid).not.toBe(before.active.kid);
+      expect(rotated.retired.map((k) => k.kid)).toContain(before.active.kid);
+      // Published when it signs, the old key too, until every token it signed has expired.
+      expect(await jwksKids()).toEqual(expect.arrayContaining([rotated.active.kid, before.active.kid]));
+      expect((await whoami(user.client)).user).toBe('erin');
+      const fresh = (await (await refresh(stack.url, user)).json()) as { access_token: string };
+      expect(kidOf(fresh.access_token)).toBe(rotated.active.kid);
+      await user.client.close();
+      const audited = stack.proxy.logs.find((l) => l.audit === 'admin_signing_key_rotated');
+      expect(audited).toMatchObject({
+        kid: rotated.active.kid,
+        previous_kid: before.active.kid,
+        admin: 'token',
+      });
+    });
+
+    it('is for admins only, and takes GET and POST', async () => {
+      expect((await admin('/admin/api/signing-keys', { method: 'POST', as: bobJar })).status).toBe(403);
+      expect((await admin('/admin/api/signing-keys', { method: 'POST', as: 'none' })).status).toBe(401);
+      const put = await admin('/admin/api/signing-keys', { method: 'PUT' });
+      expect(put.status).toBe(405);
+      expect(put.headers.get('allow')).toBe('GET, POST');
+      expect((await admin('/admin/api/signing-keys/x')).status).toBe(404);
+    });
+  });
+
   it('never puts a secret in a response or a log line', () => {
     const secrets = [ADMIN_TOKEN, carol.accessToken, carol.refreshToken];
     for (const jar of [adminJar, bobJar, carol.jar]) secrets.push(sessionIdOf(jar, stack.url));

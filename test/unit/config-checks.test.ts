@@ -132,6 +132,14 @@ const CASES: Record<CheckedSetting, CheckCases> = {
       ['http://localhost:6379', 'must be a redis://, rediss://, redis+sentinel:// or redis+cluster:// URL'],
     ],
   },
+  REDIS_KEY_PREFIX: {
+    good: ['mcp-oidc-proxy:', 'team-a:mcp:', 'x'],
+    bad: [
+      ['caf\u00e9:', 'must be 1 to 64 printable characters without spaces'],
+      ['two words:', 'must be 1 to 64 printable characters without spaces'],
+      ['p'.repeat(65), 'must be 1 to 64 printable characters without spaces'],
+    ],
+  },
   METRICS_PATH: {
     good: ['/metrics', '/internal/metrics'],
     bad: [

@@ -2,6 +2,7 @@ import type { Config } from '../../config/types.js';
 import type { RateLimiter } from '../../limits/rate-limit.js';
 import type { Logger } from '../../observability/logger.js';
 import type { SessionManager } from '../../session/sessions.js';
+import type { SealingCheck } from '../../store/sealing-check.js';
 import type { SealingKeys } from '../../store/sealing-keys.js';
 import type { StateStore } from '../../store/state-store.js';
 import type { AuditFields, AuditLog } from '../audit.js';
@@ -9,7 +10,7 @@ import type { UpstreamIdentity } from '../oidc/provider.js';
 import { evaluatePolicy, type PolicySubject } from '../policy/policy.js';
 import { AccessTokens } from '../tokens/access-tokens.js';
 import { RefreshTokens } from '../tokens/refresh-tokens.js';
-import { SigningKeys } from '../tokens/signing-keys.js';
+import { rotationPeriodMs, SigningKeys } from '../tokens/signing-keys.js';
 import { AuthorizationCodes } from './authorization-codes.js';
 import { isMetadataDocumentClientId } from './cimd.js';
 import type { ClientRegistry } from './clients.js';
@@ -33,6 +34,11 @@ export interface AuthorizationServerOptions {
   clients: ClientRegistry;
   /** Limits /authorize, /token, /revoke and /register per client IP; undefined = off. */
   rateLimiter: RateLimiter | undefined;
+  /**
+   * Which SESSION_SECRET the store is sealed with: when it is this instance's, a signing key
+   * sealed with another secret is replaced instead of failing every token request.
+   */
+  sealingCheck?: SealingCheck;
 }
 
 /** What revoking a user did (admin "revoke user"). */
@@ -94,7 +100,13 @@ export class AuthorizationServer {
     this.rateLimiter = options.rateLimiter;
     this.codes = new AuthorizationCodes(store, keys);
     this.consents = new Consents(store, keys);
-    this.signingKeys = new SigningKeys(store, keys);
+    const { sealingCheck, logger } = options;
+    this.signingKeys = new SigningKeys(store, keys, {
+      rotationPeriodMs: rotationPeriodMs(config.auth.signingKeyRotationDays),
+      mayReplaceUnreadable: sealingCheck ? () => sealingCheck.isMine() : undefined,
+      onRotated: ({ previousKid, kid, reason }) =>
+        logger.info({ kid, previous_kid: previousKid, reason }, 'token signing key rotated'),
+    });
     this.accessTokens = new AccessTokens(this.signingKeys, store, {
       publicUrl: config.server.publicUrl.origin,
     });
@@ -207,8 +219,9 @@ export class AuthorizationServer {
   }
 
   /**
-   * Makes a new signing key the active one; the previous one stays published until every token
-   * it signed has expired. Returns the new key's kid.
+   * "Rotate now": a new signing key signs from this moment (SigningKeys.rotate says why not after
+   * the schedule's publication lead); the previous one stays published until every token it
+   * signed has expired. Returns the new key's kid.
    */
   rotateKeys(): Promise<string> {
     return this.signingKeys.rotate();

@@ -5,6 +5,7 @@ import { type HeaderList, sendBody, sendJson } from '../../http/respond.js';
 import { addressBudget, refuseOverLimit } from '../../limits/rate-limit.js';
 import { StoreUnavailableError } from '../../store/state-store.js';
 import type { AuthContext } from '../authenticator.js';
+import { SigningKeyError } from '../tokens/signing-keys.js';
 import type { AuthorizationServer } from './authorization-server.js';
 import {
   InvalidRequestError,
@@ -169,6 +170,18 @@ export function writeJsonFailure(
   if (error instanceof StoreUnavailableError) {
     server.logger.error({ req_id: ctx.requestId, err: error.message }, 'session store unavailable');
     const unavailable = new TemporarilyUnavailableError('The token store is unavailable; try again shortly.');
+    return writeError(res, unavailable, ctx.requestId);
+  }
+  if (error instanceof SigningKeyError) {
+    // A configuration problem of this instance (its SESSION_SECRET), not of the request: the
+    // operator reads the cause in the log; the client is told to come back, not that it erred.
+    server.logger.error(
+      { req_id: ctx.requestId, err: error.message, problem: error.code },
+      'cannot sign tokens',
+    );
+    const unavailable = new TemporarilyUnavailableError(
+      'Tokens cannot be issued right now; try again later.',
+    );
     return writeError(res, unavailable, ctx.requestId);
   }
   server.logger.error(
