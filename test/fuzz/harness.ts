@@ -239,7 +239,11 @@ const UPSTREAM_STATUSES = new Set([502, 503, 504]);
  * and the request id of the X-Request-Id header (absent only with the header, for requests Node
  * could not parse), nothing else, no internals. `context` names the input in failure messages.
  */
-export function expectDocumentedAnswer(answer: Answer, context: string): void {
+export function expectDocumentedAnswer(
+  answer: Answer,
+  context: string,
+  options: { jsonRpc?: boolean } = {},
+): void {
   const where = `${context} -> ${answer.status} ${answer.body.slice(0, 300)}`;
   if (answer.status >= 500) {
     expect(UPSTREAM_STATUSES.has(answer.status), `a 5xx the proxy does not document: ${where}`).toBe(true);
@@ -248,8 +252,10 @@ export function expectDocumentedAnswer(answer: Answer, context: string): void {
   // HEAD answers and empty errors (405 of a proxy-owned path to a HEAD, 413 cut short) have no body.
   if (answer.status < 400 || answer.body === '') return;
   const type = answer.header('content-type') ?? '';
-  if (type.startsWith('application/json')) expectErrorShape(answer, where);
-  else {
+  if (type.startsWith('application/json')) {
+    if (options.jsonRpc && isJsonRpc(answer.body)) expectJsonRpcErrors(answer.body, where);
+    else expectErrorShape(answer, where);
+  } else {
     expect(type, `an error body that is neither JSON nor a page: ${where}`).toMatch(
       /^text\/html; charset=utf-8$/,
     );
@@ -283,3 +289,28 @@ export const TOKEN_ERROR_CODES = [
   'invalid_scope',
   'invalid_target',
 ];
+
+function isJsonRpc(body: string): boolean {
+  try {
+    const value = JSON.parse(body) as unknown;
+    const first = Array.isArray(value) ? value[0] : value;
+    return (first as { jsonrpc?: unknown } | null)?.jsonrpc === '2.0';
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * On the MCP path the proxy also answers in JSON-RPC (JSON-RPC 2.0 §5): a refused call, a body
+ * that is no JSON-RPC request; a reply or a batch of replies, each an error with a numeric code.
+ */
+export function expectJsonRpcErrors(body: string, where: string): void {
+  const value = JSON.parse(body) as unknown;
+  for (const reply of Array.isArray(value) ? value : [value]) {
+    expect(reply, where).toMatchObject({
+      jsonrpc: '2.0',
+      error: { code: expect.any(Number), message: expect.any(String) },
+    });
+    expect(Object.keys(reply as object).sort(), where).toEqual(['error', 'id', 'jsonrpc']);
+  }
+}
