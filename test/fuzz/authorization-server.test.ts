@@ -65,6 +65,9 @@ function toSearch(params: Record<string, Param>): URLSearchParams {
   return search;
 }
 
+/** What a string is once sent as UTF-8: a lone surrogate becomes U+FFFD. */
+const wellFormed = (s: string): string => Buffer.from(s, 'utf8').toString('utf8');
+
 /** Good and present once (an empty value counts as absent). */
 const isGood = (p: Param | undefined): boolean => p?.kind === 'one' && p.good && p.value !== '';
 
@@ -183,7 +186,7 @@ describe('fuzzing the authorization server endpoints', () => {
             );
           }
         }),
-        60,
+        40,
       );
     },
     fuzzTimeout(),
@@ -226,6 +229,8 @@ describe('fuzzing the authorization server endpoints', () => {
           });
           const answer = await answerOf(res);
           expectDocumentedAnswer(answer, context);
+          // A request line past Node's header limit (16 KB): refused before any handler.
+          if (answer.status === 431) return;
           const location = answer.header('location');
           if (!isGood(p.client_id) || !isGood(p.redirect_uri)) {
             // Never a redirect to an address not known good: an open redirector otherwise.
@@ -254,11 +259,11 @@ describe('fuzzing the authorization server endpoints', () => {
           }
           const state =
             p.state.kind === 'one' && p.state.value !== '' && p.state.value.length <= 2048
-              ? p.state.value
+              ? wellFormed(p.state.value)
               : null;
           if (p.state.kind !== 'repeated') expect(back.get('state'), context).toBe(state);
         }),
-        80,
+        60,
       );
     },
     fuzzTimeout(),
@@ -374,7 +379,7 @@ describe('fuzzing the authorization server endpoints', () => {
             }
           },
         ),
-        80,
+        50,
       );
     },
     fuzzTimeout(),

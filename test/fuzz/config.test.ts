@@ -107,7 +107,7 @@ describe('fuzzing configuration', () => {
             expectConfigOrConfigError(() => loadConfig({ env: input }), JSON.stringify(input).slice(0, 1500));
           },
         ),
-        150,
+        100,
       );
       crashes.expectNone();
     },
@@ -173,7 +173,7 @@ describe('fuzzing configuration', () => {
             yaml.slice(0, 1500),
           );
         }),
-        150,
+        80,
       );
       crashes.expectNone();
     },

@@ -189,7 +189,7 @@ describe('fuzzing JSON-RPC bodies under mcp_access rules', () => {
           }
           expect([400, 413, 415], context).toContain(answer.status);
         }),
-        100,
+        60,
       );
       crashes.expectNone();
       expect(proxy.logs.filter((l) => l.level === 'error')).toEqual([]);

@@ -314,7 +314,7 @@ describe('fuzzing requests against a proxy in oidc mode', () => {
             });
           },
         ),
-        80,
+        50,
       );
     },
     fuzzTimeout(),
@@ -451,7 +451,7 @@ describe('fuzzing requests against a proxy in oidc mode', () => {
             expect(t.backend.received.length, context).toBe(before);
           }
         }),
-        80,
+        60,
       );
     },
     fuzzTimeout(),
