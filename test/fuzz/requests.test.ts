@@ -285,6 +285,8 @@ describe('fuzzing requests against a proxy in oidc mode', () => {
           fc.constantFrom('Bearer ', 'bearer ', 'Bearer  ', 'DPoP ', 'Basic '),
           async (made, scheme) => {
             const presented = await made;
+            // A fuzzed header can rebuild the very token the login gave ({alg ES256, the kid, at+jwt}).
+            fc.pre(presented !== t.accessToken);
             await expectNothingForwarded(async () => {
               const answer = rawAnswer(
                 await rawRequest(
