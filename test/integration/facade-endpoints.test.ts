@@ -486,6 +486,16 @@ describe('authorization server facade: /authorize, /token, /revoke', () => {
     expect(basic.status).toBe(401);
     expect(basic.headers.get('www-authenticate')).toMatch(/^Basic /);
 
+    // The Basic scheme with no credentials is a failed Basic authentication, not an absent one:
+    // the client_id in the body does not take over, and the 401 carries the Basic challenge.
+    const bare = await token(
+      { grant_type: 'refresh_token', refresh_token: 'x'.repeat(43), client_id: 'gone' },
+      { authorization: 'Basic' },
+    );
+    expect(bare.status).toBe(401);
+    expect((await tokenBody(bare)).error).toBe('invalid_client');
+    expect(bare.headers.get('www-authenticate')).toMatch(/^Basic /);
+
     const noSecret = await token({
       grant_type: 'refresh_token',
       refresh_token: 'x'.repeat(43),

@@ -23,9 +23,13 @@ export function basicChallenge(issuer: string): string {
   return `Basic realm="${issuer}"`;
 }
 
-/** True when the request carries HTTP Basic credentials (its 401 then needs the Basic challenge). */
+/**
+ * True when the request uses the HTTP Basic scheme (its 401 then needs the Basic challenge), even
+ * with no credentials after it: `Authorization: Basic` alone is an attempt at Basic, to be refused
+ * as one, not ignored in favour of a client_id in the body.
+ */
 export function usesBasicAuth(req: IncomingMessage): boolean {
-  return /^basic /i.test(req.headers.authorization ?? '');
+  return /^basic(?:\s|$)/i.test(req.headers.authorization ?? '');
 }
 
 /**
@@ -68,7 +72,7 @@ export async function authenticateClient(
  * before joining them, so they are decoded after the split (`+` is a space).
  */
 function parseBasic(header: string): { id: string; secret: string } {
-  const encoded = header.slice(header.indexOf(' ') + 1).trim();
+  const encoded = header.replace(/^basic/i, '').trim();
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(encoded)) {
     throw new InvalidClientError('the Authorization header is not valid Basic credentials');
   }
