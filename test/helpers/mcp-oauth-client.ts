@@ -8,6 +8,24 @@ import type {
 } from '@modelcontextprotocol/sdk/shared/auth.js';
 import { approveConsent, CookieJar, loginThroughBrowserless } from './headless-login.js';
 
+/** An MCP `initialize` POST carrying `accessToken` as a bearer token, as a client would send it. */
+export function initializeWithBearer(url: string, accessToken: string): Promise<Response> {
+  return fetch(`${url}/mcp`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${accessToken}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    }),
+  });
+}
+
 export const alice = { username: 'alice', password: 'alice-password' };
 export const REDIRECT_URL = 'http://127.0.0.1:39871/oauth/callback';
 

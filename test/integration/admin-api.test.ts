@@ -15,7 +15,12 @@ import {
   loginThroughBrowserless,
   signInThroughProxy,
 } from '../helpers/headless-login.js';
-import { type ConnectedMcpClient, connectMcpClient, REDIRECT_URL } from '../helpers/mcp-oauth-client.js';
+import {
+  type ConnectedMcpClient,
+  connectMcpClient,
+  initializeWithBearer,
+  REDIRECT_URL,
+} from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, startOidcStack } from '../helpers/oidc-stack.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
@@ -93,20 +98,7 @@ async function whoami(client: Client): Promise<{ user: string }> {
 
 /** One MCP request with a bearer token, without the SDK (which would start a new login on 401). */
 function mcpRequest(url: string, accessToken: string): Promise<Response> {
-  return fetch(`${url}/mcp`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${accessToken}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-    }),
-  });
+  return initializeWithBearer(url, accessToken);
 }
 
 function refresh(url: string, user: ConnectedMcpClient): Promise<Response> {

@@ -7,7 +7,12 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CookieJar, loginThroughBrowserless } from '../helpers/headless-login.js';
-import { alice, type ConnectedMcpClient, connectMcpClient } from '../helpers/mcp-oauth-client.js';
+import {
+  alice,
+  type ConnectedMcpClient,
+  connectMcpClient,
+  initializeWithBearer,
+} from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, oidcProxyEnv, startOidcStack } from '../helpers/oidc-stack.js';
 import { type RedisServer, startRedisServer, stopAllRedisServers } from '../helpers/redis-server.js';
@@ -22,20 +27,7 @@ function token(url: string, params: Record<string, string>): Promise<Response> {
 
 /** What the proxy at `url` answers a bearer token on the MCP endpoint. */
 async function bearerStatus(url: string, accessToken: string): Promise<number> {
-  const res = await fetch(`${url}/mcp`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${accessToken}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-    }),
-  });
+  const res = await initializeWithBearer(url, accessToken);
   await res.arrayBuffer();
   return res.status;
 }

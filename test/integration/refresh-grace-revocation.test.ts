@@ -12,7 +12,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ConnectedMcpClient, connectMcpClient } from '../helpers/mcp-oauth-client.js';
+import {
+  type ConnectedMcpClient,
+  connectMcpClient,
+  initializeWithBearer,
+} from '../helpers/mcp-oauth-client.js';
 import { startMcpServer } from '../helpers/mcp-server.js';
 import { type OidcStack, oidcProxyEnv, startOidcStack } from '../helpers/oidc-stack.js';
 import { type RedisServer, startRedisServer } from '../helpers/redis-server.js';
@@ -47,24 +51,7 @@ async function refresh(proxyUrl: string, clientId: string, refreshToken: string)
  * server, 'invalid_token' when refused with RFC 6750's invalid_token, the status otherwise.
  */
 async function mcpVerdict(proxyUrl: string, accessToken: string): Promise<string> {
-  const res = await fetch(`${proxyUrl}/mcp`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${accessToken}`,
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 1,
-      method: 'initialize',
-      params: {
-        protocolVersion: '2025-06-18',
-        capabilities: {},
-        clientInfo: { name: 'probe', version: '1' },
-      },
-    }),
-  });
+  const res = await initializeWithBearer(proxyUrl, accessToken);
   await res.text();
   if (res.status === 200) return 'accepted';
   const challenge = res.headers.get('www-authenticate') ?? '';
