@@ -3,11 +3,13 @@
 // mode and the proxy in oidc mode with a bearer token, in interleaved rounds; "added" is the median of
 // the per-round differences to the direct run of the same round.
 //
-// Then the tail hunt (BENCH_TAIL seconds, needs oidc): the oidc bearer path at the same rate for longer,
-// through a proxy started with bench/gc-observer.mjs preloaded, which logs every GC and event-loop stall
-// of the proxy with wall-clock times. Each of the slowest requests is set against what overlapped it: a
-// GC in the proxy, a stall of the proxy's event loop (busy: the proxy ran; descheduled: it did not get the
-// CPU), a stall of the generator itself, or none of these (the backend, the network stack, the machine).
+// Then the tail hunt (BENCH_TAIL seconds, needs oidc): the oidc bearer path at the same rate, through a
+// proxy started with bench/gc-observer.mjs preloaded, which logs every GC and event-loop stall of the
+// proxy with wall-clock times (the backend runs with it too). First cold, 3 s (the proxy has only done
+// the OAuth flow that made the token), then warm, BENCH_TAIL s. Slow requests come in runs (they are
+// 1 ms apart; one hold-up delays many): each run, an episode, is set against what overlapped it: GC in
+// the proxy, a stall of its event loop (busy: it ran; not running: the machine gave the CPU to others),
+// a stall of the backend or of the generator itself, or none of these.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -25,6 +27,12 @@ export function openLoopConfig(num, HarnessError) {
   if (c.rounds < 1 || c.rounds > 10) throw new HarnessError('BENCH_OPEN_ROUNDS must be between 1 and 10');
   if (c.tail > 120) throw new HarnessError('BENCH_TAIL must be at most 120 seconds (0 = skip)');
   return c;
+}
+
+/** Two seconds of wrk at 10 connections, not counted. */
+function warm(h, url, headers) {
+  const lines = Object.entries(headers).map(([k, v]) => `${k}: ${v}`);
+  return h.wrk(h.wrkBin, url, { seconds: 2, connections: 10, threads: 1, headers: lines });
 }
 
 /** One open-loop run against url: the generator's result line. */
@@ -62,6 +70,9 @@ export async function openLoopBench(h, ocfg, targets) {
     `open-loop latency: GET /mcp at a fixed ${ocfg.rate} req/s (bench/open-loop.mjs, latency from each request's scheduled time), ${ocfg.rounds} round(s)`,
   );
   const rounds = Object.fromEntries(targets.map((t) => [t.key, []]));
+  // Compiled and connected first (closed loop, uncounted), as a server that has been serving is: the
+  // open-loop warm-up alone would let a cold start's queue spill into the measured seconds.
+  for (const t of targets) await warm(h, t.url, t.headers);
   for (let round = 1; round <= ocfg.rounds; round++) {
     if (ocfg.rounds > 1) h.say(` round ${round}/${ocfg.rounds}`);
     for (const t of round % 2 === 0 ? [...targets].reverse() : targets) {
@@ -100,95 +111,154 @@ export async function openLoopBench(h, ocfg, targets) {
 export function printOpenLoop(h, o) {
   const rows = Object.values(o.summary);
   const w = Math.max(...rows.map((r) => r.label.length));
-  h.say(
-    `  ${'target'.padEnd(w)}  p50 ms  p99 ms   max ms  p50 added  p99 added (median of per-round, vs direct)  errors`,
-  );
+  h.say(`  ${'target'.padEnd(w)}  p50 ms  p99 ms   max ms  p50 added  p99 added  errors`);
   for (const r of rows)
     h.say(
-      `  ${r.label.padEnd(w)}  ${h.fmt(r.p50_ms).padStart(6)}  ${h.fmt(r.p99_ms).padStart(6)}  ${h.fmt(r.max_ms, 1).padStart(7)}  ${h.fmt(r.p50_added_ms).padStart(9)}  ${h.fmt(r.p99_added_ms).padStart(9)}  ${String(r.errors).padStart(44)}`,
+      `  ${r.label.padEnd(w)}  ${h.fmt(r.p50_ms).padStart(6)}  ${h.fmt(r.p99_ms).padStart(6)}  ${h.fmt(r.max_ms, 1).padStart(7)}  ${h.fmt(r.p50_added_ms).padStart(9)}  ${h.fmt(r.p99_added_ms).padStart(9)}  ${String(r.errors).padStart(6)}`,
     );
+  h.say('  (added: over the direct run of the same round, median over the rounds)');
 }
 
 // ---------------------------------------------------------------- tail hunt
 
 const overlap = (a0, a1, b0, b1) => Math.max(0, Math.min(a1, b1) - Math.max(a0, b0));
 
-/**
- * The slowest requests of one long open-loop run through `proxy` (started with the GC observer writing
- * to gcLog), each with what overlapped it, and the proxy's GC and stall totals over the run.
- */
-export async function tailHunt(h, ocfg, { url, headers, gcLog, label }) {
-  h.say(
-    `tail hunt: ${label} at ${ocfg.rate} req/s for ${ocfg.tail}s, the proxy's GC and event-loop stalls logged`,
-  );
-  const r = await openLoop(h, label, url, {
-    rate: ocfg.rate,
-    seconds: ocfg.tail,
-    warmup: ocfg.warmup,
-    headers,
-    slowest: 30,
-  });
-  const end = r.measure_start + ocfg.tail * 1000 + 10_000;
-  const events = readFileSync(gcLog, 'utf8')
+/** A request slower than this is part of the tail looked at. */
+const SLOW_MS = 10;
+
+/** The GC and stall lines a process with bench/gc-observer.mjs wrote, between t0 and t1 (wall clock). */
+function observed(file, t0, t1) {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {}
+  const events = text
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l))
-    .filter((e) => e.at >= r.measure_start && e.at <= end);
-  const gcs = events.filter((e) => e.type === 'gc');
-  const stalls = events.filter((e) => e.type === 'stall');
+    .filter((e) => e.at + e.ms >= t0 && e.at <= t1);
+  return { gcs: events.filter((e) => e.type === 'gc'), stalls: events.filter((e) => e.type === 'stall') };
+}
+
+/**
+ * The tail of the oidc bearer path, through `url` (a proxy started with the GC observer writing to
+ * proxyLog; the backend writes to backendLog): first cold (the proxy has answered one request), then
+ * warm, BENCH_TAIL seconds.
+ */
+export async function tailHunt(h, ocfg, { url, headers, proxyLog, backendLog, label }) {
+  h.say(`tail hunt: ${label}, at ${ocfg.rate} req/s: cold for 3 s, then warm for ${ocfg.tail} s`);
+  const logs = { proxyLog, backendLog };
+  const run = { rate: ocfg.rate, headers, slowest: 2000 };
+  const cold = await huntRun(h, logs, `${label}, cold`, url, { ...run, seconds: 3, warmup: 0 });
+  await warm(h, url, headers);
+  const warmRun = await huntRun(h, logs, `${label}, warm`, url, {
+    ...run,
+    seconds: ocfg.tail,
+    warmup: ocfg.warmup,
+  });
+  return { cold, warm: warmRun };
+}
+
+async function huntRun(h, { proxyLog, backendLog }, label, url, run) {
+  const r = await openLoop(h, label, url, run);
+  const t0 = r.measure_start;
+  const t1 = t0 + run.seconds * 1000 + 10_000;
+  const proxy = observed(proxyLog, t0, t1);
+  const backend = observed(backendLog, t0, t1);
+  const generator = r.generator_stalls;
+  // Requests are 1 ms apart: one hold-up delays a run of them. Consecutive slow requests whose
+  // intervals overlap make one episode; each is set against what overlapped it.
+  const slow = r.slowest.filter((s) => s.latency_ms > SLOW_MS).sort((a, b) => a.at - b.at);
+  const episodes = [];
+  for (const s of slow) {
+    const last = episodes.at(-1);
+    if (last && s.at <= last.end) {
+      last.end = Math.max(last.end, s.at + s.latency_ms);
+      last.requests++;
+      last.worst_ms = Math.max(last.worst_ms, s.latency_ms);
+    } else
+      episodes.push({
+        start: s.at,
+        end: s.at + s.latency_ms,
+        requests: 1,
+        worst_ms: s.latency_ms,
+        offset_s: s.offset_s,
+      });
+  }
+  const within = (list, e) => list.reduce((acc, x) => acc + overlap(e.start, e.end, x.at, x.at + x.ms), 0);
+  const cpuShare = (list, e) => {
+    const hit = list.filter((x) => overlap(e.start, e.end, x.at, x.at + x.ms) > 0);
+    const wall = hit.reduce((a, x) => a + x.ms, 0);
+    return wall ? round(hit.reduce((a, x) => a + x.cpu_ms, 0) / wall) : undefined;
+  };
+  const described = episodes.map((e) => {
+    const d = {
+      offset_s: e.offset_s,
+      requests: e.requests,
+      worst_ms: round(e.worst_ms),
+      span_ms: round(e.end - e.start),
+      proxy_gc_ms: round(within(proxy.gcs, e)),
+      proxy_stall_ms: round(within(proxy.stalls, e)),
+      proxy_on_cpu_in_stalls: cpuShare(proxy.stalls, e),
+      backend_gc_ms: round(within(backend.gcs, e)),
+      backend_stall_ms: round(within(backend.stalls, e)),
+      generator_stall_ms: round(within(generator, e)),
+    };
+    return { ...d, cause: cause(d, run.warmup === 0) };
+  });
+  const causes = {};
+  for (const e of described) {
+    causes[e.cause] ??= { episodes: 0, requests: 0 };
+    causes[e.cause].episodes++;
+    causes[e.cause].requests += e.requests;
+  }
+  return {
+    label,
+    run: { ...r, slowest: undefined, generator_stalls: undefined },
+    slow_requests: slow.length,
+    proxy_gc: gcSummary(proxy.gcs),
+    proxy_stalls: summariseStalls(proxy.stalls),
+    backend_stalls: summariseStalls(backend.stalls),
+    generator_stalls: summariseStalls(generator),
+    episodes: described.sort((a, b) => b.worst_ms - a.worst_ms),
+    causes,
+  };
+}
+
+/**
+ * The main reason for an episode: whatever overlapped at least half of its worst request's latency.
+ * A stall in which the proxy got less than half the CPU is the machine's (other work ran), not the
+ * proxy's; the longer of the proxy's GC and busy stall wins when both qualify.
+ */
+function cause(e, cold) {
+  const half = e.worst_ms / 2;
+  if (e.generator_stall_ms >= half) return 'the generator stalled';
+  if (e.backend_stall_ms >= half) return 'the backend stalled';
+  if (e.proxy_stall_ms >= half || e.proxy_gc_ms >= half) {
+    if (e.proxy_on_cpu_in_stalls !== undefined && e.proxy_on_cpu_in_stalls < 0.5 && e.proxy_gc_ms < half)
+      return 'the proxy was not running (machine)';
+    if (e.proxy_gc_ms >= half) return 'GC in the proxy';
+    return cold && e.offset_s < 1.5 ? 'the proxy busy, cold (first requests)' : 'the proxy busy (not GC)';
+  }
+  if (cold && e.offset_s < 1.5) return 'cold start, unexplained';
+  return 'none of these (network stack, machine)';
+}
+
+function gcSummary(gcs) {
   const byKind = {};
   for (const g of gcs) {
     byKind[g.kind] ??= { count: 0, total_ms: 0, max_ms: 0 };
     const k = byKind[g.kind];
     k.count++;
-    k.total_ms = Math.round((k.total_ms + g.ms) * 1000) / 1000;
+    k.total_ms = round(k.total_ms + g.ms);
     k.max_ms = Math.max(k.max_ms, g.ms);
   }
-  const slowest = r.slowest.map((s) => {
-    const a0 = s.at;
-    const a1 = s.at + s.latency_ms;
-    const gcMs = gcs.reduce((acc, g) => acc + overlap(a0, a1, g.at, g.at + g.ms), 0);
-    const st = stalls.filter((x) => overlap(a0, a1, x.at, x.at + x.ms) > 0);
-    const stallMs = st.reduce((acc, x) => acc + overlap(a0, a1, x.at, x.at + x.ms), 0);
-    const stallCpu = st.reduce((acc, x) => acc + x.cpu_ms, 0);
-    const stallWall = st.reduce((acc, x) => acc + x.ms, 0);
-    const genMs = r.generator_stalls.reduce((acc, x) => acc + overlap(a0, a1, x.at, x.at + x.ms), 0);
-    return {
-      ...s,
-      proxy_gc_ms: round(gcMs),
-      proxy_stall_ms: round(stallMs),
-      proxy_cpu_share_in_stalls: stallWall ? round(stallCpu / stallWall) : undefined,
-      generator_stall_ms: round(genMs),
-      cause: cause(s, { gcMs, stallMs, stallCpu, stallWall, genMs }),
-    };
-  });
-  const causes = {};
-  for (const s of slowest) causes[s.cause] = (causes[s.cause] ?? 0) + 1;
-  return {
-    label,
-    run: { ...r, slowest: undefined, generator_stalls: undefined },
-    gc: { count: gcs.length, by_kind: byKind, max_ms: Math.max(0, ...gcs.map((g) => g.ms)) },
-    proxy_stalls: summariseStalls(stalls),
-    generator_stalls: summariseStalls(r.generator_stalls),
-    slowest,
-    causes,
-  };
-}
-
-/** The main reason a slow request was slow, from what overlapped it (half its latency or more). */
-function cause(s, { gcMs, stallMs, stallCpu, stallWall, genMs }) {
-  const half = s.latency_ms / 2;
-  if (genMs >= half) return 'generator stalled';
-  if (gcMs >= half) return 'GC in the proxy';
-  if (stallMs >= half)
-    return stallCpu >= stallWall / 2 ? 'proxy busy (JavaScript)' : 'proxy not scheduled (machine)';
-  if (s.offset_s < 1) return 'first second of the run';
-  return 'none of these (backend, network stack, machine)';
+  return { count: gcs.length, by_kind: byKind, max_ms: Math.max(0, ...gcs.map((g) => g.ms)) };
 }
 
 function summariseStalls(list) {
   const over = (ms) => list.filter((s) => s.ms > ms);
-  const worst = [...list].sort((a, b) => b.ms - a.ms).slice(0, 5);
+  const worst = [...list].sort((a, b) => b.ms - a.ms).slice(0, 3);
   return {
     count_over_5ms: list.length,
     count_over_20ms: over(20).length,
@@ -201,29 +271,33 @@ function round(x) {
   return Math.round(x * 1000) / 1000;
 }
 
-export function printTail(h, t) {
+export function printTail(h, hunt) {
+  printHuntRun(h, hunt.cold);
+  h.say();
+  printHuntRun(h, hunt.warm);
+}
+
+function printHuntRun(h, t) {
   const r = t.run;
   h.say(
-    `  ${t.label}: ${r.completed}/${r.scheduled} answered, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, p99.9 ${r.p999_ms} ms, max ${r.max_ms} ms; generator send lag p99 ${r.send_lag_p99_ms} ms`,
+    `  ${t.label}: ${r.completed}/${r.scheduled} answered, p50 ${r.p50_ms} ms, p99 ${r.p99_ms} ms, p99.9 ${r.p999_ms} ms, max ${r.max_ms} ms; ${t.slow_requests} requests over ${SLOW_MS} ms`,
   );
-  const kinds = Object.entries(t.gc.by_kind)
-    .map(([k, v]) => `${k} ${v.count}× (${round(v.total_ms)} ms, max ${v.max_ms} ms)`)
+  const kinds = Object.entries(t.proxy_gc.by_kind)
+    .map(([k, v]) => `${k} ${v.count}× (${round(v.total_ms)} ms in all, max ${v.max_ms} ms)`)
     .join(', ');
-  h.say(`  proxy GC in the run: ${t.gc.count} (${kinds || 'none'})`);
+  h.say(`    proxy GC: ${kinds || 'none'}`);
   const st = (s) =>
-    `${s.count_over_5ms} over 5 ms, ${s.count_over_20ms} over 20 ms, ${s.count_over_100ms} over 100 ms; worst ${s.worst.map((w) => `${w.ms} ms (CPU ${w.cpu_ms} ms)`).join(', ') || 'none'}`;
-  h.say(`  proxy event-loop stalls: ${st(t.proxy_stalls)}`);
-  h.say(`  generator event-loop stalls: ${st(t.generator_stalls)}`);
+    `${s.count_over_5ms} over 5 ms, ${s.count_over_20ms} over 20 ms, ${s.count_over_100ms} over 100 ms${s.worst.length ? `; worst ${s.worst.map((w) => `${w.ms} ms (own CPU ${w.cpu_ms} ms)`).join(', ')}` : ''}`;
+  h.say(`    event-loop stalls: proxy ${st(t.proxy_stalls)}`);
+  h.say(`                       backend ${st(t.backend_stalls)}`);
+  h.say(`                       generator ${st(t.generator_stalls)}`);
   h.say(
-    '  slowest requests (latency; at s into the run; overlapping proxy GC / proxy stall / generator stall):',
+    `    episodes of requests over ${SLOW_MS} ms (worst first; what overlapped: proxy GC / proxy stall / backend stall / generator stall):`,
   );
-  for (const s of t.slowest.slice(0, 10))
+  for (const e of t.episodes.slice(0, 8))
     h.say(
-      `    ${h.fmt(s.latency_ms, 1).padStart(7)} ms at ${h.fmt(s.offset_s, 3).padStart(7)} s: GC ${h.fmt(s.proxy_gc_ms, 1)} / stall ${h.fmt(s.proxy_stall_ms, 1)}${s.proxy_cpu_share_in_stalls !== undefined ? ` (proxy on CPU ${Math.round(s.proxy_cpu_share_in_stalls * 100)} %)` : ''} / generator ${h.fmt(s.generator_stall_ms, 1)} ms -> ${s.cause}`,
+      `      ${h.fmt(e.worst_ms, 1).padStart(7)} ms worst, ${String(e.requests).padStart(4)} requests, at ${h.fmt(e.offset_s, 2)} s: ${h.fmt(e.proxy_gc_ms, 1)} / ${h.fmt(e.proxy_stall_ms, 1)}${e.proxy_on_cpu_in_stalls !== undefined ? ` (proxy on CPU ${Math.round(e.proxy_on_cpu_in_stalls * 100)} %)` : ''} / ${h.fmt(e.backend_stall_ms, 1)} / ${h.fmt(e.generator_stall_ms, 1)} ms -> ${e.cause}`,
     );
-  h.say(
-    `  the ${t.slowest.length} slowest by cause: ${Object.entries(t.causes)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')}`,
-  );
+  const c = Object.entries(t.causes).map(([k, v]) => `${k}: ${v.episodes} (${v.requests} requests)`);
+  h.say(`    episodes by cause: ${c.join('; ') || 'none'}`);
 }

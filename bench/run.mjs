@@ -378,9 +378,21 @@ function jsonLine(entry, pred, timeoutMs) {
 // ---------------------------------------------------------------- components
 
 let tmpDir;
+/** GC and event-loop stalls of the backend (bench/gc-observer.mjs), for the tail hunt. */
+const backendGcLog = path.join(logDir, 'backend-gc.jsonl');
 
 async function startBackend(nofile) {
-  const entry = spawnChild('backend', process.execPath, [path.join(benchDir, 'backend.mjs')], { nofile });
+  // With the GC observer: the tail hunt tells the backend's hold-ups from the proxy's.
+  const entry = spawnChild(
+    'backend',
+    process.execPath,
+    [
+      '--import',
+      pathToFileURL(path.join(benchDir, 'gc-observer.mjs')).href,
+      path.join(benchDir, 'backend.mjs'),
+    ],
+    { nofile, env: { BENCH_GC_LOG: backendGcLog } },
+  );
   entry.child.stderr.pipe(logFile('backend'));
   const { port } = await jsonLine(entry, (o) => typeof o.port === 'number', 10_000);
   entry.port = port;
@@ -966,7 +978,7 @@ async function main() {
   /** What bench/stdio.mjs uses of this harness. */
   const harness = () => ({
     ...{ startProxy, spawnChild, jsonLine, stop, measure, pairedRatio, medianRun, table, say, fmt },
-    ...{ startNginx, expectOk },
+    ...{ startNginx, expectOk, wrk },
     ...{ logFile, HarnessError, tmpDir, benchDir, wrkBin, mcpSessionScript: MCP_SESSION_SCRIPT },
   });
   if (stdioOnly) {
@@ -1178,7 +1190,8 @@ async function main() {
         label: tracedProxy.label,
         url: url(tracedProxy.entry),
         headers: await bearer(tracedProxy),
-        gcLog,
+        proxyLog: gcLog,
+        backendLog: backendGcLog,
       });
     }
   }
