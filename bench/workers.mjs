@@ -52,7 +52,8 @@ export async function workersBench(h, wcfg, { backend, nginxBin, connections, th
         for (const s of round % 2 === 0 ? [...group].reverse() : group) {
           const url = `http://127.0.0.1:${s.entry.port}/mcp`;
           await h.expectOk(s.label, url);
-          rounds[s.key].push(await h.measure(h.wrkBin, s.label, url, load, []));
+          // The backend watched: the CPU column then shows it, wrk, and how busy the machine was.
+          rounds[s.key].push(await h.measure(h.wrkBin, s.label, url, load, [backend]));
         }
     }
     const r = (a, b) => h.pairedRatio(rounds[a], rounds[b], 'rps');
