@@ -96,6 +96,7 @@ const pct = (p) =>
     ? round(sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)])
     : undefined;
 const lags = measured.map((i) => sendLag[i]).sort((a, b) => a - b);
+const over10ms = measured.reduce((n, i) => n + (latency[i] > 10 ? 1 : 0), 0);
 const slowest = measured
   .sort((a, b) => latency[b] - latency[a])
   .slice(0, slowestCount)
@@ -121,6 +122,7 @@ process.stdout.write(
     p999_ms: pct(99.9),
     max_ms: sorted.length ? round(sorted[sorted.length - 1]) : undefined,
     mean_ms: sorted.length ? round(sorted.reduce((a, b) => a + b, 0) / sorted.length) : undefined,
+    over_10ms: over10ms,
     send_lag_p99_ms: lags.length ? round(lags[Math.ceil(0.99 * lags.length) - 1]) : undefined,
     measure_start: round(measureStart),
     slowest,

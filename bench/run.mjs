@@ -1186,13 +1186,22 @@ async function main() {
     openLoop = await openLoopBench(harness(), openCfg, targets);
     if (tracedProxy) {
       say();
+      // A cold bypass proxy next to it: a cold start without token checks, for comparison.
+      const bypassLog = path.join(logDir, 'proxy-bypass-gc.jsonl');
+      const coldBypass = await startProxy('proxy-bypass-traced', backend.port, {
+        nofile,
+        nodeArgs: ['--import', pathToFileURL(path.join(benchDir, 'gc-observer.mjs')).href],
+        env: { BENCH_GC_LOG: bypassLog },
+      });
       tail = await tailHunt(harness(), openCfg, {
+        bypass: { label: 'proxy bypass (GC observed)', url: url(coldBypass), proxyLog: bypassLog },
         label: tracedProxy.label,
         url: url(tracedProxy.entry),
         headers: await bearer(tracedProxy),
         proxyLog: gcLog,
         backendLog: backendGcLog,
       });
+      await stop(coldBypass);
     }
   }
   await stop(tracedProxy?.entry);
