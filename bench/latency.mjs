@@ -236,19 +236,21 @@ async function huntRun(h, { proxyLog, backendLog }, label, url, run) {
 
 /**
  * The main reason for an episode: whatever overlapped at least half of its worst request's latency.
- * A stall in which the proxy got less than half the CPU is the machine's (other work ran), not the
- * proxy's; the longer of the proxy's GC and busy stall wins when both qualify.
+ * A stall in which a process got less than half a CPU is the machine's (other work ran), not the
+ * process's own: when the proxy was on the CPU through its stall, the proxy is the cause (its GC if
+ * that was the larger part); when it and another process were off the CPU together, the machine.
  */
 function cause(e, cold) {
   const half = e.worst_ms / 2;
+  const proxyBusy = e.proxy_on_cpu_in_stalls !== undefined && e.proxy_on_cpu_in_stalls >= 0.5;
+  if (e.proxy_gc_ms >= half) return 'GC in the proxy';
+  if (e.proxy_stall_ms >= half && proxyBusy)
+    return cold && e.offset_s < 1.5 ? 'the proxy busy, cold (first requests)' : 'the proxy busy (not GC)';
+  const stalled = [e.proxy_stall_ms, e.backend_stall_ms, e.generator_stall_ms].filter((ms) => ms >= half);
+  if (stalled.length >= 2) return 'the machine: processes off the CPU together';
   if (e.generator_stall_ms >= half) return 'the generator stalled';
   if (e.backend_stall_ms >= half) return 'the backend stalled';
-  if (e.proxy_stall_ms >= half || e.proxy_gc_ms >= half) {
-    if (e.proxy_on_cpu_in_stalls !== undefined && e.proxy_on_cpu_in_stalls < 0.5 && e.proxy_gc_ms < half)
-      return 'the proxy was not running (machine)';
-    if (e.proxy_gc_ms >= half) return 'GC in the proxy';
-    return cold && e.offset_s < 1.5 ? 'the proxy busy, cold (first requests)' : 'the proxy busy (not GC)';
-  }
+  if (e.proxy_stall_ms >= half) return 'the proxy was not running (machine)';
   if (cold && e.offset_s < 1.5) return 'cold start, unexplained';
   return 'none of these (network stack, machine)';
 }
