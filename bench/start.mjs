@@ -3,6 +3,8 @@
 //
 //   npm run build && npm run build:binary && node bench/start.mjs
 //
+// Figures and method: docs/performance.md, "Start and memory".
+//
 // Each target is started START_RUNS times, the targets taken in turn (round robin, so a slow
 // patch of a shared machine falls on all of them alike). Per start: the time from spawn to the
 // first 200 on GET /health (polled every START_POLL_MS over fresh connections), then VmRSS once
