@@ -46,6 +46,7 @@ const workDir = join(root, 'node_modules', '.cache', 'sea');
 const nodeCache = join(root, 'node_modules', '.cache', 'node');
 const binDir = join(root, 'dist', 'bin');
 const bundlePath = join(workDir, 'mcp-oidc-proxy.cjs');
+const metaPath = join(workDir, 'meta.json');
 
 const all = process.argv.includes('--all');
 if (process.platform !== 'linux' || process.arch !== 'x64') {
@@ -112,6 +113,8 @@ async function bundle() {
     (p) => !/^(src\/|optional-absent:)/.test(p) && !p.includes('node_modules/'),
   );
   if (leftover.length > 0) console.warn('unexpected bundle inputs:', leftover);
+  // What the bundle holds and why (`npx esbuild --analyze`-style, or https://esbuild.github.io/analyze/).
+  writeFileSync(metaPath, JSON.stringify(result.metafile));
   const code = readFileSync(bundlePath, 'utf8');
   if (/\bimport_meta\d*\./.test(code))
     throw new Error('the bundle still uses import.meta (empty in CommonJS)');

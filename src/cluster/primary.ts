@@ -5,8 +5,8 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { AggregatorRegistry } from 'prom-client';
 import type { Logger } from '../observability/logger.js';
+import { AggregatorRegistry } from '../observability/prom-client.js';
 import { StartBackoff } from '../stdio/start-backoff.js';
 import { type MetricsReply, messageOf, type ReloadOrder, type ShutdownOrder } from './messages.js';
 

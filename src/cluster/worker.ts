@@ -4,7 +4,7 @@
  */
 import cluster from 'node:cluster';
 import { isSea } from 'node:sea';
-import { AggregatorRegistry, type Registry } from 'prom-client';
+import { AggregatorRegistry, type Registry } from '../observability/prom-client.js';
 import { type MetricsRequest, messageOf } from './messages.js';
 
 /**

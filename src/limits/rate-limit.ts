@@ -1,16 +1,16 @@
 import type { ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { Cluster, Redis } from 'ioredis';
+import { type ErrorAnswer, sendError } from '../http/errors.js';
+import { ipv6Network64 } from '../net/ip.js';
+import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
 import {
   type RateLimiterAbstract,
   RateLimiterMemory,
   RateLimiterRedis,
   RateLimiterRes,
   RLWrapperTimeouts,
-} from 'rate-limiter-flexible';
-import { type ErrorAnswer, sendError } from '../http/errors.js';
-import { ipv6Network64 } from '../net/ip.js';
-import { RATE_LIMIT_PREFIXES } from '../store/key-prefixes.js';
+} from './rate-limiter-flexible.js';
 
 export type RateLimitDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
 

@@ -6,7 +6,7 @@ import { BREAKER_STATE_VALUE, type Metrics } from '../observability/metrics.js';
 import { CircuitBreaker } from '../proxy/breaker.js';
 import { Forwarder, type ForwardOptions, type StreamRegistry } from '../proxy/forward.js';
 import { createUpstream, type Upstream } from '../proxy/upstream.js';
-import { StdioBridge } from '../stdio/bridge.js';
+import type { StdioBridge } from '../stdio/bridge.js';
 import { ProcessBudget } from '../stdio/budget.js';
 import { childEnvironment } from '../stdio/environment.js';
 import { createStdioMetrics, type StdioMetrics } from '../stdio/metrics.js';
@@ -209,11 +209,14 @@ export class Backends {
     return { server, upstream, breaker, forwarder, bridge };
   }
 
-  private startBridge(
+  private async startBridge(
     server: ServerConfig,
     target: Extract<ServerConfig['target'], { kind: 'command' }>,
     config: Config,
   ): Promise<StdioBridge> {
+    // Loaded on demand: the bridge brings the MCP SDK (its Streamable HTTP transport, zod
+    // schemas), which only a command server needs; a proxy in front of HTTP servers never loads it.
+    const { StdioBridge } = await import('../stdio/bridge.js');
     const { logger, metrics } = this.options;
     this.stdio ??= {
       processes: new ProcessBudget(config.stdio.maxProcesses),

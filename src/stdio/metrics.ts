@@ -1,4 +1,4 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../observability/prom-client.js';
 
 /** Why a child ended: asked by the proxy (idle, session_end, shutdown) or on its own (crash, exit). */
 export type ExitReason = 'idle' | 'session_end' | 'shutdown' | 'crash' | 'exit';
