@@ -20,6 +20,8 @@
 //   STREAMS_N=9900  STREAMS_HOLD_S=60  STREAMS_CLIENTS=2  STREAMS_INFLIGHT=64
 //   STREAMS_KEEPALIVE_S=5  STREAMS_EVENT_S=30  STREAMS_KEEPALIVE_SLACK_MS=1000  STREAMS_NOFILE=20000
 //   STREAMS_MEMORY=0  STREAMS_BUILD=DIR (another checkout with dist/ built; default this one)
+//   STREAMS_TARGET=floor  the bare node:http + undici proxy (bench/floor-proxy.mjs, uncapped pool) instead
+//                         of the proxy: what any Node proxy costs per stream on this machine
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -220,6 +222,7 @@ async function main() {
   const nofile = num('STREAMS_NOFILE', 20000);
   const memory = process.env.STREAMS_MEMORY === '1';
   const build = path.resolve(process.env.STREAMS_BUILD ?? root);
+  const floor = process.env.STREAMS_TARGET === 'floor';
   if (n > 20000 || holdS > 600) throw new Error('STREAMS_N is at most 20000 and STREAMS_HOLD_S at most 600');
   if (n * 2 + 200 > nofile)
     console.error(
@@ -243,25 +246,40 @@ async function main() {
     );
     const { port: backendPort } = await backend.line((o) => o.port, 10_000);
     const port = await freePort();
-    const proxy = spawnLimited(
-      process.execPath,
-      [
-        ...(memory ? ['--expose-gc', '--require', path.join(benchDir, 'mem-probe.cjs')] : []),
-        path.join(build, 'dist/cli/main.js'),
-      ],
-      {
-        AUTH_MODE: 'bypass',
-        SERVER_HOST: '127.0.0.1',
-        SERVER_PORT: String(port),
-        PROXY_TARGET_URL: `http://127.0.0.1:${backendPort}`,
-        LOG_LEVEL: 'warn',
-        SSE_KEEPALIVE_INTERVAL: String(keepaliveS),
-        MEM_PROBE_FILE: memFile,
-      },
-      nofile,
-    );
+    const proxy = floor
+      ? spawnLimited(
+          process.execPath,
+          [
+            ...(memory ? ['--expose-gc', '--require', path.join(benchDir, 'mem-probe.cjs')] : []),
+            path.join(benchDir, 'floor-proxy.mjs'),
+          ],
+          {
+            FLOOR_PORT: String(port),
+            FLOOR_TARGET: `http://127.0.0.1:${backendPort}`,
+            FLOOR_CONNECTIONS: '0',
+            MEM_PROBE_FILE: memFile,
+          },
+          nofile,
+        )
+      : spawnLimited(
+          process.execPath,
+          [
+            ...(memory ? ['--expose-gc', '--require', path.join(benchDir, 'mem-probe.cjs')] : []),
+            path.join(build, 'dist/cli/main.js'),
+          ],
+          {
+            AUTH_MODE: 'bypass',
+            SERVER_HOST: '127.0.0.1',
+            SERVER_PORT: String(port),
+            PROXY_TARGET_URL: `http://127.0.0.1:${backendPort}`,
+            LOG_LEVEL: 'warn',
+            SSE_KEEPALIVE_INTERVAL: String(keepaliveS),
+            MEM_PROBE_FILE: memFile,
+          },
+          nofile,
+        );
     for (let i = 0; ; i++) {
-      if ((await get(`http://127.0.0.1:${port}/health`).catch(() => 0)) === 200) break;
+      if ((await get(`http://127.0.0.1:${port}${floor ? '/' : '/health'}`).catch(() => 0)) === 200) break;
       if (i > 200) throw new Error('proxy not healthy in 20 s');
       await sleep(100);
     }
@@ -284,7 +302,8 @@ async function main() {
             STREAMS_WORKER: '1',
             STREAMS_URL: `http://127.0.0.1:${port}/sse`,
             STREAMS_COUNT: String(count),
-            STREAMS_MAX_GAP_MS: String(keepaliveS * 1000 + slackMs),
+            // The floor writes no keepalives: only the backend's events break its silence.
+            STREAMS_MAX_GAP_MS: String((floor ? num('STREAMS_EVENT_S', 30) : keepaliveS) * 1000 + slackMs),
           },
           count + 200,
         ),
