@@ -114,24 +114,34 @@ describe('SERVER_WORKERS=2 on Redis', () => {
 
   beforeAll(async () => {
     redis = await startRedisServer(await freePort());
-    const port = await freePort();
-    url = `http://127.0.0.1:${port}`;
-    idp = await startIdpFor(url);
     backend = await startEchoBackend();
     configFile = join(dir, 'config.yaml');
     writeFileSync(configFile, 'policy:\n  allowed_domains: example.com\n');
-    primary = cli(['--config', configFile], {
-      ...oidcProxyEnv(idp, url),
-      SERVER_WORKERS: '2',
-      SESSION_STORE: 'redis',
-      REDIS_URL: redis.url,
-      PROXY_TARGET_URL: backend.url,
-      ADMIN_ENABLED: 'true',
-      ADMIN_TOKEN,
-      SHUTDOWN_TIMEOUT: '5',
-    });
-    log = jsonLines(primary);
-    await log.next((l) => l.msg === 'every worker listens', 'every worker to listen', 60_000);
+    // The port is free when chosen, but the IdP (or another test file) may bind it before the
+    // workers do: then the whole start is tried again on another port, as startOidcStack does.
+    for (let attempt = 1; ; attempt++) {
+      const port = await freePort();
+      url = `http://127.0.0.1:${port}`;
+      idp = await startIdpFor(url);
+      primary = cli(['--config', configFile], {
+        ...oidcProxyEnv(idp, url),
+        SERVER_WORKERS: '2',
+        SESSION_STORE: 'redis',
+        REDIS_URL: redis.url,
+        PROXY_TARGET_URL: backend.url,
+        ADMIN_ENABLED: 'true',
+        ADMIN_TOKEN,
+        SHUTDOWN_TIMEOUT: '5',
+      });
+      log = jsonLines(primary);
+      try {
+        await log.next((l) => l.msg === 'every worker listens', 'every worker to listen', 60_000);
+        break;
+      } catch (err) {
+        await idp.close();
+        if (!String((err as Error).message).includes('EADDRINUSE') || attempt === 3) throw err;
+      }
+    }
   }, 90_000);
 
   afterAll(async () => {
