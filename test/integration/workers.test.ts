@@ -172,8 +172,16 @@ describe('SERVER_WORKERS=2 on Redis', () => {
       expect(res.status).toBe(200);
       expect(JSON.parse(res.body).headers['x-forwarded-user']).toBe('alice');
     }
-    const served = log.lines.slice(from).filter((l) => l.path === '/whoami' && l.status === 200);
-    expect(new Set(served.map((l) => l.pid))).toEqual(new Set(workerPids()));
+    // Each worker writes its own access lines: the other's may reach the primary's output later.
+    const servedBy = (): Set<unknown> =>
+      new Set(
+        log.lines
+          .slice(from)
+          .filter((l) => l.path === '/whoami' && l.status === 200)
+          .map((l) => l.pid),
+      );
+    await waitFor(() => servedBy().size === 2, 5000, 'both workers to log the requests they served');
+    expect(servedBy()).toEqual(new Set(workerPids()));
   });
 
   it('/metrics counts the requests of every worker, not of the one scraped', async () => {
